@@ -1,0 +1,171 @@
+"""AlexNet from nn primitives, in three variants.
+
+- ``torchvision``: the layout of torchvision's ``alexnet`` (64-192-384-256-256). Its
+  state_dict keys and shapes are torchvision's, so torchvision's ImageNet weights load
+  with ``strict=True``.
+- ``paper``: Krizhevsky, Sutskever & Hinton (2012) as published: 96-256-384-384-256,
+  local response normalization after conv1 and conv2, conv2/4/5 split in two groups
+  (the paper's two GPUs), 227x227 input.
+- ``cifar``: the 32x32 adaptation used by from-scratch CIFAR-10 AlexNets: a stride-4
+  conv1 with padding 4 and no pooling after it, so a 32x32 image keeps 8x8 maps.
+
+Every variant ends in ``AdaptiveAvgPool2d((6, 6))`` and the same three-layer classifier,
+so any input at or above the variant's minimum size works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+VARIANTS = ("torchvision", "paper", "cifar")
+
+# The input size each variant was designed for (the summary and export default to it).
+DEFAULT_IMAGE_SIZE = {"torchvision": 224, "paper": 227, "cifar": 32}
+
+
+@dataclass(frozen=True)
+class AlexNetConfig:
+    """Everything needed to rebuild the network; stored in every checkpoint."""
+
+    variant: str = "torchvision"
+    num_classes: int = 1000
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown AlexNet variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        if int(self.num_classes) < 1:
+            raise ValueError(f"num_classes must be at least 1, got {self.num_classes}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AlexNetConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    @property
+    def default_image_size(self) -> int:
+        return DEFAULT_IMAGE_SIZE[self.variant]
+
+
+def _features(variant: str) -> nn.Sequential:
+    relu = lambda: nn.ReLU(inplace=True)  # noqa: E731
+    pool = lambda: nn.MaxPool2d(kernel_size=3, stride=2)  # noqa: E731
+    if variant == "torchvision":
+        # Index layout (features.0, .3, .6, .8, .10) must match torchvision's exactly.
+        return nn.Sequential(
+            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), relu(), pool(),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2), relu(), pool(),
+            nn.Conv2d(192, 384, kernel_size=3, padding=1), relu(),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1), relu(),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1), relu(), pool(),
+        )
+    if variant == "paper":
+        # PyTorch's LRN divides alpha by `size`; the paper's formula does not, so the
+        # paper's alpha=1e-4 becomes 5e-4 here: b = a / (k + 1e-4 * sum(a^2)) ** 0.75.
+        lrn = lambda: nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)  # noqa: E731
+        return nn.Sequential(
+            nn.Conv2d(3, 96, kernel_size=11, stride=4), relu(), lrn(), pool(),  # 227 -> 55 -> 27
+            nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=2), relu(), lrn(), pool(),  # 27 -> 13
+            nn.Conv2d(256, 384, kernel_size=3, padding=1), relu(),  # conv3 crosses both GPUs
+            nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=2), relu(),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=2), relu(), pool(),  # 13 -> 6
+        )
+    if variant == "cifar":
+        return nn.Sequential(
+            nn.Conv2d(3, 96, kernel_size=11, stride=4, padding=4), relu(),  # 32 -> 8, no pool
+            nn.Conv2d(96, 256, kernel_size=5, padding=2), relu(), pool(),  # 8 -> 3
+            nn.Conv2d(256, 384, kernel_size=3, padding=1), relu(),
+            nn.Conv2d(384, 384, kernel_size=3, padding=1), relu(),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1), relu(), pool(),  # 3 -> 1
+        )
+    raise ValueError(f"unknown AlexNet variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+
+
+def _spatial_out(size: int, features: nn.Sequential) -> int:
+    """Height (or width) after `features` for a square input of `size`; <1 means too small."""
+    for layer in features:
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
+            k, s, p = (_pair(layer.kernel_size), _pair(layer.stride), _pair(layer.padding))
+            size = (size + 2 * p - k) // s + 1
+            if size < 1:
+                return size
+    return size
+
+
+def _pair(value: int | tuple[int, ...]) -> int:
+    return value[0] if isinstance(value, tuple) else value
+
+
+class InputTooSmallError(ValueError):
+    """The image is smaller than the variant's convolutions and poolings can take."""
+
+
+class AlexNet(nn.Module):
+    def __init__(self, config: AlexNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or AlexNetConfig()
+        self.features = _features(self.config.variant)
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=self.config.dropout),
+            nn.Linear(256 * 6 * 6, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=self.config.dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, self.config.num_classes),
+        )
+        self.min_image_size = next(s for s in range(1, 1024) if _spatial_out(s, self.features) >= 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Kaiming-normal convolutions, N(0, 0.01) linears, zero biases.
+
+        AlexNet has no normalization layers; with PyTorch's default (uniform, fan-in)
+        init the signal shrinks layer by layer and SGD barely moves in a few epochs.
+        He init keeps the activations' scale through the ReLU stack.
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0.0, 0.01)
+                nn.init.zeros_(module.bias)
+
+    def check_input_size(self, height: int, width: int) -> None:
+        if min(height, width) < self.min_image_size:
+            raise InputTooSmallError(
+                f"AlexNet variant {self.config.variant!r} needs inputs of at least "
+                f"{self.min_image_size}x{self.min_image_size} pixels, got {height}x{width}"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, 3, H, W) -> features (N, 256, h, w) -> pooled (N, 256, 6, 6) -> logits (N, classes)
+        if not torch.jit.is_tracing() and not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export():
+            self.check_input_size(x.shape[-2], x.shape[-1])
+        x = self.features(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.classifier(x)
+
+
+def build_alexnet(*, variant: str = "torchvision", num_classes: int = 1000, dropout: float = 0.5) -> AlexNet:
+    """Build a freshly initialized AlexNet (no weights are downloaded, ever)."""
+    return AlexNet(AlexNetConfig(variant=variant, num_classes=num_classes, dropout=dropout))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
