@@ -154,9 +154,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported pickle content"
+        # The weights-only unpickler refuses anything but tensors and plain containers;
+        # its useful part is the line after "WeightsUnpickler error:".
+        detail = str(exc).split("WeightsUnpickler error:")[-1].strip().split("\n")[0].strip()
+        detail = detail.split(" was not an allowed global")[0] or "unsupported content"
         raise CheckpointError(
-            f"{path} holds objects other than plain weights and was not unpickled (weights_only=True): {first}"
+            f"{path} is not a plain-weights checkpoint and was not unpickled (weights_only=True refused it: {detail})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None

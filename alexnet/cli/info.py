@@ -1,0 +1,49 @@
+"""alexnet-info: the layer summary of a variant or a checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from alexnet.checkpoint import load_checkpoint
+from alexnet.model import VARIANTS, AlexNet, AlexNetConfig, InputTooSmallError
+from alexnet.summary import summarize
+from runtime.cliutil import handle_errors
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
+@click.option("--variant", type=click.Choice(VARIANTS), default=None, help="Architecture (default: torchvision).")
+@click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Output classes (default: 1000).")
+@click.option("--image-size", type=click.IntRange(min=1), default=None, help="Input side in pixels (default: the variant's or checkpoint's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@handle_errors
+def main(checkpoint: str | None, variant: str | None, num_classes: int | None, image_size: int | None, as_json: bool) -> None:
+    """Print AlexNet's layers: output shape, parameters and multiply-accumulates.
+
+    \b
+    Examples:
+      alexnet-info                                   # torchvision layout, 1000 classes, 224x224
+      alexnet-info --variant paper --num-classes 10  # the 2012 paper's network
+      alexnet-info runs/demo/best.pth                # what a checkpoint holds
+    """
+    if checkpoint is not None:
+        if variant or num_classes:
+            raise click.UsageError("--variant/--num-classes describe a new model; a checkpoint brings its own")
+        ckpt = load_checkpoint(checkpoint)
+        model = ckpt.build_model()
+        image_size = image_size or ckpt.preprocess.crop
+    else:
+        model = AlexNet(AlexNetConfig(variant=variant or "torchvision", num_classes=num_classes or 1000))
+    try:
+        summary = summarize(model, image_size)
+    except InputTooSmallError as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+        return
+    if checkpoint is not None:
+        click.echo(f"checkpoint: {checkpoint} ({len(ckpt.class_names)} classes: {', '.join(ckpt.class_names[:5])}"
+                   f"{', ...' if len(ckpt.class_names) > 5 else ''}; preprocess resize={ckpt.preprocess.resize} crop={ckpt.preprocess.crop})")
+    click.echo(summary.format_table())

@@ -1,0 +1,105 @@
+import pytest
+import torch
+
+from alexnet.model import AlexNet, AlexNetConfig, InputTooSmallError, build_alexnet, count_parameters
+from alexnet.summary import summarize
+
+# torchvision.models.alexnet's state_dict, written out so the test needs no torchvision.
+TORCHVISION_SHAPES = {
+    "features.0.weight": (64, 3, 11, 11), "features.0.bias": (64,),
+    "features.3.weight": (192, 64, 5, 5), "features.3.bias": (192,),
+    "features.6.weight": (384, 192, 3, 3), "features.6.bias": (384,),
+    "features.8.weight": (256, 384, 3, 3), "features.8.bias": (256,),
+    "features.10.weight": (256, 256, 3, 3), "features.10.bias": (256,),
+    "classifier.1.weight": (4096, 9216), "classifier.1.bias": (4096,),
+    "classifier.4.weight": (4096, 4096), "classifier.4.bias": (4096,),
+    "classifier.6.weight": (1000, 4096), "classifier.6.bias": (1000,),
+}
+
+
+@pytest.mark.parametrize(
+    "variant, classes, expected",
+    [("torchvision", 1000, 61_100_840), ("paper", 1000, 60_965_224), ("cifar", 10, 58_322_314)],
+)
+def test_parameter_counts(variant, classes, expected):
+    model = build_alexnet(variant=variant, num_classes=classes)
+    assert count_parameters(model) == expected
+    assert summarize(model).total_parameters == expected
+
+
+def test_torchvision_layout_keys_and_shapes():
+    state = build_alexnet().state_dict()
+    assert list(state) == list(TORCHVISION_SHAPES)
+    assert {k: tuple(v.shape) for k, v in state.items()} == TORCHVISION_SHAPES
+
+
+def test_torchvision_weights_load_strict():
+    weights = {k: torch.randn(shape) for k, shape in TORCHVISION_SHAPES.items()}
+    model = build_alexnet()
+    model.load_state_dict(weights, strict=True)
+    assert torch.equal(model.features[0].weight, weights["features.0.weight"])
+
+
+def test_paper_variant_is_the_published_network():
+    features = build_alexnet(variant="paper").features
+    convs = [m for m in features if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [96, 256, 384, 384, 256]
+    assert [c.groups for c in convs] == [1, 2, 1, 2, 2]
+    lrns = [m for m in features if isinstance(m, torch.nn.LocalResponseNorm)]
+    assert len(lrns) == 2 and all((l.size, l.beta, l.k) == (5, 0.75, 2.0) for l in lrns)
+    assert summarize(build_alexnet(variant="paper")).rows[0].output_shape == (96, 55, 55)  # 227 -> 55
+
+
+@pytest.mark.parametrize("variant", ["torchvision", "paper", "cifar"])
+@pytest.mark.parametrize("size", [32, 63, 67, 101, 224, 227])
+def test_forward_shapes_at_any_size_at_or_above_minimum(variant, size):
+    model = build_alexnet(variant=variant, num_classes=7).eval()
+    x = torch.randn(2, 3, size, size)
+    if size < model.min_image_size:
+        with pytest.raises(InputTooSmallError, match=f"at least {model.min_image_size}x{model.min_image_size}"):
+            model(x)
+    else:
+        with torch.no_grad():
+            assert model(x).shape == (2, 7)
+
+
+def test_non_square_input():
+    model = build_alexnet(variant="cifar", num_classes=3).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 40, 75)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("variant, minimum", [("torchvision", 63), ("paper", 67), ("cifar", 27)])
+def test_minimum_size_is_exact(variant, minimum):
+    model = build_alexnet(variant=variant, num_classes=2).eval()
+    assert model.min_image_size == minimum
+    with torch.no_grad():
+        model(torch.randn(1, 3, minimum, minimum))
+    with pytest.raises(InputTooSmallError, match=f"'{variant}' needs inputs of at least {minimum}x{minimum}"):
+        model(torch.randn(1, 3, minimum - 1, minimum - 1))
+
+
+def test_config_validation_and_round_trip():
+    config = AlexNetConfig(variant="cifar", num_classes=10, dropout=0.3)
+    assert AlexNetConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown AlexNet variant 'vgg'"):
+        AlexNetConfig(variant="vgg")
+    with pytest.raises(ValueError, match="num_classes"):
+        AlexNetConfig(num_classes=0)
+    with pytest.raises(ValueError, match="unknown model config keys: depth"):
+        AlexNetConfig.from_dict({"variant": "paper", "depth": 3})
+
+
+def test_summary_macs_of_known_layers():
+    rows = {r.name: r for r in summarize(build_alexnet(), 224).rows}
+    assert rows["features.0"].output_shape == (64, 55, 55)
+    assert rows["features.0"].macs == 64 * 55 * 55 * 3 * 11 * 11
+    assert rows["classifier.1"].macs == 9216 * 4096
+    assert rows["flatten"].output_shape == (9216,)
+    assert summarize(build_alexnet(), 224).total_macs == 714_188_480
+
+
+def test_builder_is_keyword_only():
+    with pytest.raises(TypeError):
+        build_alexnet("paper")  # type: ignore[misc]
+    assert isinstance(build_alexnet(variant="paper"), AlexNet)
