@@ -1,0 +1,165 @@
+"""Backends: the engines that run an artifact, behind one small interface.
+
+A backend opens one model file, reports what its graph declares (`ModelIO`) and the
+alexnet-deploy metadata embedded in it (or None for a foreign model), and turns a
+preprocessed float32 batch (N, 3, H, W) into logits (N, classes). Everything else
+(preprocessing, batching, softmax, top-k) lives in `runtime.predictor`.
+
+Built-in backends (onnxruntime, coreml, torchscript) are imported only when used, so
+`import runtime` pulls in neither onnxruntime nor torch. Other packages add backends
+through the entry-point group ``alexnet_deploy.backends``; this is how the `pytorch`
+backend (which needs the model code in `alexnet/`) plugs in without runtime importing
+alexnet::
+
+    [options.entry_points]
+    alexnet_deploy.backends =
+        pytorch = alexnet.backend:PyTorchBackend
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import sys
+import zipfile
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from runtime.errors import DeployError
+from runtime.metadata import ArtifactMetadata
+
+ENTRY_POINT_GROUP = "alexnet_deploy.backends"
+BACKEND_CHOICES = ("auto", "onnxruntime", "coreml", "torchscript", "pytorch")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# name -> "module:attribute", imported on first use.
+_BUILTIN = {
+    "onnxruntime": "runtime.backends.onnxruntime_backend:OnnxRuntimeBackend",
+    "coreml": "runtime.backends.coreml_backend:CoreMLBackend",
+    "torchscript": "runtime.backends.torchscript_backend:TorchScriptBackend",
+}
+_registered: dict[str, type["Backend"]] = {}
+
+# Checkpoints (run by the `pytorch` plugin) and TorchScript archives share suffixes.
+_CHECKPOINT_SUFFIXES = (".pth", ".safetensors", ".ckpt", ".bin")
+
+
+class ModelLoadError(DeployError, ValueError):
+    """The model file is missing, unreadable, or of a kind no backend opens."""
+
+
+class BackendUnavailableError(DeployError, RuntimeError):
+    """The backend (or the device asked of it) cannot run on this machine."""
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """What the model graph itself declares; None where a dimension is dynamic or unknown."""
+
+    input_name: str
+    input_shape: tuple[int | None, ...]  # (batch, 3, H, W)
+    output_name: str
+    num_outputs: int | None  # classes, when the graph says
+    input_dtype: Any = np.float32  # what `run` casts the batch to
+
+
+class Backend(abc.ABC):
+    """One opened model. Subclasses load it once in __init__ and reuse it for every `run`.
+
+    Constructor contract (plugins follow it too): ``Backend(path, *, device="auto",
+    threads=None, **options)``; unknown options are ignored by backends without them.
+    """
+
+    name: ClassVar[str]
+    format: ClassVar[str]  # the artifact format it reads: onnx | coreml | torchscript | checkpoint
+
+    metadata: ArtifactMetadata | None  # embedded alexnet-deploy metadata; None for a foreign model
+    io: ModelIO
+    device: str  # the device (or providers) actually in use, for display
+
+    @abc.abstractmethod
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float32 -> (N, classes) float32 logits. N respects the model's batch size."""
+
+    def configure(self, metadata: ArtifactMetadata) -> None:
+        """Receive the final metadata (with any user overrides) before the first `run`."""
+
+    def close(self) -> None:
+        """Release the session/model; the default lets garbage collection do it."""
+
+
+def register_backend(name: str, backend: type[Backend]) -> None:
+    """Add (or replace) a backend at run time, e.g. from a test or an application."""
+    _registered[name] = backend
+
+
+def backend_names() -> list[str]:
+    """Every backend name known here, without importing any of them."""
+    names = set(_BUILTIN) | set(_registered) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return sorted(names)
+
+
+def get_backend(name: str) -> type[Backend]:
+    """The backend class for `name`: registered, built in, or from an installed plugin."""
+    if name in _registered:
+        return _registered[name]
+    if name in _BUILTIN:
+        module_name, attr = _BUILTIN[name].split(":")
+        return getattr(importlib.import_module(module_name), attr)
+    plugins = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not plugins:
+        hint = " (it comes with the alexnet-deploy package: pip install -e . registers it)" if name == "pytorch" else ""
+        raise BackendUnavailableError(f"no backend named {name!r}{hint}; available: {', '.join(backend_names())}")
+    try:
+        return plugins[0].load()
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or str(exc)
+        raise BackendUnavailableError(
+            f"the {name} backend cannot be imported ({missing} missing: {exc}); install it "
+            f"(pip install torch) or export the model to ONNX and use --backend onnxruntime"
+        ) from None
+
+
+def detect_backend(path: str | Path) -> str:
+    """Which backend opens `path`, from its suffix and, where suffixes are shared, its contents."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"model {path} does not exist")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        if suffix == ".mlpackage" or (path / "Manifest.json").is_file():
+            return "coreml"
+        raise ModelLoadError(f"{path} is a directory, not a model artifact (.onnx, .pt, .mlpackage or a checkpoint)")
+    if suffix == ".onnx":
+        return "onnxruntime"
+    if suffix == ".mlmodel":
+        return "coreml"
+    if suffix == ".safetensors":
+        return "pytorch"
+    if zipfile.is_zipfile(path):
+        # torch.jit.save and torch.save both write zip archives; only TorchScript has code/.
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ModelLoadError(f"{path} is a damaged archive: {exc}") from None
+        if any("/code/" in n or n.endswith("constants.pkl") for n in names):
+            return "torchscript"
+        if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+            return "pytorch"
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if head[:1] == b"\x80" and suffix in _CHECKPOINT_SUFFIXES + (".pt",):
+        return "pytorch"  # torch.save's legacy (pre-1.6) pickle format
+    raise ModelLoadError(
+        f"cannot tell which backend runs {path} (suffix {suffix or 'none'!r}); name it .onnx, .pt (TorchScript), "
+        f".mlpackage, .pth (checkpoint), or pass --backend"
+    )
+
+
+def platform_name() -> str:
+    return {"darwin": "macOS", "linux": "Linux", "win32": "Windows"}.get(sys.platform, sys.platform)

@@ -1,0 +1,103 @@
+"""Core ML models (.mlpackage / .mlmodel) on coremltools; prediction needs macOS.
+
+An artifact's input is either a float tensor (N, 3, H, W) or an RGB image (the export's
+``coreml_input="image"``, normalization inside the model). The spec says which. For an
+image input the preprocessed batch is turned back into 8-bit RGB pixels
+(x * std + mean) * 255, which is exact for pixels that came from an 8-bit image.
+
+device: auto -> ALL compute units (CPU, GPU, Neural Engine), cpu -> CPU_ONLY,
+mps -> CPU_AND_GPU. There is no cuda on a Mac.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.backends import Backend, BackendUnavailableError, ModelIO, ModelLoadError, platform_name
+from runtime.metadata import METADATA_KEY, ArtifactMetadata
+from runtime.preprocess import PreprocessSpec
+
+_COMPUTE_UNITS = {"auto": "ALL", "cpu": "CPU_ONLY", "mps": "CPU_AND_GPU"}
+
+
+def _import_coremltools() -> Any:
+    if sys.platform != "darwin":
+        raise BackendUnavailableError(
+            f"Core ML prediction needs macOS (this is {platform_name()}); run the ONNX or TorchScript "
+            f"artifact here (--backend onnxruntime), or copy the .mlpackage to a Mac"
+        )
+    try:
+        import coremltools
+    except ImportError:
+        raise BackendUnavailableError("the coreml backend needs coremltools: pip install coremltools") from None
+    return coremltools
+
+
+def to_pixels(batch: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Undo `runtime.preprocess.normalize`: (N, 3, H, W) float32 -> (N, H, W, 3) uint8."""
+    mean = np.asarray(spec.mean, np.float32)[None, :, None, None]
+    std = np.asarray(spec.std, np.float32)[None, :, None, None]
+    pixels = (batch * std + mean) * 255.0
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def _array_shape(array_type: Any) -> tuple[int | None, ...]:
+    """(N, 3, H, W) of a multi-array input; None where the model accepts a range of sizes."""
+    dims = [int(d) for d in array_type.shape]  # the default shape, even when flexible
+    if len(dims) != 4:
+        return (None, 3, None, None)
+    if array_type.WhichOneof("ShapeFlexibility") == "shapeRange":
+        ranges = array_type.shapeRange.sizeRanges
+        return tuple(None if r.lowerBound != r.upperBound else int(r.lowerBound) for r in ranges)
+    if array_type.WhichOneof("ShapeFlexibility") == "enumeratedShapes":
+        shapes = [tuple(s.shape) for s in array_type.enumeratedShapes.shapes]
+        return tuple(None if len({s[i] for s in shapes}) > 1 else dims[i] for i in range(4))
+    return tuple(dims)
+
+
+class CoreMLBackend(Backend):
+    name = "coreml"
+    format = "coreml"
+
+    def __init__(self, path: str | Path, *, device: str = "auto", threads: int | None = None, **_: Any) -> None:
+        ct = _import_coremltools()
+        if device not in _COMPUTE_UNITS:
+            raise BackendUnavailableError(f"--device {device} does not exist for Core ML; use auto, cpu or mps")
+        units = getattr(ct.ComputeUnit, _COMPUTE_UNITS[device])
+        try:
+            self.model = ct.models.MLModel(str(path), compute_units=units)
+        except Exception as exc:  # coremltools raises plain Exception/RuntimeError for bad packages
+            raise ModelLoadError(f"coremltools cannot load {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+        self.device = _COMPUTE_UNITS[device]
+        text = self.model.user_defined_metadata.get(METADATA_KEY)
+        self.metadata = ArtifactMetadata.from_json(text) if text else None
+        description = self.model.get_spec().description
+        feature = description.input[0]
+        self.image_input = feature.type.WhichOneof("Type") == "imageType"
+        if self.image_input:
+            # An image input takes one picture per prediction.
+            shape = (1, 3, feature.type.imageType.height or None, feature.type.imageType.width or None)
+        else:
+            shape = _array_shape(feature.type.multiArrayType)
+        self.io = ModelIO(input_name=feature.name, input_shape=shape, output_name=description.output[0].name, num_outputs=None)
+        self._spec = self.metadata.preprocess if self.metadata else None
+
+    def configure(self, metadata: ArtifactMetadata) -> None:
+        self._spec = metadata.preprocess
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        # batch: (N, 3, H, W) -> logits (N, classes)
+        if not self.image_input:
+            out = self.model.predict({self.io.input_name: batch.astype(np.float32, copy=False)})
+            return np.asarray(out[self.io.output_name], np.float32).reshape(len(batch), -1)
+        from PIL import Image
+
+        rows = []
+        for pixels in to_pixels(batch, self._spec):
+            out = self.model.predict({self.io.input_name: Image.fromarray(pixels, "RGB")})
+            rows.append(np.asarray(out[self.io.output_name], np.float32).reshape(-1))
+        return np.stack(rows)

@@ -1,0 +1,81 @@
+"""TorchScript archives (torch.jit.save) on PyTorch. torch is imported only when one is opened.
+
+The metadata travels in the archive's ``_extra_files`` entry ``alexnet_deploy.json``.
+`resolve_torch_device` is shared with the `pytorch` checkpoint backend (alexnet.backend).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.backends import Backend, BackendUnavailableError, ModelIO, ModelLoadError
+from runtime.metadata import METADATA_KEY, ArtifactMetadata
+
+EXTRA_FILE = f"{METADATA_KEY}.json"
+
+
+def import_torch(backend: str) -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise BackendUnavailableError(
+            f"the {backend} backend needs PyTorch (pip install torch); without it, export to ONNX and use --backend onnxruntime"
+        ) from None
+    return torch
+
+
+def resolve_torch_device(torch: Any, device: str) -> Any:
+    """auto -> cuda if present, else cpu; cuda/mps must exist when asked for by name."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError("--device cuda: this PyTorch sees no CUDA device; use --device cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise BackendUnavailableError("--device mps needs PyTorch with Metal on Apple silicon; use --device cpu")
+    if device not in ("cpu", "cuda", "mps"):
+        raise BackendUnavailableError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
+    return torch.device(device)
+
+
+def run_module(torch: Any, module: Any, batch: np.ndarray, device: Any, dtype: Any) -> np.ndarray:
+    """(N, 3, H, W) numpy -> module on `device` in `dtype` -> (N, classes) float32 numpy."""
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(device=device, dtype=dtype)
+        return module(x).float().cpu().numpy()
+
+
+class TorchScriptBackend(Backend):
+    name = "torchscript"
+    format = "torchscript"
+
+    def __init__(self, path: str | Path, *, device: str = "auto", threads: int | None = None, **_: Any) -> None:
+        torch = self._torch = import_torch(self.name)
+        if threads:
+            torch.set_num_threads(int(threads))
+        self._device = resolve_torch_device(torch, device)
+        extra = {EXTRA_FILE: ""}
+        try:
+            self.module = torch.jit.load(str(path), map_location=self._device, _extra_files=extra).eval()
+        except (RuntimeError, ValueError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"{path} is not a loadable TorchScript archive: {first}") from None
+        text = extra[EXTRA_FILE]
+        self.metadata = ArtifactMetadata.from_json(text) if text else None
+        # fp16 exports hold half weights and want half input; the weights say which.
+        param = next(self.module.parameters(), None)
+        self._dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+        self.device = str(self._device)
+        # TorchScript does not declare shapes; the metadata (or the user) supplies them.
+        shape = self.metadata.input_shape if self.metadata else (None, 3, None, None)
+        self.io = ModelIO(
+            input_name=self.metadata.input_name if self.metadata else "input",
+            input_shape=tuple(shape),
+            output_name=self.metadata.output_name if self.metadata else "logits",
+            num_outputs=None,
+        )
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return run_module(self._torch, self.module, batch, self._device, self._dtype)

@@ -1,0 +1,168 @@
+"""alexnet-run: classify images with an exported artifact (or a checkpoint)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runtime.backends import BACKEND_CHOICES, DEVICES
+from runtime.cliutil import handle_errors
+
+DEMO_DIR = "demo-out"  # where the demo writes its artifacts
+MODEL_ENV = "ALEXNET_MODEL"
+ARTIFACT_SUFFIXES = (".onnx", ".pt") + ((".mlpackage", ".mlmodel") if sys.platform == "darwin" else ())
+IMAGE_SUFFIXES = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".qoi", ".avif", ".jp2", ".j2k", ".heic",
+})
+PROGRESS_MIN = 20  # show a progress bar from this many images on
+
+
+class Triple(click.ParamType):
+    """Three comma-separated floats, e.g. 0.485,0.456,0.406."""
+
+    name = "R,G,B"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[float, float, float]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            parts = tuple(float(v) for v in str(value).split(","))
+        except ValueError:
+            parts = ()
+        if len(parts) != 3:
+            self.fail(f"{value!r} is not three comma-separated numbers (R,G,B)", param, ctx)
+        return parts  # type: ignore[return-value]
+
+
+def default_model(cwd: Path | None = None) -> Path:
+    """$ALEXNET_MODEL, else the newest artifact under ./demo-out/, else a usage error."""
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        if not Path(env).exists():
+            raise click.UsageError(f"{MODEL_ENV}={env} does not exist; fix it or pass --model PATH")
+        return Path(env)
+    demo = (cwd or Path.cwd()) / DEMO_DIR
+    found = []
+    for root, dirs, files in os.walk(demo):
+        # A .mlpackage is a directory: take it whole, never the files inside it.
+        found += [Path(root, d) for d in dirs if d.endswith(ARTIFACT_SUFFIXES)]
+        dirs[:] = [d for d in dirs if not d.endswith(".mlpackage")]
+        found += [Path(root, f) for f in files if f.endswith(ARTIFACT_SUFFIXES) and not f.startswith(".")]
+    if not found:
+        raise click.UsageError(
+            f"no model: pass --model PATH, set {MODEL_ENV}, or put an artifact ({', '.join(ARTIFACT_SUFFIXES)}) "
+            f"under {demo} (the demo writes one there; alexnet-export makes one from a checkpoint)"
+        )
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def collect_images(inputs: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Files as given; directories walked (sorted) for image files. Returns (images, skipped files)."""
+    images, skipped = [], []
+    for arg in inputs:
+        if not os.path.isdir(arg):
+            images.append(arg)  # a missing or unreadable file is reported with the predictions
+            continue
+        for root, dirs, files in os.walk(arg):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if name.startswith("."):
+                    continue
+                path = os.path.join(root, name)
+                (images if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES else skipped).append(path)
+    return images, skipped
+
+
+def format_prediction(prediction: Any) -> str:
+    lines = [prediction.source]
+    for label, index, prob in zip(prediction.labels, prediction.indices, prediction.probabilities):
+        lines.append(f"  {prob * 100:6.2f}%  {label} ({index})")
+    return "\n".join(lines)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("inputs", nargs=-1, required=True, metavar="IMAGES_OR_DIRS...")
+@click.option("--model", "-m", type=click.Path(exists=True, path_type=Path), default=None,
+              help=f"Artifact (.onnx, .pt, .mlpackage) or checkpoint (.pth, .safetensors). "
+                   f"Default: ${MODEL_ENV}, else the newest artifact under ./{DEMO_DIR}/.")
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
+              help="Engine; auto picks it from the model file.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+              help="auto: the fastest available (onnxruntime: CUDA > CoreML > OpenVINO > CPU); mps = Apple GPU.")
+@click.option("--topk", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images run together (default: the artifact's fixed batch, else 32).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the backend.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line per image.")
+@click.option("--logits", is_flag=True, help="With --json: add every class's raw logit.")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Class names, one per line (or a JSON list): for a model without alexnet-deploy metadata.")
+@click.option("--image-size", type=click.IntRange(min=1), default=None, help="Override the crop size (foreign models).")
+@click.option("--mean", type=Triple(), default=None, help="Override normalization mean, e.g. 0.485,0.456,0.406.")
+@click.option("--std", type=Triple(), default=None, help="Override normalization std, e.g. 0.229,0.224,0.225.")
+@handle_errors
+def main(inputs: tuple[str, ...], model: Path | None, backend: str, device: str, topk: int, batch_size: int | None,
+         threads: int | None, as_json: bool, logits: bool, labels: str | None, image_size: int | None,
+         mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> None:
+    """Classify images: the top-k classes of each, from an exported AlexNet.
+
+    Class names, preprocessing and input size come from the artifact itself. Directories
+    are walked for image files. Exit status: 0 when every image was predicted, 1 when
+    some could not be (they are listed on stderr), 2 for usage errors.
+
+    \b
+    Examples:
+      alexnet-run photo.jpg                          # newest model under ./demo-out/
+      alexnet-run -m model.onnx --topk 3 photos/     # every image in a folder
+      alexnet-run -m model.pt --device cuda --json a.png b.png > out.jsonl
+      alexnet-run -m other.onnx --labels names.txt --image-size 224 x.jpg   # a foreign ONNX model
+    """
+    from tqdm import tqdm
+
+    import runtime
+
+    if logits and not as_json:
+        raise click.UsageError("--logits only applies to --json output")
+    model = model or default_model()
+    predictor = runtime.load(model, backend, device, labels=labels, image_size=image_size, mean=mean, std=std,
+                             threads=threads, batch_size=batch_size)
+    images, skipped = collect_images(inputs)
+    if skipped:
+        click.echo(f"skipped {len(skipped)} file(s) without an image suffix: {', '.join(skipped[:5])}"
+                   f"{', ...' if len(skipped) > 5 else ''}", err=True)
+    if not images:
+        raise click.UsageError(f"no image files found in {', '.join(inputs)}")
+    if not as_json:
+        m = predictor.metadata
+        click.echo(f"model: {model} ({predictor.backend_name} on {predictor.device}, {m.num_classes} classes, "
+                   f"input {'x'.join(map(str, m.input_shape[1:]))}, {m.precision})", err=True)
+
+    failed = []
+    with tqdm(total=len(images), unit="img", file=sys.stderr, disable=True if len(images) < PROGRESS_MIN else None) as bar:
+        for prediction in predictor.iter_predict(images, topk, logits=logits):
+            if not prediction.ok:
+                failed.append(prediction)
+            if as_json:
+                text = json.dumps(prediction.to_dict())
+            elif prediction.ok:
+                text = format_prediction(prediction)
+            else:
+                text = None
+            if text is not None:
+                if bar.disable:
+                    click.echo(text)
+                else:
+                    bar.write(text, file=sys.stdout)
+            bar.update(1)
+    predictor.close()
+    if failed:
+        click.echo(f"{len(failed)} of {len(images)} images could not be predicted:", err=True)
+        for prediction in failed:
+            click.echo(f"  {prediction.error}", err=True)
+        click.get_current_context().exit(1)

@@ -1,0 +1,136 @@
+"""`runtime.load`: open an artifact with the right backend and settle its metadata.
+
+The metadata a prediction uses is the artifact's embedded alexnet-deploy metadata,
+checked against what the graph itself declares (input shape, number of outputs).
+A foreign model (no embedded metadata) runs only with explicit labels and, when its
+graph does not fix the input size, an explicit image size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from runtime.backends import DEVICES, Backend, BackendUnavailableError, ModelLoadError, detect_backend, get_backend
+from runtime.metadata import ArtifactMetadata, MetadataError
+from runtime.predictor import InputError, Predictor
+from runtime.preprocess import PreprocessSpec
+
+FOREIGN_HINT = ("pass --labels FILE (one class name per line) and, unless the model fixes its input size, "
+                "--image-size N (--mean/--std default to ImageNet's)")
+
+
+def load(
+    path: str | os.PathLike,
+    backend: str = "auto",
+    device: str = "auto",
+    *,
+    labels: Sequence[str] | str | os.PathLike | None = None,
+    preprocess: PreprocessSpec | None = None,
+    image_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    threads: int | None = None,
+    providers: Sequence[str] | None = None,
+    batch_size: int | None = None,
+) -> Predictor:
+    """Open `path` and return a ready `Predictor` (the backend session is created once, here).
+
+    backend: auto (from the file: .onnx -> onnxruntime, .mlpackage/.mlmodel -> coreml,
+    a TorchScript archive -> torchscript, a checkpoint -> pytorch) or a backend name.
+    device: auto | cpu | cuda | mps. labels (a list or a file), preprocess, image_size,
+    mean and std override the embedded metadata; a foreign model needs labels.
+    threads: intra-op threads (onnxruntime, torch); providers: explicit onnxruntime providers.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"model {path} does not exist")
+    if device not in DEVICES:
+        raise BackendUnavailableError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    name = detect_backend(path) if backend == "auto" else backend
+    engine = get_backend(name)(path, device=device, threads=threads, providers=providers)
+    try:
+        metadata = resolve_metadata(engine, path, labels=labels, preprocess=preprocess,
+                                    image_size=image_size, mean=mean, std=std)
+        engine.configure(metadata)
+        return Predictor(engine, metadata, batch_size=batch_size)
+    except BaseException:
+        engine.close()
+        raise
+
+
+def read_labels(path: str | os.PathLike) -> list[str]:
+    """Class names from a text file (one per line, blank lines ignored) or a JSON list."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read labels file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"labels file {path} is not valid JSON: {exc}") from None
+        if not isinstance(names, list):
+            raise InputError(f"labels file {path} must hold a JSON list of class names")
+        names = [str(n) for n in names]
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise InputError(f"labels file {path} holds no class names")
+    return names
+
+
+def resolve_metadata(engine: Backend, path: Path, *, labels: Sequence[str] | str | os.PathLike | None = None,
+                     preprocess: PreprocessSpec | None = None, image_size: int | None = None,
+                     mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> ArtifactMetadata:
+    """The embedded metadata with the user's overrides applied, checked against the graph."""
+    embedded, io = engine.metadata, engine.io
+    if isinstance(labels, (str, os.PathLike)):
+        labels = read_labels(labels)
+    if embedded is None and labels is None:
+        raise MetadataError(f"{path} carries no alexnet-deploy metadata (a model not exported by alexnet-deploy); "
+                            f"to run it anyway, {FOREIGN_HINT}")
+    class_names = tuple(labels) if labels is not None else embedded.class_names
+    if io.num_outputs is not None and io.num_outputs != len(class_names):
+        source = "the labels given" if labels is not None else "its metadata"
+        raise MetadataError(f"{path} outputs {io.num_outputs} classes but {source} name {len(class_names)}; "
+                            f"pass --labels with {io.num_outputs} names")
+
+    spec = preprocess or (embedded.preprocess if embedded else None)
+    graph_size = io.input_shape[2] if len(io.input_shape) == 4 and io.input_shape[2] == io.input_shape[3] else None
+    if spec is None:
+        size = image_size or graph_size
+        if size is None:
+            raise MetadataError(f"{path} has no alexnet-deploy metadata and no fixed input size; {FOREIGN_HINT}")
+        spec = PreprocessSpec.for_image_size(size)
+    if image_size and image_size != spec.crop:
+        spec = PreprocessSpec.for_image_size(image_size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation)
+    try:
+        spec = dataclasses.replace(spec, mean=tuple(mean or spec.mean), std=tuple(std or spec.std))
+    except ValueError as exc:
+        raise InputError(f"bad preprocessing override: {exc}") from None
+
+    height, width = io.input_shape[2:4] if len(io.input_shape) == 4 else (None, None)
+    if (height is not None and height != spec.crop) or (width is not None and width != spec.crop):
+        raise MetadataError(f"{path} takes {height}x{width} inputs, but preprocessing crops {spec.crop}x{spec.crop}; "
+                            f"drop --image-size or set it to {height}")
+    batch = _batch_size(io.input_shape[0], embedded.batch_size if embedded else None, path)
+    precision = embedded.precision if embedded else ("fp16" if io.input_dtype == np.float16 else "fp32")
+    values = dict(class_names=class_names, preprocess=spec, input_shape=(batch, 3, spec.crop, spec.crop),
+                  input_name=io.input_name, output_name=io.output_name, precision=precision)
+    if embedded is not None:
+        return dataclasses.replace(embedded, **values)
+    return ArtifactMetadata(model_config={}, format=engine.format, **values)
+
+
+def _batch_size(graph: int | None, embedded: int | None, path: Path) -> int | None:
+    """The graph's fixed batch wins; it must agree with the metadata when both say one."""
+    if graph is not None and embedded is not None and graph != embedded:
+        raise MetadataError(f"{path}: the graph takes batches of {graph} but its metadata says {embedded}; re-export it")
+    return graph if graph is not None else embedded
