@@ -1,0 +1,163 @@
+"""Datasets: `synthetic` (embedded), an ImageFolder directory, CIFAR-10 and STL-10 from local files.
+
+`load_data(DATA)` gives the train split (augmented, alexnet/augment.py) and the val split
+(runtime/preprocess.py, the eval pipeline). Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from alexnet.augment import TrainTransform
+from alexnet.datasets_local import read_cifar10, read_imagefolder, read_stl10
+from alexnet.synthetic import SYNTHETIC_CLASSES, render_synthetic
+from runtime.errors import DeployError
+from runtime.preprocess import PreprocessSpec, load_image, preprocess_image
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+# Embedded default: 8 shape classes x 250 train / 50 val images (2,000 / 400) at 64 px.
+SYNTHETIC_TRAIN_PER_CLASS = 250
+SYNTHETIC_VAL_PER_CLASS = 50
+SYNTHETIC_IMAGE_SIZE = 64
+
+
+class DataError(DeployError, ValueError):
+    """A dataset is missing, incomplete or inconsistent."""
+
+
+@dataclass
+class DataBundle:
+    train: Dataset  # items: (float32 tensor (3, S, S), int label), augmented
+    val: Dataset  # items: (float32 tensor (3, S, S), int label), eval preprocessing
+    class_names: list[str]
+    preprocess: PreprocessSpec  # the eval preprocessing; travels in checkpoints
+    name: str
+
+
+class ImageDataset(Dataset):
+    """(image source, label) pairs -> (tensor, label) through a train or eval transform.
+
+    A source is a path (decoded on access) or an index into an in-memory uint8 array
+    (N, H, W, 3). Train transforms draw their randomness from torch's RNG, which
+    DataLoader seeds per worker from the loader's generator: a fixed seed gives the same
+    augmentations, with or without workers, and a resumed run continues the same stream.
+    """
+
+    def __init__(self, sources: Sequence[Any], labels: Sequence[int], transform: Callable, *, train: bool,
+                 pixels: np.ndarray | None = None) -> None:
+        self.sources, self.labels, self.transform, self.train, self.pixels = list(sources), list(labels), transform, train, pixels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image(self, index: int) -> Image.Image:
+        source = self.sources[index]
+        return Image.fromarray(self.pixels[source], "RGB") if self.pixels is not None else load_image(source)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.image(index)
+        if self.train:
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+            array = self.transform(image, rng)
+        else:
+            array = self.transform(image)
+        return torch.from_numpy(array), self.labels[index]
+
+
+def _eval_transform(spec: PreprocessSpec) -> Callable[[Image.Image], np.ndarray]:
+    return lambda image: preprocess_image(image, spec)
+
+
+def _render_split(split: str, count: int, image_size: int, seed: int) -> tuple[np.ndarray, list[int]]:
+    """All images of a synthetic split as one uint8 array (N, S, S, 3): rendered once, shared by workers."""
+    pixels = np.empty((count, image_size, image_size, 3), np.uint8)
+    labels = []
+    for index in range(count):
+        image, label = render_synthetic(index, split=split, image_size=image_size, seed=seed)
+        pixels[index] = np.asarray(image)
+        labels.append(label)
+    return pixels, labels
+
+
+def _split_source(data: str) -> tuple[str, str]:
+    for kind in ("cifar10", "stl10"):
+        if data.startswith(kind + ":"):
+            return kind, data[len(kind) + 1:]
+    return ("synthetic", "") if data == "synthetic" else ("folder", data)
+
+
+def _arrays(data: str, split: str, image_size: int | None, seed: int, val_fraction: float,
+            synthetic_counts: tuple[int, int]) -> tuple[Any, list[int], list[str], np.ndarray | None, str]:
+    """(sources, labels, class_names, pixels or None, display name) of one split."""
+    kind, location = _split_source(data)
+    try:
+        if kind == "synthetic":
+            count = synthetic_counts[0 if split == "train" else 1] * len(SYNTHETIC_CLASSES)
+            pixels, labels = _render_split("train" if split == "train" else "val", count,
+                                           image_size or SYNTHETIC_IMAGE_SIZE, seed)
+            return range(count), labels, list(SYNTHETIC_CLASSES), pixels, "synthetic"
+        if kind == "cifar10":
+            pixels, labels, names = read_cifar10(location, split)
+            return range(len(labels)), labels, names, pixels, f"cifar10:{location}"
+        if kind == "stl10":
+            pixels, labels, names = read_stl10(location, split)
+            return range(len(labels)), labels, names, pixels, f"stl10:{location}"
+        paths, labels, names = read_imagefolder(location, split, seed=seed, val_fraction=val_fraction)
+        return paths, labels, names, None, f"imagefolder:{location}"
+    except (FileNotFoundError, ValueError) as exc:
+        raise DataError(str(exc)) from None
+
+
+def default_preprocess(data: str, image_size: int | None) -> PreprocessSpec:
+    kind, _ = _split_source(data)
+    if kind == "synthetic":
+        size = image_size or SYNTHETIC_IMAGE_SIZE
+        return PreprocessSpec(resize=size, crop=size)
+    if kind == "cifar10":
+        size = image_size or 32
+        return PreprocessSpec(resize=size, crop=size, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    return PreprocessSpec.for_image_size(image_size or (96 if kind == "stl10" else 224))
+
+
+def load_data(data: str, *, image_size: int | None = None, seed: int = 0, val_fraction: float = 0.2,
+              synthetic_train_per_class: int = SYNTHETIC_TRAIN_PER_CLASS,
+              synthetic_val_per_class: int = SYNTHETIC_VAL_PER_CLASS) -> DataBundle:
+    spec = default_preprocess(data, image_size)
+    counts = (synthetic_train_per_class, synthetic_val_per_class)
+    train_src, train_labels, names, train_px, name = _arrays(data, "train", image_size, seed, val_fraction, counts)
+    val_src, val_labels, val_names, val_px, _ = _arrays(data, "val", image_size, seed, val_fraction, counts)
+    if names != val_names:
+        only_train, only_val = sorted(set(names) - set(val_names)), sorted(set(val_names) - set(names))
+        raise DataError(f"{data}: train and val classes differ (only in train: {', '.join(only_train) or '-'}; "
+                        f"only in val: {', '.join(only_val) or '-'})")
+    kind, _ = _split_source(data)
+    augment = TrainTransform(spec, kind="padded" if kind == "cifar10" else "resized",
+                             scale=(0.5, 1.0) if kind == "synthetic" else (0.08, 1.0))
+    return DataBundle(
+        train=ImageDataset(train_src, train_labels, augment, train=True, pixels=train_px),
+        val=ImageDataset(val_src, val_labels, _eval_transform(spec), train=False, pixels=val_px),
+        class_names=names,
+        preprocess=spec,
+        name=name,
+    )
+
+
+def load_eval_split(data: str, *, split: str = "val", preprocess: PreprocessSpec, seed: int = 0,
+                    val_fraction: float = 0.2, synthetic_val_per_class: int = SYNTHETIC_VAL_PER_CLASS,
+                    synthetic_train_per_class: int = SYNTHETIC_TRAIN_PER_CLASS) -> tuple[Dataset, list[str]]:
+    """One split with eval preprocessing; for `synthetic` the same images training validated on."""
+    if split not in ("train", "val"):
+        raise DataError(f"unknown split {split!r}; choose train or val")
+    kind, _ = _split_source(data)
+    size = preprocess.resize if kind == "synthetic" else None
+    sources, labels, names, pixels, _ = _arrays(data, split, size, seed, val_fraction,
+                                                (synthetic_train_per_class, synthetic_val_per_class))
+    return ImageDataset(sources, labels, _eval_transform(preprocess), train=False, pixels=pixels), names
