@@ -111,7 +111,7 @@ def write_synthetic_imagefolder(out_dir: str | os.PathLike, *, per_class: int, i
     """
     from tqdm import tqdm
 
-    val_per_class = per_class // 4 if val_per_class is None else val_per_class
+    val_per_class = max(1, per_class // 4) if val_per_class is None else val_per_class
     counts = {"train": per_class * len(SYNTHETIC_CLASSES), "val": val_per_class * len(SYNTHETIC_CLASSES)}
     root = Path(out_dir)
     for split in SPLITS:
