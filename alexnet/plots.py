@@ -1,0 +1,59 @@
+"""Pictures: training curves and the confusion matrix (matplotlib, Agg backend, atomic writes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from alexnet.checkpoint import atomic_write
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_curves(history: list[dict], path: str | Path) -> None:
+    """Loss and top-1 accuracy per epoch, train and val, side by side."""
+    plt = _figure()
+    epochs = [row["epoch"] for row in history]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    loss_ax.plot(epochs, [r["val_loss"] for r in history], "o-", label="val")
+    loss_ax.set(title="loss", xlabel="epoch")
+    acc_ax.plot(epochs, [r["train_top1"] for r in history], "o-", label="train top-1")
+    acc_ax.plot(epochs, [r["val_top1"] for r in history], "o-", label="val top-1")
+    acc_ax.plot(epochs, [r["val_top5"] for r in history], "--", label="val top-5")
+    acc_ax.set(title="accuracy", xlabel="epoch", ylim=(0, 1.02))
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def save_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path) -> None:
+    """Row-normalized heat map with the counts written in each cell."""
+    plt = _figure()
+    n = len(class_names)
+    size = min(4 + 0.45 * n, 30)
+    fig, ax = plt.subplots(figsize=(size, size))
+    rows = matrix.sum(axis=1, keepdims=True)
+    ax.imshow(np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0), cmap="Blues", vmin=0, vmax=1)
+    if n <= 40:
+        ax.set_xticks(range(n), class_names, rotation=90)
+        ax.set_yticks(range(n), class_names)
+        for (i, j), value in np.ndenumerate(matrix):
+            if value:
+                ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
+                        color="white" if rows[i, 0] and value / rows[i, 0] > 0.5 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)

@@ -1,0 +1,151 @@
+"""Train AlexNet: checkpoints every epoch, resume, metrics.jsonl, curves.png, DDP under torchrun.
+
+    alexnet-train --data synthetic --image-size 64 --epochs 4 --out runs/demo
+    torchrun --nproc_per_node=2 -m alexnet.train --data synthetic --out runs/ddp
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+from alexnet.checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS, load_data
+from alexnet.model import AlexNet, AlexNetConfig
+from alexnet.trainloop import TrainArgs, build_optimizer, pick_device, resolve_recipe, seed_epoch, train_one_epoch, validate
+
+
+class TrainError(CheckpointError):
+    """A run cannot start or continue (bad resume file, bad arguments)."""
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _resume_state(path: str, args: TrainArgs, config: AlexNetConfig, class_names: list[str]) -> dict:
+    ckpt = load_checkpoint(path)
+    if ckpt.training is None:
+        raise TrainError(f"{path} holds weights only (no optimizer/epoch state); it cannot be resumed")
+    if ckpt.config != config:
+        raise TrainError(f"--resume {path} is variant {ckpt.config.variant!r} with {ckpt.config.num_classes} classes; "
+                         f"this run is variant {config.variant!r} with {config.num_classes} classes")
+    if ckpt.class_names != class_names:
+        raise TrainError(f"--resume {path} was trained on other classes than {args.data}")
+    return {"model": ckpt.model_state, **ckpt.training}
+
+
+def _write_metrics(out: Path, history: list[dict]) -> None:
+    """metrics.jsonl mirrors the checkpoint's history, rewritten atomically (no duplicate lines after a resume)."""
+    text = "".join(json.dumps(row) + "\n" for row in history)
+    atomic_write(out / "metrics.jsonl", lambda tmp: Path(tmp).write_text(text))
+
+
+def _format_row(row: dict) -> str:
+    return (f"epoch {row['epoch']}/{row['epochs']}  train loss {row['train_loss']:.4f}  acc {row['train_top1']:.3f}  "
+            f"val loss {row['val_loss']:.4f}  top1 {row['val_top1']:.3f}  top5 {row['val_top5']:.3f}  "
+            f"lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s")
+
+
+def train(args: TrainArgs, resume: str | None = None, echo=print) -> list[dict]:
+    """Run (or continue) training; returns the per-epoch history. Rank 0 alone writes and prints."""
+    args = resolve_recipe(args)
+    rank, world, local_rank = _distributed()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() and args.device in ("auto", "cuda") else "gloo")
+    device = pick_device(args.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    out = Path(args.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    train_per = args.synthetic_train_per_class or SYNTHETIC_TRAIN_PER_CLASS
+    val_per = args.synthetic_val_per_class or SYNTHETIC_VAL_PER_CLASS
+    bundle = load_data(args.data, image_size=args.image_size, seed=args.seed,
+                       synthetic_train_per_class=train_per, synthetic_val_per_class=val_per)
+    num_classes = args.num_classes or len(bundle.class_names)
+    if num_classes != len(bundle.class_names):
+        raise TrainError(f"--num-classes {num_classes} but {args.data} has {len(bundle.class_names)} classes")
+    config = AlexNetConfig(variant=args.variant, num_classes=num_classes, dropout=args.dropout)
+
+    torch.manual_seed(args.seed)  # the initial weights
+    model = AlexNet(config)
+    model.check_input_size(bundle.preprocess.crop, bundle.preprocess.crop)
+    model.to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, args)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+    history, start_epoch, best = [], 0, -1.0
+    if resume:
+        state = _resume_state(resume, args, config, bundle.class_names)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        history, start_epoch, best = list(state["history"]), int(state["epoch"]), float(state["best_top1"])
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
+
+    sampler = DistributedSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=args.seed) if world > 1 else None
+    generator = torch.Generator()
+    train_loader = DataLoader(bundle.train, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                              num_workers=args.workers, generator=generator, drop_last=len(bundle.train) > args.batch_size,
+                              pin_memory=device.type == "cuda", persistent_workers=False)
+    val_loader = DataLoader(bundle.val, batch_size=args.batch_size * 2, num_workers=args.workers)
+
+    from tqdm import tqdm
+
+    for epoch in range(start_epoch, args.epochs):
+        seed_epoch(args.seed, epoch, rank)
+        generator.manual_seed(args.seed * 7919 + epoch)  # this epoch's shuffle and worker seeds
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        with tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch",
+                  disable=rank != 0, leave=False) as progress:
+            result = train_one_epoch(net, train_loader, optimizer, scaler, args, device, epoch,
+                                     epoch * len(train_loader), progress)
+        totals = result["totals"]
+        if world > 1:
+            dist.all_reduce(totals)  # loss sum, correct, images over all ranks
+        if rank == 0:
+            row = {"epoch": epoch + 1, "epochs": args.epochs, "train_loss": float(totals[0] / totals[2]),
+                   "train_top1": float(totals[1] / totals[2]), **validate(model, val_loader, device, args),
+                   "lr": result["lr"], "images_per_s": float(totals[2]) / result["seconds"], "seconds": result["seconds"]}
+            history.append(row)
+            improved = row["val_top1"] > best
+            best = max(best, row["val_top1"])
+            _save_epoch(out, model, optimizer, scaler, args, config, bundle, history, epoch + 1, best, improved)
+            echo(_format_row(row))
+        if world > 1:
+            dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return history
+
+
+def _save_epoch(out: Path, model, optimizer, scaler, args: TrainArgs, config, bundle, history, epoch, best, improved) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    training = {"epoch": epoch, "best_top1": best, "history": history, "args": args.to_dict(),
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
+    ckpt = Checkpoint(config=config, model_state=state, class_names=bundle.class_names,
+                      preprocess=bundle.preprocess, training=training)
+    if improved:
+        save_checkpoint(ckpt, out / "best.pth")
+    save_checkpoint(ckpt, out / "last.pth")
+    _write_metrics(out, history)
+    from alexnet.plots import save_curves
+
+    save_curves(history, out / "curves.png")
+
+
+if __name__ == "__main__":  # torchrun -m alexnet.train ...
+    from alexnet.cli.train import main
+
+    main()
