@@ -1,0 +1,53 @@
+"""Export a checkpoint to TorchScript, ONNX or Core ML (one artifact per call).
+
+    from export import export_artifact
+    export_artifact("runs/best.pth", "onnx")              # -> runs/best.onnx, dynamic batch, opset 18
+    export_artifact("runs/best.pth", "coreml", precision="fp16", coreml_input="image")
+
+Every artifact carries the alexnet-deploy metadata (class names, preprocessing, input shape),
+so `runtime.load(artifact)` needs nothing else. Expected failures raise `ExportError`
+(or `CheckpointError`), both `runtime.errors.DeployError`, with one-line messages.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from export.common import COREML_INPUTS, FORMATS, PRECISIONS, ExportError
+
+__all__ = ["FORMATS", "PRECISIONS", "COREML_INPUTS", "ExportError", "export_artifact"]
+
+
+def export_artifact(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike | None = None, *,
+                    batch_size: int | None = None, opset: int = 18, precision: str = "fp32",
+                    image_size: int | None = None, coreml_input: str = "image") -> Path:
+    """Write `checkpoint` as a `fmt` artifact and return its path.
+
+    batch_size: None for a dynamic batch (Core ML image input is always batch 1).
+    image_size: None for the checkpoint's crop size. output: default beside the checkpoint
+    (.pt, .onnx, .mlpackage). The artifact appears only when complete.
+    """
+    from export import common
+
+    common.check_options(fmt, batch_size, precision, coreml_input)
+    output = Path(output) if output is not None else common.default_output(checkpoint, fmt)
+    common.check_output(output)
+    ckpt, model = common.load_model(checkpoint)
+    size = common.resolve_image_size(ckpt, model, image_size)
+    if fmt == "coreml":
+        from export.to_coreml import export_coreml
+
+        batch = 1 if coreml_input == "image" else batch_size
+        metadata = common.export_metadata(checkpoint, ckpt, fmt=fmt, batch_size=batch, image_size=size, precision=precision)
+        return export_coreml(model, metadata, output, coreml_input=coreml_input)
+    metadata = common.export_metadata(checkpoint, ckpt, fmt=fmt, batch_size=batch_size, image_size=size, precision=precision)
+    module = common.for_precision(model, precision)
+    example = common.example_input(batch_size, size)
+    if fmt == "torchscript":
+        from export.to_torchscript import export_torchscript
+
+        return export_torchscript(module, example, metadata, output)
+    from export.to_onnx import export_onnx
+
+    return export_onnx(module, example, metadata, output, opset=opset, dynamic_batch=batch_size is None)

@@ -1,0 +1,63 @@
+"""Checkpoint -> ONNX with the dynamo exporter: one self-contained file, checked, metadata in metadata_props."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from export.common import ExportError, first_line, write_file
+from runtime.metadata import METADATA_KEY, ArtifactMetadata
+
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, metadata: ArtifactMetadata, output: Path, *,
+                opset: int = 18, dynamic_batch: bool = True) -> Path:
+    """Export `model` (input `example`, (N, 3, H, W)) to `output`; batch dimension dynamic unless fixed."""
+    import onnx
+
+    dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
+    try:
+        # The exporter reports its progress on stdout and warns about untested versions; keep the CLI quiet.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("torch.onnx"):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model.eval(), (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_shapes=dynamic_shapes, dynamo=True, opset_version=opset, external_data=False,
+                verbose=False,
+            )
+    except Exception as exc:  # the exporter wraps everything in its own error classes
+        raise ExportError(f"ONNX export (opset {opset}) failed: {first_line(exc)}") from None
+    proto = program.model_proto
+    proto.producer_name = "alexnet-deploy"
+    proto.doc_string = f"AlexNet ({metadata.model_config.get('variant', '?')}), {metadata.num_classes} classes"
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, metadata.to_json()
+
+    def write(tmp: str) -> None:
+        onnx.save_model(proto, tmp, save_as_external_data=False)
+        try:
+            onnx.checker.check_model(tmp, full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+            raise ExportError(f"the exported ONNX model fails onnx.checker: {first_line(exc)}") from None
+
+    write_file(output, write)
+    return output
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    """Silence a logger's warnings (e.g. "torchvision is not installed. Skipping torchvision::nms")."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -1,0 +1,31 @@
+"""Checkpoint -> TorchScript: traced in eval mode, frozen, metadata in `_extra_files`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from export.common import ExportError, first_line, write_file
+from runtime.metadata import METADATA_KEY, ArtifactMetadata
+
+EXTRA_FILE = f"{METADATA_KEY}.json"  # what runtime.backends.torchscript_backend reads
+
+
+def export_torchscript(model: nn.Module, example: torch.Tensor, metadata: ArtifactMetadata, output: Path) -> Path:
+    """Trace `model` on `example` (N, 3, H, W), freeze it and save it atomically to `output`.
+
+    Tracing records the batch as a free dimension (flatten keeps dim 0), so one archive
+    serves any batch; a fixed batch size is recorded in the metadata only.
+    """
+    try:
+        with torch.no_grad():
+            traced = torch.jit.trace(model.eval(), example, check_trace=False)
+            # freeze inlines the weights as constants and folds what it can: no attributes left to mutate.
+            frozen = torch.jit.freeze(traced)
+    except RuntimeError as exc:
+        raise ExportError(f"TorchScript tracing failed: {first_line(exc)}") from None
+    extra = {EXTRA_FILE: metadata.to_json()}
+    write_file(output, lambda tmp: torch.jit.save(frozen, tmp, _extra_files=extra))
+    return output
