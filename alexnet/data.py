@@ -23,8 +23,8 @@ from runtime.preprocess import PreprocessSpec, load_image, preprocess_image
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-# Embedded default: 8 shape classes x 250 train / 50 val images (2,000 / 400) at 64 px.
-SYNTHETIC_TRAIN_PER_CLASS = 250
+# Embedded default: 8 shape classes x 500 train / 50 val images (4,000 / 400) at 64 px.
+SYNTHETIC_TRAIN_PER_CLASS = 500
 SYNTHETIC_VAL_PER_CLASS = 50
 SYNTHETIC_IMAGE_SIZE = 64
 
@@ -140,7 +140,7 @@ def load_data(data: str, *, image_size: int | None = None, seed: int = 0, val_fr
                         f"only in val: {', '.join(only_val) or '-'})")
     kind, _ = _split_source(data)
     augment = TrainTransform(spec, kind="padded" if kind == "cifar10" else "resized",
-                             scale=(0.5, 1.0) if kind == "synthetic" else (0.08, 1.0))
+                             scale=(0.6, 1.0) if kind == "synthetic" else (0.08, 1.0))
     return DataBundle(
         train=ImageDataset(train_src, train_labels, augment, train=True, pixels=train_px),
         val=ImageDataset(val_src, val_labels, _eval_transform(spec), train=False, pixels=val_px),

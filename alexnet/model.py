@@ -131,11 +131,12 @@ class AlexNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Kaiming-normal convolutions, N(0, 0.01) linears, zero biases.
+        """Kaiming-normal convolutions, N(0, 0.01) linears, zero biases (as torchvision's VGG).
 
-        AlexNet has no normalization layers; with PyTorch's default (uniform, fan-in)
-        init the signal shrinks layer by layer and SGD barely moves in a few epochs.
-        He init keeps the activations' scale through the ReLU stack.
+        AlexNet has no normalization layers; with PyTorch's default (uniform, a=sqrt(5)) init
+        the signal shrinks layer by layer and SGD barely moves for epochs. He init keeps the
+        convolutions' gradients at a usable scale; small linears keep the first logits near
+        uniform, so training starts stable without normalization.
         """
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

@@ -31,7 +31,8 @@ def _rng(index: int, split: str, seed: int) -> np.random.Generator:
 
 
 def _background(rng: np.random.Generator, size: int) -> Image.Image:
-    first, second = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    first = rng.integers(0, 256, 3)
+    second = np.clip(first + rng.integers(-60, 61, 3), 0, 255)  # gentle gradients: the shape stays the signal
     if rng.random() < 0.5:
         return Image.new("RGB", (size, size), tuple(int(c) for c in first))
     angle = rng.uniform(0, 2 * math.pi)
@@ -92,13 +93,13 @@ def render_synthetic(index: int, *, split: str, image_size: int, seed: int = 0) 
     canvas = 2 * image_size
     image = _background(rng, canvas)
     draw = ImageDraw.Draw(image)
-    radius = rng.uniform(0.22, 0.4) * canvas
+    radius = rng.uniform(0.28, 0.42) * canvas
     cx, cy = (rng.uniform(radius, canvas - radius) for _ in range(2))
     _draw_shape(draw, label, cx, cy, radius, rng.uniform(0, 2 * math.pi), _contrasting_colour(rng, image), width=4)
     image = image.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     if rng.random() < 0.3:
         image = image.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.3, 0.8)))
-    noise = rng.normal(0, rng.uniform(2, 12), (image_size, image_size, 3))
+    noise = rng.normal(0, rng.uniform(2, 8), (image_size, image_size, 3))
     pixels = np.clip(np.asarray(image, np.float32) + noise, 0, 255).astype(np.uint8)
     return Image.fromarray(pixels, "RGB"), label
 

@@ -29,16 +29,24 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def _resume_state(path: str, args: TrainArgs, config: AlexNetConfig, class_names: list[str]) -> dict:
+# Flags that may differ on --resume: where the run writes and runs, and how long it goes on.
+RESUME_OVERRIDABLE = {"out", "workers", "device", "epochs"}
+
+
+def _resume_args(path: str, args: TrainArgs, explicit: set[str]) -> tuple[TrainArgs, dict]:
+    """The resumed run's own arguments (from the checkpoint), with the overridable flags given now."""
     ckpt = load_checkpoint(path)
-    if ckpt.training is None:
-        raise TrainError(f"{path} holds weights only (no optimizer/epoch state); it cannot be resumed")
-    if ckpt.config != config:
-        raise TrainError(f"--resume {path} is variant {ckpt.config.variant!r} with {ckpt.config.num_classes} classes; "
-                         f"this run is variant {config.variant!r} with {config.num_classes} classes")
-    if ckpt.class_names != class_names:
-        raise TrainError(f"--resume {path} was trained on other classes than {args.data}")
-    return {"model": ckpt.model_state, **ckpt.training}
+    if ckpt.training is None or "optimizer" not in ckpt.training:
+        raise TrainError(f"{path} holds no optimizer/epoch state (a best.pth or weights file); resume from last.pth")
+    stored = TrainArgs(**ckpt.training["args"])
+    for name in sorted(explicit - RESUME_OVERRIDABLE):
+        if getattr(args, name) != getattr(stored, name):
+            flag = "--" + name.replace("_", "-")
+            raise TrainError(f"{flag} {getattr(args, name)} differs from the resumed run's {getattr(stored, name)} "
+                             f"({path} is variant {ckpt.config.variant!r} with {ckpt.config.num_classes} classes)")
+    for name in RESUME_OVERRIDABLE & (explicit | {"out"}):
+        setattr(stored, name, getattr(args, name))
+    return stored, {"model": ckpt.model_state, "config": ckpt.config, "class_names": ckpt.class_names, **ckpt.training}
 
 
 def _write_metrics(out: Path, history: list[dict]) -> None:
@@ -53,19 +61,29 @@ def _format_row(row: dict) -> str:
             f"lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s")
 
 
-def train(args: TrainArgs, resume: str | None = None, echo=print) -> list[dict]:
-    """Run (or continue) training; returns the per-epoch history. Rank 0 alone writes and prints."""
+def train(args: TrainArgs, resume: str | None = None, echo=print, explicit: set[str] | None = None) -> list[dict]:
+    """Run (or continue) training; returns the per-epoch history. Rank 0 alone writes and prints.
+
+    `explicit`: the argument names the user gave (on --resume only those in RESUME_OVERRIDABLE may
+    differ from the stored run; None means all of `args` was given).
+    """
+    state = None
     args = resolve_recipe(args)
+    if resume:
+        args, state = _resume_args(resume, args, set(TrainArgs().to_dict()) if explicit is None else explicit)
     rank, world, local_rank = _distributed()
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() and args.device in ("auto", "cuda") else "gloo")
     device = pick_device(args.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     out = Path(args.out)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrainError(f"cannot create {out}: {exc.strerror or exc}") from None
 
     train_per = args.synthetic_train_per_class or SYNTHETIC_TRAIN_PER_CLASS
     val_per = args.synthetic_val_per_class or SYNTHETIC_VAL_PER_CLASS
@@ -85,8 +103,9 @@ def train(args: TrainArgs, resume: str | None = None, echo=print) -> list[dict]:
     optimizer = build_optimizer(model, args)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
     history, start_epoch, best = [], 0, -1.0
-    if resume:
-        state = _resume_state(resume, args, config, bundle.class_names)
+    if state is not None:
+        if state["config"] != config or state["class_names"] != bundle.class_names:
+            raise TrainError(f"--resume {resume} was trained as {state['config']} on other classes than {args.data} now has")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
@@ -104,7 +123,7 @@ def train(args: TrainArgs, resume: str | None = None, echo=print) -> list[dict]:
 
     for epoch in range(start_epoch, args.epochs):
         seed_epoch(args.seed, epoch, rank)
-        generator.manual_seed(args.seed * 7919 + epoch)  # this epoch's shuffle and worker seeds
+        generator.manual_seed(args.seed * 7919 + epoch * 31 + rank)  # this epoch's shuffle and worker seeds
         if sampler is not None:
             sampler.set_epoch(epoch)
         with tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch",
@@ -112,8 +131,10 @@ def train(args: TrainArgs, resume: str | None = None, echo=print) -> list[dict]:
             result = train_one_epoch(net, train_loader, optimizer, scaler, args, device, epoch,
                                      epoch * len(train_loader), progress)
         totals = result["totals"]
-        if world > 1:
-            dist.all_reduce(totals)  # loss sum, correct, images over all ranks
+        if world > 1:  # loss sum, correct, images over all ranks (NCCL reduces device tensors only)
+            totals = totals.to(device)
+            dist.all_reduce(totals)
+            totals = totals.cpu()
         if rank == 0:
             row = {"epoch": epoch + 1, "epochs": args.epochs, "train_loss": float(totals[0] / totals[2]),
                    "train_top1": float(totals[1] / totals[2]), **validate(model, val_loader, device, args),
@@ -136,8 +157,17 @@ def _save_epoch(out: Path, model, optimizer, scaler, args: TrainArgs, config, bu
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
     ckpt = Checkpoint(config=config, model_state=state, class_names=bundle.class_names,
                       preprocess=bundle.preprocess, training=training)
-    if improved:
-        save_checkpoint(ckpt, out / "best.pth")
+    try:
+        _write_epoch_files(out, ckpt, training, history, improved)
+    except OSError as exc:  # metrics.jsonl / curves.png on a full disk; checkpoints raise CheckpointError themselves
+        raise TrainError(f"cannot write to {out}: {exc.strerror or exc}") from None
+
+
+def _write_epoch_files(out: Path, ckpt: Checkpoint, training: dict, history: list[dict], improved: bool) -> None:
+    config, state = ckpt.config, ckpt.model_state
+    if improved:  # best.pth is for evaluation and export: no optimizer state (a third of the size)
+        best_training = {k: v for k, v in training.items() if k not in ("optimizer", "scaler")}
+        save_checkpoint(Checkpoint(config, state, ckpt.class_names, ckpt.preprocess, best_training), out / "best.pth")
     save_checkpoint(ckpt, out / "last.pth")
     _write_metrics(out, history)
     from alexnet.plots import save_curves

@@ -1,0 +1,56 @@
+"""Evaluate any logits source (a checkpoint or an exported artifact) on a labelled split.
+
+The model side is a function `logits_fn(batch (N, 3, H, W) float32) -> (N, classes)`;
+runtime.load gives one for checkpoints (PyTorch backend) and for .onnx/.pt/.mlpackage alike,
+so the accuracy a user sees is the accuracy of what they ship.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+
+from alexnet.metrics import classification_report
+
+LogitsFn = Callable[[np.ndarray], np.ndarray]
+
+
+def evaluate(logits_fn: LogitsFn, dataset: Dataset, class_names: list[str], *, batch_size: int = 64,
+             workers: int = 0, progress: bool = True) -> dict:
+    """Run every image of `dataset` through `logits_fn`; return the classification report plus speed."""
+    from tqdm import tqdm
+
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    logits, labels = [], []
+    model_seconds = 0.0
+    start = time.perf_counter()
+    for images, targets in tqdm(loader, desc="evaluating", unit="batch", disable=not progress, leave=False):
+        batch = images.numpy().astype(np.float32, copy=False)
+        tick = time.perf_counter()
+        logits.append(np.asarray(logits_fn(batch), dtype=np.float32))
+        model_seconds += time.perf_counter() - tick
+        labels.append(targets.numpy())
+    total_seconds = time.perf_counter() - start
+    all_logits = np.concatenate(logits) if logits else np.zeros((0, len(class_names)), np.float32)
+    all_labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    if all_logits.shape[1] != len(class_names):
+        raise ValueError(f"the model has {all_logits.shape[1]} outputs but the data has {len(class_names)} classes")
+    report = classification_report(all_logits, all_labels, class_names)
+    report["images_per_s"] = len(all_labels) / total_seconds if total_seconds else 0.0  # data + model
+    report["model_images_per_s"] = len(all_labels) / model_seconds if model_seconds else 0.0
+    return report
+
+
+def format_report(report: dict, class_names: list[str]) -> str:
+    lines = [
+        f"samples {report['samples']}  top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f}  loss {report['loss']:.4f}  "
+        f"{report['images_per_s']:.0f} img/s ({report['model_images_per_s']:.0f} in the model)",
+        f"macro precision {report['macro_precision']:.4f}  recall {report['macro_recall']:.4f}  f1 {report['macro_f1']:.4f}",
+        f"{'class':<24}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
+    ]
+    for row in report["per_class"]:
+        lines.append(f"{row['class'][:23]:<24}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>9}")
+    return "\n".join(lines)
