@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -23,10 +22,16 @@ from runtime.preprocess import PreprocessSpec, load_image, preprocess_image
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-# Embedded default: 8 shape classes x 500 train / 50 val images (4,000 / 400) at 64 px.
+# Embedded default: 8 shape classes x 500 train / 50 val images (4,000 / 400) at 64 px,
+# rendered in ~5 s. Sized so the default recipe's 4 epochs on 2 CPU cores stay within a few
+# minutes and reach >= 90% val top-1 (alexnet/trainloop.py RECIPES notes the measurement).
 SYNTHETIC_TRAIN_PER_CLASS = 500
 SYNTHETIC_VAL_PER_CLASS = 50
 SYNTHETIC_IMAGE_SIZE = 64
+# torchvision's (0.08, 1) crops of a 64 px shape often cut the shape away or leave one edge,
+# and the label (the whole shape) is then unlearnable; keep at least 60% of the area.
+SYNTHETIC_CROP_SCALE = (0.6, 1.0)
+IMAGENET_CROP_SCALE = (0.08, 1.0)
 
 
 class DataError(DeployError, ValueError):
@@ -46,9 +51,10 @@ class ImageDataset(Dataset):
     """(image source, label) pairs -> (tensor, label) through a train or eval transform.
 
     A source is a path (decoded on access) or an index into an in-memory uint8 array
-    (N, H, W, 3). Train transforms draw their randomness from torch's RNG, which
-    DataLoader seeds per worker from the loader's generator: a fixed seed gives the same
-    augmentations, with or without workers, and a resumed run continues the same stream.
+    (N, H, W, 3). A train item seeds its own numpy Generator from one draw of torch's RNG:
+    in a DataLoader worker that RNG was seeded from the loader's generator (base seed +
+    worker id), in the main process it is the global one. So a fixed seed (and a fixed
+    worker count) gives the same augmentations run after run.
     """
 
     def __init__(self, sources: Sequence[Any], labels: Sequence[int], transform: Callable, *, train: bool,
@@ -112,8 +118,12 @@ def _arrays(data: str, split: str, image_size: int | None, seed: int, val_fracti
             return range(len(labels)), labels, names, pixels, f"stl10:{location}"
         paths, labels, names = read_imagefolder(location, split, seed=seed, val_fraction=val_fraction)
         return paths, labels, names, None, f"imagefolder:{location}"
+    except DataError:
+        raise
     except (FileNotFoundError, ValueError) as exc:
         raise DataError(str(exc)) from None
+    except OSError as exc:  # unreadable files: permissions, I/O errors
+        raise DataError(f"{data}: cannot read {exc.filename or location}: {exc.strerror or exc}") from None
 
 
 def default_preprocess(data: str, image_size: int | None) -> PreprocessSpec:
@@ -130,6 +140,8 @@ def default_preprocess(data: str, image_size: int | None) -> PreprocessSpec:
 def load_data(data: str, *, image_size: int | None = None, seed: int = 0, val_fraction: float = 0.2,
               synthetic_train_per_class: int = SYNTHETIC_TRAIN_PER_CLASS,
               synthetic_val_per_class: int = SYNTHETIC_VAL_PER_CLASS) -> DataBundle:
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     spec = default_preprocess(data, image_size)
     counts = (synthetic_train_per_class, synthetic_val_per_class)
     train_src, train_labels, names, train_px, name = _arrays(data, "train", image_size, seed, val_fraction, counts)
@@ -140,7 +152,7 @@ def load_data(data: str, *, image_size: int | None = None, seed: int = 0, val_fr
                         f"only in val: {', '.join(only_val) or '-'})")
     kind, _ = _split_source(data)
     augment = TrainTransform(spec, kind="padded" if kind == "cifar10" else "resized",
-                             scale=(0.6, 1.0) if kind == "synthetic" else (0.08, 1.0))
+                             scale=SYNTHETIC_CROP_SCALE if kind == "synthetic" else IMAGENET_CROP_SCALE)
     return DataBundle(
         train=ImageDataset(train_src, train_labels, augment, train=True, pixels=train_px),
         val=ImageDataset(val_src, val_labels, _eval_transform(spec), train=False, pixels=val_px),

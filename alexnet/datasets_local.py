@@ -51,12 +51,20 @@ def read_cifar10(location: str, split: str) -> tuple[np.ndarray, list[int], list
     """(pixels uint8 (N, 32, 32, 3), labels, class names); val is the official test_batch."""
     root = Path(location)
     _require(root, CIFAR10_FILES, "CIFAR-10 (python version, cifar-10-batches-py)")
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in _load_cifar_pickle(root / "batches.meta")["label_names"]]
+    meta = _load_cifar_pickle(root / "batches.meta")
+    if "label_names" not in meta:
+        raise ValueError(f"{root / 'batches.meta'} is not an official CIFAR-10 meta file: no 'label_names' entry")
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta["label_names"]]
     files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     pixels, labels = [], []
     for name in files:
         batch = _load_cifar_pickle(root / name)
+        if "data" not in batch or "labels" not in batch:
+            raise ValueError(f"{root / name} is not an official CIFAR-10 python batch: no 'data'/'labels' entries")
         data = np.asarray(batch["data"], dtype=np.uint8)  # (N, 3072): R plane, G plane, B plane, row-major
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(batch["labels"]):
+            raise ValueError(f"{root / name}: expected data (N, 3072) with N labels, got {data.shape} "
+                             f"and {len(batch['labels'])} labels")
         pixels.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.extend(int(label) for label in batch["labels"])
     return np.ascontiguousarray(np.concatenate(pixels)), labels, names
@@ -95,7 +103,12 @@ def read_imagefolder(location: str, split: str, *, seed: int = 0, val_fraction: 
     if not root.is_dir():
         raise FileNotFoundError(f"data directory {root} does not exist (expected DIR/train/<class>/*, DIR/val/<class>/* "
                                 f"or DIR/<class>/*; or use synthetic, cifar10:DIR, stl10:DIR)")
-    if (root / "train").is_dir() and (root / "val").is_dir():
+    has_train, has_val = (root / "train").is_dir(), (root / "val").is_dir()
+    if has_train != has_val:  # half a split layout; a class called "train" is more likely a mistake
+        present, absent = ("train", "val") if has_train else ("val", "train")
+        raise FileNotFoundError(f"{root} has {present}/ but no {absent}/ (expected {root}/train/<class>/ and "
+                                f"{root}/val/<class>/, or class folders directly in {root})")
+    if has_train:
         classes_root = root / split
         names = [d.name for d in _class_dirs(classes_root)]
         samples = [(path, index) for index, d in enumerate(_class_dirs(classes_root)) for path in _images_in(d)]

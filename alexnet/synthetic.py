@@ -30,24 +30,26 @@ def _rng(index: int, split: str, seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(split.encode()), index])
 
 
-def _background(rng: np.random.Generator, size: int) -> Image.Image:
+def _background(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.ndarray]:
+    """A solid or linear-gradient background and its mean colour (3,)."""
     first = rng.integers(0, 256, 3)
     second = np.clip(first + rng.integers(-60, 61, 3), 0, 255)  # gentle gradients: the shape stays the signal
     if rng.random() < 0.5:
-        return Image.new("RGB", (size, size), tuple(int(c) for c in first))
+        return Image.new("RGB", (size, size), tuple(int(c) for c in first)), first.astype(np.float32)
     angle = rng.uniform(0, 2 * math.pi)
-    yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
-    t = (np.cos(angle) * xx + np.sin(angle) * yy)
-    t = (t - t.min()) / max(t.max() - t.min(), 1e-6)  # (S, S) in [0, 1]
-    pixels = first[None, None, :] * (1 - t[..., None]) + second[None, None, :] * t[..., None]
-    return Image.fromarray(pixels.astype(np.uint8), "RGB")
+    small = max(2, size // 8)  # a linear ramp survives bilinear upsampling: compute it small, resize
+    axis = np.linspace(0.0, 1.0, small, dtype=np.float32)
+    t = np.cos(angle) * axis[None, :] + np.sin(angle) * axis[:, None]  # (s, s): position along the gradient
+    t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+    pixels = first.astype(np.float32) + (second - first).astype(np.float32) * t[..., None]  # (s, s, 3)
+    ramp = Image.fromarray(pixels.astype(np.uint8), "RGB").resize((size, size), Image.Resampling.BILINEAR)
+    return ramp, (first + second).astype(np.float32) / 2
 
 
-def _contrasting_colour(rng: np.random.Generator, background: Image.Image) -> tuple[int, int, int]:
-    mean = np.asarray(background, np.float32).mean(axis=(0, 1))
+def _contrasting_colour(rng: np.random.Generator, background_mean: np.ndarray) -> tuple[int, int, int]:
     for _ in range(20):  # keep the shape visible against its background
         colour = rng.integers(0, 256, 3)
-        if np.abs(colour - mean).sum() > 180:
+        if np.abs(colour - background_mean).sum() > 180:
             break
     return tuple(int(c) for c in colour)
 
@@ -58,7 +60,7 @@ def _polygon(cx: float, cy: float, radius: float, angle: float, points: list[tup
     return [(cx + radius * (x * cos - y * sin), cy + radius * (x * sin + y * cos)) for x, y in points]
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, label: int, cx: float, cy: float, r: float, angle: float, colour, width: int) -> None:
+def _draw_shape(draw: ImageDraw.ImageDraw, label: int, cx: float, cy: float, r: float, angle: float, colour) -> None:
     name = SYNTHETIC_CLASSES[label]
     if name == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
@@ -91,11 +93,11 @@ def render_synthetic(index: int, *, split: str, image_size: int, seed: int = 0) 
     label = index % len(SYNTHETIC_CLASSES)  # balanced classes, interleaved
     # Draw at 2x and downsample: antialiased edges at any size, even 32 px.
     canvas = 2 * image_size
-    image = _background(rng, canvas)
+    image, background_mean = _background(rng, canvas)
     draw = ImageDraw.Draw(image)
     radius = rng.uniform(0.28, 0.42) * canvas
     cx, cy = (rng.uniform(radius, canvas - radius) for _ in range(2))
-    _draw_shape(draw, label, cx, cy, radius, rng.uniform(0, 2 * math.pi), _contrasting_colour(rng, image), width=4)
+    _draw_shape(draw, label, cx, cy, radius, rng.uniform(0, 2 * math.pi), _contrasting_colour(rng, background_mean))
     image = image.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     if rng.random() < 0.3:
         image = image.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.3, 0.8)))
