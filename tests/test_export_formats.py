@@ -1,0 +1,213 @@
+"""Exported TorchScript / ONNX / Core ML artifacts against the PyTorch model they came from."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import runtime
+from alexnet.checkpoint import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
+from alexnet.model import AlexNet, AlexNetConfig
+from export import export_artifact
+from export.validate import coreml_problems, validate_artifact
+from runtime.metadata import METADATA_KEY, ArtifactMetadata
+from runtime.preprocess import PreprocessSpec
+
+CLASSES = ["circle", "square", "triangle", "star", "cross"]
+
+
+def make_checkpoint(path, variant="cifar", size=32, num_classes=5):
+    torch.manual_seed(0)
+    config = AlexNetConfig(variant=variant, num_classes=num_classes)
+    names = CLASSES if num_classes == 5 else [f"c{i}" for i in range(num_classes)]
+    ckpt = Checkpoint(config, AlexNet(config).state_dict(), names, PreprocessSpec(resize=size, crop=size))
+    return save_checkpoint(ckpt, path)
+
+
+def reference(ckpt_path, batch):
+    with torch.inference_mode():
+        return load_checkpoint(ckpt_path).build_model()(torch.from_numpy(batch)).numpy()
+
+
+def assert_agrees(got, ref, atol=1e-4):
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, atol=atol, rtol=0)
+    assert (got.argmax(1) == ref.argmax(1)).all()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("export") / "cifar.pth")
+
+
+@pytest.fixture(scope="module")
+def artifacts(ckpt):
+    """One export of each kind the tests share (the ONNX ones take ~10 s each)."""
+    out = ckpt.parent
+    return {
+        "ts": export_artifact(ckpt, "torchscript"),
+        "ts3": export_artifact(ckpt, "torchscript", out / "fixed3.pt", batch_size=3),
+        "onnx": export_artifact(ckpt, "onnx"),
+        "onnx3": export_artifact(ckpt, "onnx", out / "fixed3.onnx", batch_size=3),
+    }
+
+
+def random_batch(n, size=32, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, 3, size, size), dtype=np.float32)
+
+
+def test_default_outputs_beside_checkpoint(ckpt, artifacts):
+    assert artifacts["ts"] == ckpt.with_suffix(".pt") and artifacts["onnx"] == ckpt.with_suffix(".onnx")
+    assert not [p for p in ckpt.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+@pytest.mark.parametrize("key", ["ts", "onnx"])
+@pytest.mark.parametrize("n", [1, 7])
+def test_dynamic_batch_matches_pytorch(ckpt, artifacts, key, n):
+    batch = random_batch(n, seed=n)
+    with runtime.load(artifacts[key], device="cpu") as predictor:
+        assert predictor.metadata.batch_size is None
+        got = predictor.backend.run(batch)  # straight to the engine: no batching help from the predictor
+    assert_agrees(got, reference(ckpt, batch))
+
+
+@pytest.mark.parametrize("key", ["ts3", "onnx3"])
+def test_fixed_batch_matches_pytorch(ckpt, artifacts, key):
+    batch = random_batch(3)
+    with runtime.load(artifacts[key], device="cpu") as predictor:
+        assert predictor.metadata.input_shape == (3, 3, 32, 32)
+        assert_agrees(predictor.backend.run(batch), reference(ckpt, batch))
+
+
+def test_onnx_graph_declares_names_and_dynamic_batch(artifacts):
+    import onnx
+
+    model = onnx.load(str(artifacts["onnx"]))
+    onnx.checker.check_model(model, full_check=True)
+    (inp,), (out,) = model.graph.input, model.graph.output
+    assert (inp.name, out.name) == ("input", "logits")
+    dims = inp.type.tensor_type.shape.dim
+    assert dims[0].dim_param and not dims[0].dim_value
+    assert [d.dim_value for d in dims[1:]] == [3, 32, 32]
+    fixed = onnx.load(str(artifacts["onnx3"])).graph.input[0].type.tensor_type.shape.dim
+    assert fixed[0].dim_value == 3
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+def test_onnx_reference_evaluator_agrees(ckpt, artifacts):
+    from onnx.reference import ReferenceEvaluator
+
+    batch = random_batch(1, seed=5)
+    (got,) = ReferenceEvaluator(str(artifacts["onnx"])).run(None, {"input": batch})
+    assert_agrees(np.asarray(got), reference(ckpt, batch))
+
+
+@pytest.mark.parametrize("key,fmt", [("ts", "torchscript"), ("onnx", "onnx")])
+def test_metadata_round_trips(ckpt, artifacts, key, fmt):
+    with runtime.load(artifacts[key], device="cpu") as predictor:
+        meta = predictor.metadata
+    assert meta.format == fmt and meta.class_names == tuple(CLASSES)
+    assert meta.preprocess == PreprocessSpec(resize=32, crop=32)
+    assert meta.input_shape == (None, 3, 32, 32) and meta.precision == "fp32"
+    assert meta.model_config["variant"] == "cifar" and meta.source_sha256 == file_sha256(ckpt)
+
+
+def test_torchscript_is_frozen_with_extra_file(artifacts):
+    extra = {f"{METADATA_KEY}.json": ""}
+    module = torch.jit.load(str(artifacts["ts"]), _extra_files=extra)
+    assert list(module.parameters()) == []  # freeze turned the weights into constants
+    assert ArtifactMetadata.from_json(extra[f"{METADATA_KEY}.json"]).format == "torchscript"
+
+
+def test_validation_passes_on_real_images(ckpt, artifacts):
+    result = validate_artifact(artifacts["onnx"], ckpt)
+    assert result.passed and result.count == 24 and result.top1 == 1.0 and result.max_abs < 1e-4
+
+
+def test_fp16_torchscript_within_fp16_tolerance(ckpt, tmp_path):
+    path = export_artifact(ckpt, "torchscript", tmp_path / "half.pt", precision="fp16")
+    result = validate_artifact(path, ckpt)
+    assert result.passed and 0 < result.max_abs < result.atol
+    strict = validate_artifact(path, ckpt, atol=0.0)
+    assert not strict.passed  # fp16 is not bit-exact: a zero tolerance must fail
+
+
+def test_image_size_override_updates_metadata(ckpt, tmp_path):
+    path = export_artifact(ckpt, "torchscript", tmp_path / "big.pt", image_size=48)
+    with runtime.load(path, device="cpu") as predictor:
+        assert predictor.metadata.input_shape == (None, 3, 48, 48)
+        assert predictor.metadata.preprocess.crop == 48
+        batch = random_batch(2, size=48)
+        assert_agrees(predictor.predict_logits(batch), reference(ckpt, batch))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant,size", [("torchvision", 64), ("paper", 67)])
+def test_other_variants(tmp_path, variant, size):
+    ckpt = make_checkpoint(tmp_path / f"{variant}.pth", variant=variant, size=size, num_classes=3)
+    batch = random_batch(2, size=size)
+    ref = reference(ckpt, batch)
+    for fmt in ("torchscript", "onnx"):
+        with runtime.load(export_artifact(ckpt, fmt), device="cpu") as predictor:
+            assert_agrees(predictor.predict_logits(batch), ref)
+
+
+# Core ML: conversion and structure everywhere, prediction on macOS only.
+
+@pytest.fixture(scope="module")
+def coreml(ckpt):
+    return {
+        "image": export_artifact(ckpt, "coreml", ckpt.parent / "image.mlpackage", precision="fp16"),
+        "tensor": export_artifact(ckpt, "coreml", ckpt.parent / "tensor.mlpackage", precision="fp32",
+                                  coreml_input="tensor"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["image", "tensor"])
+def test_coreml_spec_labels_metadata_weights(ckpt, coreml, kind):
+    import coremltools as ct
+
+    path = coreml[kind]
+    assert path.is_dir() and (path / "Manifest.json").is_file()
+    assert coreml_problems(path, load_checkpoint(ckpt)) == []
+    spec = ct.utils.load_spec(str(path))
+    description = spec.description
+    assert spec.WhichOneof("Type") == "mlProgram" and spec.specificationVersion >= 7  # iOS 16
+    assert description.input[0].type.WhichOneof("Type") == ("imageType" if kind == "image" else "multiArrayType")
+    assert {o.name for o in description.output} == {"classLabel", "logits"}
+    assert description.predictedFeatureName == "classLabel" and description.predictedProbabilitiesName == "logits"
+    assert description.metadata.author and description.metadata.shortDescription and description.metadata.versionString
+    meta = ArtifactMetadata.from_json(description.metadata.userDefined[METADATA_KEY])
+    assert meta.format == "coreml" and meta.class_names == tuple(CLASSES)
+    assert meta.precision == ("fp16" if kind == "image" else "fp32")
+    assert meta.input_shape == ((1, 3, 32, 32) if kind == "image" else (None, 3, 32, 32))
+
+
+def test_coreml_weight_check_catches_a_difference(ckpt, coreml):
+    from coremltools.converters.mil.frontend.milproto.load import load as load_program
+    import coremltools as ct
+
+    from export.validate import weight_problems
+
+    model = ct.models.MLModel(str(coreml["image"]), skip_model_load=True)
+    spec = model.get_spec()
+    program = load_program(spec, spec.specificationVersion, model.weights_dir)
+    # Read as if the input were a tensor, the package's conv1 (divided by std) no longer matches.
+    problems = weight_problems(program, load_checkpoint(ckpt), image_input=False)
+    assert problems == ["weight features.0.weight differs from the checkpoint beyond fp16 rounding"]
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="on macOS the package is validated numerically")
+def test_coreml_validation_off_macos_says_so(ckpt, coreml):
+    result = validate_artifact(coreml["image"], ckpt)
+    assert result.passed and "needs macOS" in result.note
+
+
+@pytest.mark.macos
+@pytest.mark.parametrize("kind", ["image", "tensor"])
+def test_coreml_predicts_like_pytorch(ckpt, coreml, kind):
+    result = validate_artifact(coreml[kind], ckpt)
+    assert result.passed and result.top1 >= 0.99
