@@ -226,3 +226,33 @@ def test_coreml_helpers_without_a_mac():
     image = center_crop(resize_shorter_side(Image.fromarray(
         np.random.default_rng(2).integers(0, 256, (50, 70, 3), dtype=np.uint8)), 40), 32)
     np.testing.assert_array_equal(to_pixels(normalize(image, spec)[None], spec)[0], np.asarray(image))
+
+
+def test_coreml_run_reads_classifier_dictionaries_in_class_order():
+    """CoreMLBackend.run with a stand-in for coremltools' MLModel (Core ML itself needs macOS)."""
+    from runtime.backends.coreml_backend import CoreMLBackend
+
+    spec = PreprocessSpec(resize=8, crop=8)
+    seen = []
+
+    class FakeModel:
+        def predict(self, data):
+            feeds = data if isinstance(data, list) else [data]
+            seen.append(feeds)
+            # Core ML's dictionary has no order we can rely on: reversed on purpose
+            outs = [{"logits": {n: float(np.mean(np.asarray(f["input"], np.float32))) + i for i, n in
+                                reversed(list(enumerate("abcd")))}, "classLabel": "d"} for f in feeds]
+            return outs if isinstance(data, list) else outs[0]
+
+    batch = np.random.default_rng(3).normal(size=(3, 3, 8, 8)).astype(np.float32)
+    for image_input in (False, True):
+        backend = CoreMLBackend.__new__(CoreMLBackend)
+        backend.model, backend.image_input, backend._spec, backend._class_order = FakeModel(), image_input, spec, None
+        backend.io = ModelIO("input", (None, 3, 8, 8), "logits", None)
+        backend.configure(ArtifactMetadata(class_names=tuple("abcd"), preprocess=spec, model_config={}))
+        logits = backend.run(batch)
+        assert logits.shape == (3, 4) and np.allclose(logits[:, 1:] - logits[:, :1], [1, 2, 3])
+        assert len(seen[-1]) == 3  # one Core ML batch prediction, one feature dict per image
+        first = seen[-1][0]["input"]
+        assert isinstance(first, Image.Image) if image_input else first.shape == (1, 3, 8, 8)
+    assert len(backend.run(batch[:1])) == 1

@@ -83,21 +83,36 @@ class CoreMLBackend(Backend):
             shape = (1, 3, feature.type.imageType.height or None, feature.type.imageType.width or None)
         else:
             shape = _array_shape(feature.type.multiArrayType)
-        self.io = ModelIO(input_name=feature.name, input_shape=shape, output_name=description.output[0].name, num_outputs=None)
+        outputs = [o.name for o in description.output]
+        # A classifier (our exports) returns a class -> score dictionary under predictedProbabilitiesName.
+        scores = description.predictedProbabilitiesName or (
+            self.metadata.output_name if self.metadata and self.metadata.output_name in outputs else outputs[0])
+        self.io = ModelIO(input_name=feature.name, input_shape=shape, output_name=scores, num_outputs=None)
         self._spec = self.metadata.preprocess if self.metadata else None
+        self._class_order = self.metadata.class_names if self.metadata else None  # the dictionary's keys, in order
 
     def configure(self, metadata: ArtifactMetadata) -> None:
         self._spec = metadata.preprocess
+        self._class_order = self._class_order or metadata.class_names
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        # batch: (N, 3, H, W) -> logits (N, classes)
-        if not self.image_input:
-            out = self.model.predict({self.io.input_name: batch.astype(np.float32, copy=False)})
-            return np.asarray(out[self.io.output_name], np.float32).reshape(len(batch), -1)
-        from PIL import Image
+        # batch: (N, 3, H, W) -> logits (N, classes). One feature dict per image, run as one
+        # Core ML batch prediction: a classifier's dictionary output is per image.
+        if self.image_input:
+            from PIL import Image
 
-        rows = []
-        for pixels in to_pixels(batch, self._spec):
-            out = self.model.predict({self.io.input_name: Image.fromarray(pixels, "RGB")})
-            rows.append(np.asarray(out[self.io.output_name], np.float32).reshape(-1))
-        return np.stack(rows)
+            feeds = [{self.io.input_name: Image.fromarray(p, "RGB")} for p in to_pixels(batch, self._spec)]
+        else:
+            batch = batch.astype(np.float32, copy=False)
+            feeds = [{self.io.input_name: batch[i:i + 1]} for i in range(len(batch))]
+        results = self.model.predict(feeds) if len(feeds) > 1 else [self.model.predict(feeds[0])]
+        return np.stack([self._scores(r[self.io.output_name]) for r in results])
+
+    def _scores(self, value: Any) -> np.ndarray:
+        """One image's output -> (classes,) float32, a dictionary read in class order."""
+        if isinstance(value, dict):
+            missing = [name for name in self._class_order if name not in value]
+            if missing:
+                raise ModelLoadError(f"the Core ML model's scores have no class {missing[0]!r}; its labels differ from the metadata")
+            return np.array([value[name] for name in self._class_order], np.float32)
+        return np.asarray(value, np.float32).reshape(-1)
