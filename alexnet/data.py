@@ -2,10 +2,21 @@
 
 `load_data(DATA)` gives the train split (augmented, alexnet/augment.py) and the val split
 (runtime/preprocess.py, the eval pipeline). Nothing is ever downloaded.
+
+    DATA            val split                      eval preprocessing (S = image_size)
+    synthetic       its own seeded val images      resize S, crop S (default 64), ImageNet mean/std
+    DIR             DIR/val, or val_fraction of    PreprocessSpec.for_image_size(S or 224)
+                    each DIR/<class>, seeded
+    cifar10:DIR     test_batch                     resize S, crop S (default 32), CIFAR-10 mean/std
+    stl10:DIR       test_X.bin / test_y.bin        PreprocessSpec.for_image_size(S or 96)
+
+Training augmentation: a 4-px padded random crop + flip for CIFAR-10; a random resized
+crop + flip elsewhere (scale (0.08, 1) as torchvision, (0.6, 1) for the synthetic shapes).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -94,10 +105,11 @@ def _render_split(split: str, count: int, image_size: int, seed: int) -> tuple[n
 
 
 def _split_source(data: str) -> tuple[str, str]:
+    """"cifar10:~/x" -> ("cifar10", "/home/me/x"); the shell leaves a "~" after a colon alone."""
     for kind in ("cifar10", "stl10"):
         if data.startswith(kind + ":"):
-            return kind, data[len(kind) + 1:]
-    return ("synthetic", "") if data == "synthetic" else ("folder", data)
+            return kind, os.path.expanduser(data[len(kind) + 1:])
+    return ("synthetic", "") if data == "synthetic" else ("folder", os.path.expanduser(data))
 
 
 def _arrays(data: str, split: str, image_size: int | None, seed: int, val_fraction: float,

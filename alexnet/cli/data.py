@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from alexnet.data import load_data
+from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS, load_data
 from alexnet.synthetic import SYNTHETIC_CLASSES, write_synthetic_imagefolder
 from runtime.cliutil import handle_errors
 
@@ -15,9 +15,13 @@ from runtime.cliutil import handle_errors
 def main() -> None:
     """Datasets for alexnet-deploy.
 
+    Nothing is downloaded: `synthetic` is generated on the fly (8 shape classes,
+    deterministic by seed); folders, CIFAR-10 and STL-10 are read from local files.
+
     \b
     Examples:
       alexnet-data synthetic --out data/shapes --per-class 100
+      alexnet-data inspect synthetic
       alexnet-data inspect data/shapes
       alexnet-data inspect cifar10:~/data/cifar-10-batches-py
     """
@@ -26,7 +30,8 @@ def main() -> None:
 @main.command()
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write (created).")
 @click.option("--per-class", required=True, type=click.IntRange(min=1), help="Training images per class.")
-@click.option("--val-per-class", type=click.IntRange(min=0), default=None, help="Validation images per class (default: per-class / 4).")
+@click.option("--val-per-class", type=click.IntRange(min=1), default=None,
+              help="Validation images per class (default: per-class / 4, at least 1).")
 @click.option("--image-size", type=click.IntRange(min=8), default=64, show_default=True, help="Side of the square images in pixels.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same images.")
 @handle_errors
@@ -37,8 +42,9 @@ def synthetic(out_dir: Path, per_class: int, val_per_class: int | None, image_si
     Example:
       alexnet-data synthetic --out data/shapes --per-class 100 --image-size 96
     """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise click.UsageError(f"--out {out_dir} exists and is not a folder")
+    # Writing over an earlier set would mix old and new images (and counts); refuse instead.
+    if any((out_dir / split).is_dir() and any((out_dir / split).iterdir()) for split in ("train", "val")):
+        raise click.UsageError(f"--out {out_dir} already holds a data set (train/ or val/); choose an empty or new folder")
     try:
         counts = write_synthetic_imagefolder(out_dir, per_class=per_class, image_size=image_size, seed=seed,
                                              val_per_class=val_per_class, progress=True)
@@ -52,13 +58,29 @@ def synthetic(out_dir: Path, per_class: int, val_per_class: int | None, image_si
 @click.argument("data")
 @click.option("--image-size", type=click.IntRange(min=8), default=None, help="Model input size (default: the source's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic set and of folder splits.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
+              help="Share of each class held out, for folders without train/ and val/.")
+@click.option("--synthetic-train-per-class", type=click.IntRange(min=1), default=SYNTHETIC_TRAIN_PER_CLASS,
+              show_default=True, envvar="ALEXNET_SYNTHETIC_TRAIN_PER_CLASS", help="Size of the synthetic train split.")
+@click.option("--synthetic-val-per-class", type=click.IntRange(min=1), default=SYNTHETIC_VAL_PER_CLASS,
+              show_default=True, envvar="ALEXNET_SYNTHETIC_VAL_PER_CLASS", help="Size of the synthetic val split.")
 @handle_errors
-def inspect(data: str, image_size: int | None, seed: int) -> None:
+def inspect(data: str, image_size: int | None, seed: int, val_fraction: float, synthetic_train_per_class: int,
+            synthetic_val_per_class: int) -> None:
     """Show a data source: classes, images per split, preprocessing.
 
-    DATA is `synthetic`, a folder, `cifar10:DIR` or `stl10:DIR`.
+    DATA is `synthetic`, a folder (DIR/train/<class>, DIR/val/<class>, or DIR/<class>),
+    `cifar10:DIR` (cifar-10-batches-py) or `stl10:DIR` (stl10_binary).
+
+    \b
+    Examples:
+      alexnet-data inspect synthetic --image-size 96
+      alexnet-data inspect ~/data/flowers --val-fraction 0.1
+      alexnet-data inspect stl10:~/data/stl10_binary
     """
-    bundle = load_data(data, image_size=image_size, seed=seed)
+    bundle = load_data(data, image_size=image_size, seed=seed, val_fraction=val_fraction,
+                       synthetic_train_per_class=synthetic_train_per_class,
+                       synthetic_val_per_class=synthetic_val_per_class)
     click.echo(f"source: {bundle.name}")
     click.echo(f"classes ({len(bundle.class_names)}): {', '.join(bundle.class_names)}")
     for split, dataset in (("train", bundle.train), ("val", bundle.val)):
