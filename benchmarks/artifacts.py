@@ -1,0 +1,115 @@
+"""The model under test and the artifacts exported from it, made once per run.
+
+Every backend benchmarks the same weights: a checkpoint the user gives, or a freshly
+initialized AlexNet saved as a checkpoint in the work directory (speed does not depend on
+the weights' values). Artifacts come from `export.export_artifact`, exactly as a user
+would make them, and are cached so that e.g. onnxruntime and OpenVINO share one .onnx.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import DeployError
+
+
+class Skip(Exception):
+    """This backend (or device) cannot run here; the message says why, in one line."""
+
+
+@dataclass
+class Source:
+    checkpoint_path: Path
+    checkpoint: Any  # alexnet.checkpoint.Checkpoint
+    image_size: int
+    given: bool  # True when the user passed the checkpoint (else a fresh model was saved)
+
+    @property
+    def config(self) -> Any:
+        return self.checkpoint.config
+
+    def build_model(self) -> Any:
+        """A new eval-mode AlexNet with the checkpoint's weights, on the CPU, in fp32."""
+        return self.checkpoint.build_model()
+
+    def describe(self) -> dict[str, Any]:
+        return {"checkpoint": str(self.checkpoint_path) if self.given else None,
+                "fresh": not self.given, "image_size": self.image_size, **self.config.to_dict()}
+
+
+def open_source(checkpoint: str | os.PathLike | None, workdir: Path, *, variant: str = "torchvision",
+                num_classes: int = 1000, image_size: int | None = None) -> Source:
+    """Load `checkpoint`, or build and save a fresh model of `variant` when it is None."""
+    from alexnet.checkpoint import Checkpoint, imagenet_class_names, load_checkpoint, save_checkpoint
+    from alexnet.model import build_alexnet
+    from runtime.preprocess import PreprocessSpec
+
+    if checkpoint is not None:
+        ckpt = load_checkpoint(checkpoint)
+        size = image_size or ckpt.preprocess.crop
+        return Source(Path(checkpoint), ckpt, size, given=True)
+    try:
+        model = build_alexnet(variant=variant, num_classes=num_classes)
+    except ValueError as exc:
+        raise DeployError(str(exc)) from None
+    size = image_size or model.config.default_image_size
+    names = imagenet_class_names() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
+    ckpt = Checkpoint(config=model.config, model_state=model.state_dict(), class_names=names,
+                      preprocess=PreprocessSpec.for_image_size(size))
+    path = save_checkpoint(ckpt, workdir / f"fresh-{variant}.pth")
+    return Source(path, ckpt, size, given=False)
+
+
+def artifact_bytes(path: str | os.PathLike | None) -> int | None:
+    """Bytes on disk: a file (with its ONNX external-data file, if any) or a whole directory (.mlpackage)."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():  # .mlpackage
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    if not path.exists():
+        return None
+    extra = [p for p in (path.with_name(path.name + ".data"),) if p.exists()]
+    return path.stat().st_size + sum(p.stat().st_size for p in extra)
+
+
+SUFFIX = {"torchscript": ".pt", "onnx": ".onnx", "coreml": ".mlpackage"}
+
+
+@dataclass
+class Artifacts:
+    """Exports of one Source, made on first request and reused."""
+
+    source: Source
+    workdir: Path
+    _paths: dict[tuple[str, str], Path] = field(default_factory=dict)
+    _errors: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def get(self, fmt: str, precision: str = "fp32") -> Path:
+        key = (fmt, precision)
+        if key in self._errors:
+            raise Skip(self._errors[key])
+        if key not in self._paths:
+            try:
+                self._paths[key] = self._export(fmt, precision)
+            except Skip as exc:
+                self._errors[key] = str(exc)
+                raise
+        return self._paths[key]
+
+    def _export(self, fmt: str, precision: str) -> Path:
+        try:
+            from export import export_artifact
+        except ImportError as exc:
+            raise Skip(f"cannot export {fmt}: the export package is not available ({exc})") from None
+        output = self.workdir / f"model-{precision}{SUFFIX[fmt]}"
+        # Core ML: a tensor input takes the same float batch as every other backend (an image input is batch 1).
+        extra = {"coreml_input": "tensor"} if fmt == "coreml" else {}
+        try:
+            return Path(export_artifact(self.source.checkpoint_path, fmt, output, batch_size=None,
+                                        precision=precision, image_size=self.source.image_size, **extra))
+        except DeployError as exc:
+            raise Skip(f"cannot export {fmt} ({precision}): {exc}") from None

@@ -1,0 +1,193 @@
+"""alexnet-bench: latency and throughput of AlexNet per backend, device and batch size."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from alexnet.model import VARIANTS
+from benchmarks.runners import BACKENDS
+from runtime.cliutil import handle_errors
+
+ALIASES = {"compile": "torch.compile", "ort": "onnxruntime", "ov": "openvino", "eager": "pytorch"}
+DEVICES = ("cpu", "cuda", "mps")
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_backends(text: str) -> list[str]:
+    if text == "all":
+        return list(BACKENDS)
+    names = [ALIASES.get(name, name) for name in _split(text)]
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown or not names:
+        what = ", ".join(map(repr, unknown)) or repr(text)
+        raise click.UsageError(f"unknown backend {what}; choose from {', '.join(BACKENDS)} or all")
+    return list(dict.fromkeys(names))
+
+
+def parse_devices(text: str) -> list[str]:
+    if text == "auto":
+        import torch
+
+        found = ["cpu"]
+        found += ["cuda"] if torch.cuda.is_available() else []
+        found += ["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else []
+        return found
+    names = _split(text)
+    unknown = [n for n in names if n not in DEVICES]
+    if unknown or not names:
+        what = ", ".join(map(repr, unknown)) or repr(text)
+        raise click.UsageError(f"unknown device {what}; choose from {', '.join(DEVICES)} or auto")
+    return list(dict.fromkeys(names))
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in _split(text)]
+    except ValueError:
+        raise click.UsageError(f"--batch-sizes takes comma-separated integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise click.UsageError(f"batch sizes must be at least 1, got {text!r}")
+    return sorted(set(sizes))
+
+
+def canonical_command(checkpoint: str | None, params: dict[str, Any]) -> str:
+    """The whole command, every setting explicit, so that a result file says how to reproduce it."""
+    parts = ["alexnet-bench"] + ([checkpoint] if checkpoint else [])
+    for key, value in params.items():
+        if value is not None and value is not False:
+            parts += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    return shlex.join(parts)
+
+
+def _progress(enabled: bool) -> tuple[Callable[[str], None], Callable[[], None]]:
+    if not enabled:
+        return (lambda _msg: None), (lambda: None)
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, file=sys.stderr, bar_format="{desc} [{elapsed}]", leave=False)
+
+    def say(message: str) -> None:
+        bar.set_description_str(message)
+        bar.update()
+
+    return say, bar.close
+
+
+EPILOG = """\b
+Examples:
+  alexnet-bench                                   # fresh torchvision AlexNet, every backend, batch 1,8,32
+  alexnet-bench runs/demo/best.pth --backends pytorch,onnxruntime --batch-sizes 1
+  alexnet-bench --devices cpu --threads 2 --min-time 5 --json cpu.json --markdown cpu.md --plot cpu.png
+  alexnet-bench --variant cifar --backends onnxruntime --batch-sizes 1,8 --min-time 0.2 --repeats 2
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
+@click.option("--backends", default="all", show_default=True,
+              help=f"Comma-separated: {', '.join(BACKENDS)} (or all). PyTorch eager fp32 always runs: it is the baseline.")
+@click.option("--devices", default="auto", show_default=True, help="Comma-separated: cpu, cuda, mps, or auto (all present).")
+@click.option("--batch-sizes", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads for every backend [default: physical cores].")
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Untimed calls per row before timing.")
+@click.option("--iterations", type=click.IntRange(min=1), default=None, help="Timed calls per row, over all rounds.")
+@click.option("--min-time", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds timed per row, over all rounds [default: 2].")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Rounds: every row is timed in this many interleaved blocks; their spread shows the noise.")
+@click.option("--variant", type=click.Choice(VARIANTS), default="torchvision", show_default=True,
+              help="Model variant, without a checkpoint.")
+@click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True, help="Classes, without a checkpoint.")
+@click.option("--image-size", type=click.IntRange(min=1), default=None, help="Input size [default: the variant's or checkpoint's].")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write every figure as JSON.")
+@click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Write the Markdown report.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write latency/throughput plots (PNG).")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Keep the exported artifacts here [default: a temporary directory].")
+@click.option("--note", default=None, help="Conditions of the run, written into the outputs (e.g. 'quiet machine').")
+@click.option("--quiet", is_flag=True, help="No progress line.")
+@handle_errors
+def main(checkpoint: str | None, backends: str, devices: str, batch_sizes: str, threads: int | None, warmup: int,
+         iterations: int | None, min_time: float | None, repeats: int, variant: str, num_classes: int,
+         image_size: int | None, json_out: str | None, markdown: str | None, plot: str | None,
+         workdir: str | None, note: str | None, quiet: bool) -> None:
+    """Benchmark AlexNet inference per backend, device and batch size, beside the machine's physical floor.
+
+    Without CHECKPOINT a freshly initialized model is timed (speed does not depend on the weights).
+    Prints a Markdown table; --json keeps every figure.
+    """
+    if iterations is not None and min_time is not None:
+        raise click.UsageError("give --iterations or --min-time, not both")
+    if iterations is None and min_time is None:
+        min_time = 2.0
+    backend_list, device_list, sizes = parse_backends(backends), parse_devices(devices), parse_batch_sizes(batch_sizes)
+    for out in (json_out, markdown, plot):
+        if out and not Path(out).resolve().parent.is_dir():
+            raise click.UsageError(f"cannot write {out}: directory {Path(out).parent} does not exist")
+
+    import torch
+
+    from benchmarks import report
+    from benchmarks.machine import physical_cores
+    from benchmarks.suite import Settings
+    from benchmarks.timing import Budget
+
+    threads = threads or physical_cores()
+    torch.set_num_threads(threads)
+    settings = Settings(backend_list, device_list, sizes, Budget(iterations=iterations, min_time=min_time, rounds=repeats),
+                        warmup=warmup, threads=threads)
+    command = canonical_command(checkpoint, dict(
+        backends=",".join(backend_list), devices=",".join(device_list), batch_sizes=",".join(map(str, sizes)),
+        threads=threads, warmup=warmup, iterations=iterations, min_time=min_time, repeats=repeats,
+        variant=None if checkpoint else variant, num_classes=None if checkpoint else num_classes,
+        image_size=image_size, json=json_out, markdown=markdown, plot=plot))
+    model_options = dict(variant=variant, num_classes=num_classes, image_size=image_size)
+    say, done = _progress(not quiet)
+    try:
+        with tempfile.TemporaryDirectory(prefix="alexnet-bench-") as tmp:
+            if workdir:
+                os.makedirs(workdir, exist_ok=True)
+            parts = _run(checkpoint, Path(workdir or tmp), model_options, settings, say)
+    finally:
+        done()
+    doc = report.build_document(command=command, note=note, **parts)
+    if json_out:
+        report.write_json(doc, json_out)
+    if markdown:
+        report.write_markdown(doc, markdown)
+    if plot:
+        report.write_plot(doc, plot)
+    click.echo(report.render_markdown(doc))
+    for warning in doc["warnings"]:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+def _run(checkpoint: str | None, workdir: Path, model_options: dict[str, Any], settings: Any,
+         say: Callable[[str], None]) -> dict[str, Any]:
+    """Open the model, run the suite; the pieces of the report (machine described before and after)."""
+    from dataclasses import asdict
+
+    from benchmarks import roofline
+    from benchmarks.artifacts import Artifacts, open_source
+    from benchmarks.machine import describe_machine
+    from benchmarks.suite import run_suite
+
+    machine = describe_machine(settings.threads)
+    say("loading the model")
+    source = open_source(checkpoint, workdir, **model_options)
+    cost = roofline.model_cost(source.build_model(), source.image_size)
+    result = run_suite(Artifacts(source, workdir), cost, settings, progress=say)
+    machine["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    config = {"backends": list(settings.backends), "devices": list(settings.devices),
+              "batch_sizes": list(settings.batch_sizes), "threads": settings.threads, "warmup": settings.warmup,
+              **asdict(settings.budget)}
+    return {"result": result, "machine": machine, "model": {**source.describe(), **cost.to_dict()}, "settings": config}

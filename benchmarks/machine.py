@@ -1,0 +1,230 @@
+"""The machine a benchmark ran on: what it is, and what it can do at most.
+
+`describe_machine` records the hardware and library versions; `measure_limits` measures
+the two rates that bound AlexNet's speed: the matrix-multiply rate (GFLOP/s) and the
+memory bandwidth (GB/s). Each is the best of several tries and sizes, because a floor
+must be optimistic: a floor computed from a rate slower than the truth would not be one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable
+
+LIBRARIES = ("torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "coremltools", "alexnet-deploy")
+
+
+def cpu_model() -> str:
+    if sys.platform == "darwin":
+        try:
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                  text=True, timeout=5).stdout.strip() or platform.processor()
+        except (OSError, subprocess.SubprocessError):
+            return platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def physical_cores() -> int:
+    """Cores, not hardware threads (a second thread per core adds little to matmul speed)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cores, physical = set(), "0"
+            for line in handle:
+                if line.startswith("physical id"):
+                    physical = line.split(":", 1)[1].strip()
+                elif line.startswith("core id"):
+                    cores.add((physical, line.split(":", 1)[1].strip()))
+        if cores:
+            return len(cores)
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        try:
+            out = subprocess.run(["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True, timeout=5).stdout
+            return int(out.strip())
+        except (OSError, subprocess.SubprocessError, ValueError):
+            pass
+    return os.cpu_count() or 1
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _memory_gib() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def describe_machine(threads: int | None = None) -> dict[str, Any]:
+    """Hardware, OS, library versions and the load when the run started (a busy machine is noisy)."""
+    import torch
+
+    info: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "hostname": platform.node(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "physical_cores": physical_cores(),
+        "logical_cpus": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "threads": threads or torch.get_num_threads(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "libraries": library_versions(),
+        "cuda": None,
+        "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+    }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info["cuda"] = {"device": props.name, "count": torch.cuda.device_count(),
+                        "memory_gib": props.total_memory / 2**30, "capability": f"{props.major}.{props.minor}",
+                        "cuda_version": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+    try:
+        import onnxruntime
+
+        info["onnxruntime_providers"] = onnxruntime.get_available_providers()
+    except ImportError:
+        pass
+    return info
+
+
+@dataclass
+class Limits:
+    """Measured peak rates of one device; `matmul_gflops` per precision ("fp32", "fp16", "bf16")."""
+
+    device: str
+    matmul_gflops: dict[str, float]
+    bandwidth_gbps: float
+    details: dict[str, Any] = field(default_factory=dict)  # every try, for the JSON
+
+    def gflops(self, precision: str) -> float:
+        """The rate for `precision`, or fp32's where that was not measured."""
+        return self.matmul_gflops.get(precision, self.matmul_gflops["fp32"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "matmul_gflops": self.matmul_gflops,
+                "bandwidth_gbps": self.bandwidth_gbps, "details": self.details}
+
+
+def _best_seconds(fn: Callable[[], object], sync: Callable[[], None], repeats: int) -> float:
+    fn()
+    sync()  # the first call pays for allocation and thread start-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _sync_for(torch: Any, device: str) -> Callable[[], None]:
+    if device == "cuda":
+        return torch.cuda.synchronize
+    if device == "mps":
+        return torch.mps.synchronize
+    return lambda: None
+
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def measure_matmul(device: str = "cpu", precision: str = "fp32", sizes: tuple[int, ...] | None = None,
+                   repeats: int = 3) -> dict[int, float]:
+    """GFLOP/s of an (n x n) @ (n x n) matmul in torch for each n: 2 n^3 / seconds."""
+    import torch
+
+    if sizes is None:
+        sizes = CPU_SIZES if device == "cpu" else (4096, 8192)
+    dtype = getattr(torch, DTYPES[precision])
+    sync = _sync_for(torch, device)
+    rates = {}
+    # cuDNN runs fp32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32), so the
+    # fp32 floor on CUDA uses the TF32 matmul rate: with plain fp32 it would not bound them.
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = device == "cuda" and torch.backends.cudnn.allow_tf32
+    try:
+        for n in sizes:
+            a = torch.randn(n, n, device=device).to(dtype)
+            b = torch.randn(n, n, device=device).to(dtype)
+            rates[n] = 2 * n**3 / _best_seconds(lambda: torch.mm(a, b), sync, repeats) / 1e9
+            del a, b
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    return rates
+
+
+def measure_matmul_numpy(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 3) -> dict[int, float]:
+    """The same on the CPU through numpy's BLAS: another library, another chance at the peak."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rates = {}
+    for n in sizes:
+        a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+        rates[n] = 2 * n**3 / _best_seconds(lambda: a @ b, lambda: None, repeats) / 1e9
+    return rates
+
+
+CPU_SIZES = (1024, 2048)
+
+
+def measure_bandwidth(device: str = "cpu", mbytes: int = 256, repeats: int = 5) -> dict[str, float]:
+    """GB/s of a copy (read + write counted) and of a sum (read only) over a buffer larger than caches."""
+    import torch
+
+    n = mbytes * 2**20 // 4
+    src = torch.ones(n, device=device)
+    dst = torch.empty_like(src)
+    sync = _sync_for(torch, device)
+    copy_s = _best_seconds(lambda: dst.copy_(src), sync, repeats)
+    sum_s = _best_seconds(lambda: src.sum(), sync, repeats)
+    return {"copy": 2 * 4 * n / copy_s / 1e9, "read": 4 * n / sum_s / 1e9}
+
+
+def measure_limits(device: str = "cpu", precisions: tuple[str, ...] = ("fp32",), *,
+                   sizes: tuple[int, ...] | None = None, mbytes: int = 256, repeats: int = 3) -> Limits:
+    """The best matmul rate per precision and the best bandwidth on `device` (threads as set in torch).
+
+    On the CPU the fp32 matmul is timed in torch and in numpy, and the faster counts: the
+    floor is meant for every backend, and one library's slow path must not lower the bar.
+    """
+    details: dict[str, Any] = {"matmul": {}, "bandwidth": measure_bandwidth(device, mbytes, repeats)}
+    gflops = {}
+    for precision in precisions:
+        rates = {f"torch {n}": r for n, r in measure_matmul(device, precision, sizes, repeats).items()}
+        if device == "cpu" and precision == "fp32":
+            rates.update({f"numpy {n}": r for n, r in measure_matmul_numpy(sizes or CPU_SIZES, repeats).items()})
+        details["matmul"][precision] = rates
+        gflops[precision] = max(rates.values())
+    return Limits(device, gflops, max(details["bandwidth"].values()), details)
+
+
+def best_limits(first: Limits, second: Limits) -> Limits:
+    """Two measurements of one device (before and after a run) -> the best rate of each."""
+    gflops = {p: max(first.matmul_gflops[p], second.matmul_gflops.get(p, 0.0)) for p in first.matmul_gflops}
+    details = {"before": first.details, "after": second.details}
+    return Limits(first.device, gflops, max(first.bandwidth_gbps, second.bandwidth_gbps), details)

@@ -1,0 +1,175 @@
+"""Benchmark outputs: JSON (every figure), Markdown (a table to read), a plot (matplotlib Agg).
+
+The JSON document is the source of the other two, so a saved JSON can be re-rendered.
+Schema (``"schema": "alexnet-bench/1"``): command, note, settings, machine, model, limits
+(per device: measured rates and the floor per batch size), rows, warnings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from benchmarks.suite import Result
+
+SCHEMA = "alexnet-bench/1"
+
+
+def build_document(result: Result, *, command: str, machine: dict[str, Any], model: dict[str, Any],
+                   settings: dict[str, Any], note: str | None = None) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "command": command,
+        "note": note,
+        "settings": settings,
+        "machine": machine,
+        "model": model,
+        "limits": {device: {**lim.to_dict(), "floors": [f.to_dict() for f in result.floors[device]]}
+                   for device, lim in result.limits.items()},
+        "rows": [row.to_dict() for row in result.rows],
+        "warnings": list(result.warnings),
+    }
+
+
+def _atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    from alexnet.checkpoint import atomic_write
+
+    path = Path(path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return path
+
+
+def write_json(doc: dict[str, Any], path: str | os.PathLike) -> Path:
+    return _atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+
+
+def _f(value: float | None, fmt: str = ".2f", suffix: str = "") -> str:
+    return "" if value is None else f"{value:{fmt}}{suffix}"
+
+
+def _machine_line(m: dict[str, Any]) -> str:
+    libs = m.get("libraries", {})
+    names = ("torch", "onnxruntime", "onnxruntime-gpu", "openvino", "coremltools", "numpy")
+    versions = ", ".join(f"{k} {libs[k]}" for k in names if k in libs)
+    gpu = f"; GPU {m['cuda']['device']} (CUDA {m['cuda']['cuda_version']})" if m.get("cuda") else ""
+    load = m.get("load_average")
+    load_text = f"; load average at start {load[0]:.2f}" if load else ""
+    memory = f", {m['memory_gib']:.0f} GiB RAM" if m.get("memory_gib") else ""
+    return (f"{m['cpu']}, {m['physical_cores']} cores / {m['logical_cpus']} threads{memory}{gpu}; "
+            f"{m['os']}; Python {m['python']}; {versions}; benchmark threads {m['threads']}{load_text}")
+
+
+def _model_line(model: dict[str, Any]) -> str:
+    weights = model["weight_bytes"]["fp32"] / 1e6
+    source = f"checkpoint `{model['checkpoint']}`" if model.get("checkpoint") else "freshly initialized weights"
+    return (f"AlexNet `{model['variant']}`, {model['num_classes']} classes, {model['image_size']}x{model['image_size']} "
+            f"input, {model['parameters'] / 1e6:.1f} M parameters ({weights:.1f} MB fp32), "
+            f"{model['flops_per_image'] / 1e9:.3f} GFLOP per image; {source}")
+
+
+def _limits_table(device: str, lim: dict[str, Any]) -> list[str]:
+    rates = ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in lim["matmul_gflops"].items())
+    lines = [f"### Physical limit: {device}", "",
+             f"Measured matrix multiply: {rates}; memory bandwidth: {lim['bandwidth_gbps']:.1f} GB/s.", "",
+             "| precision | batch | compute ms | memory ms | floor ms | bound by | max images/s | layer by layer ms |",
+             "|---|--:|--:|--:|--:|---|--:|--:|"]
+    for f in lim["floors"]:
+        lines.append(f"| {f['precision']} | {f['batch_size']} | {f['compute_ms']:.2f} | {f['memory_ms']:.2f} | "
+                     f"{f['floor_ms']:.2f} | {f['bound']} | {f['max_throughput']:.1f} | {_f(f.get('layer_floor_ms'))} |")
+    return lines + [""]
+
+
+HEADER = ("| backend | variant | batch | p50 ms | p90 ms | p99 ms | min ms | mean ± std ms | spread | images/s | "
+          "speed-up | of floor | size MB | rel. diff |")
+COLUMNS = HEADER.count("|") - 1
+
+
+def _result_line(r: dict[str, Any]) -> str:
+    if r["status"] != "ok":
+        batch = r["batch_size"] if r["batch_size"] is not None else "all"
+        return f"| {r['backend']} | {r['variant']} | {batch} | {r['status']}: {r['reason']} |" + " |" * (COLUMNS - 4)
+    s = r["latency_ms"]
+    size = _f(r["artifact_bytes"] / 1e6 if r["artifact_bytes"] else None, ".1f")
+    diff = _f(r["max_rel_diff"], ".1e")
+    return (f"| {r['backend']} | {r['variant']} | {r['batch_size']} | {s['p50']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} | {s['min']:.2f} | "
+            f"{s['mean']:.2f} ± {s['std']:.2f} | {s['spread']:.0%} | {r['throughput_ips']:.1f} | "
+            f"{_f(r['speedup'], '.2f', 'x')} | {_f(r['floor_fraction'] and 100 * r['floor_fraction'], '.0f', '%')} | "
+            f"{size} | {diff} |")
+
+
+def results_table(doc: dict[str, Any], device: str) -> list[str]:
+    rows = [r for r in doc["rows"] if r["device"] == device]
+    ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: (r["batch_size"], r["latency_ms"]["p50"]))
+    lines = [HEADER, "|---|---|" + "--:|" * (COLUMNS - 2)]
+    lines += [_result_line(r) for r in ok]
+    lines += [_result_line(r) for r in rows if r["status"] != "ok"]
+    return lines
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    lines = ["# AlexNet inference benchmark", "", f"Command: `{doc['command']}`", ""]
+    if doc.get("note"):
+        lines += [f"Conditions: {doc['note']}", ""]
+    lines += [f"- Date: {doc['machine']['date']}", f"- Machine: {_machine_line(doc['machine'])}",
+              f"- Model: {_model_line(doc['model'])}", ""]
+    devices = list(dict.fromkeys(r["device"] for r in doc["rows"]))
+    for device in devices:
+        lines += [f"## {device}", ""]
+        if device in doc["limits"]:
+            lines += _limits_table(device, doc["limits"][device])
+        lines += ["### Results", ""] + results_table(doc, device) + [""]
+    lines += ["p50/p90/p99: latency percentiles over all timed iterations; spread: how far apart the rounds' "
+              "medians were; images/s: batch / mean latency; speed-up: PyTorch eager fp32 p50 / this p50 (same "
+              "device and batch); of floor: the physical floor / this p50; rel. diff: max |logits - eager "
+              "logits| / max |eager logits|.", ""]
+    if doc["warnings"]:
+        lines += ["**Warnings**", ""] + [f"- {w}" for w in doc["warnings"]] + [""]
+    return "\n".join(lines)
+
+
+def write_markdown(doc: dict[str, Any], path: str | os.PathLike) -> Path:
+    return _atomic_write_text(path, render_markdown(doc))
+
+
+def write_plot(doc: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Latency (p50) and throughput against batch size, one line per backend/variant/device, floor dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from alexnet.checkpoint import atomic_write
+
+    fig, (lat, thr) = plt.subplots(1, 2, figsize=(12, 4.8))
+    series: dict[str, list[dict[str, Any]]] = {}
+    for r in doc["rows"]:
+        if r["status"] == "ok":
+            series.setdefault(f"{r['backend']} {r['variant']} ({r['device']})", []).append(r)
+    for label, rows in series.items():
+        rows.sort(key=lambda r: r["batch_size"])
+        x = [r["batch_size"] for r in rows]
+        lat.plot(x, [r["latency_ms"]["p50"] for r in rows], marker="o", label=label)
+        thr.plot(x, [r["throughput_ips"] for r in rows], marker="o", label=label)
+    for device, lim in doc["limits"].items():
+        fp32 = sorted((f for f in lim["floors"] if f["precision"] == "fp32"), key=lambda f: f["batch_size"])
+        x = [f["batch_size"] for f in fp32]
+        lat.plot(x, [f["floor_ms"] for f in fp32], "k--", label=f"floor fp32 ({device})")
+        thr.plot(x, [f["max_throughput"] for f in fp32], "k--", label=f"floor fp32 ({device})")
+    sizes = sorted({r["batch_size"] for r in doc["rows"] if r["status"] == "ok"})
+    for ax, title, unit in ((lat, "latency (p50)", "ms per batch"), (thr, "throughput", "images / s")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    thr.legend(fontsize=7, loc="best")
+    fig.suptitle(f"AlexNet {doc['model']['variant']} {doc['model']['image_size']}px on {doc['machine']['cpu']}")
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png"))
+    plt.close(fig)
+    return path

@@ -1,0 +1,200 @@
+"""Run the benchmark: every backend x device x batch size, interleaved, beside the floor.
+
+Per device: measure the machine's limits, build every runner once, then per batch size
+warm each one up and time them in rounds, each round visiting the runners in a rotated
+order. Every row keeps its round medians, so a machine that got busier halfway shows as a
+wide spread on all rows instead of a hidden bias on some.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from benchmarks import roofline
+from benchmarks.artifacts import Artifacts, Skip
+from benchmarks.machine import Limits, best_limits, measure_limits
+from benchmarks.runners import RUNNERS, Runner, _first_line, torch_device, variants
+from benchmarks.timing import SPREAD_WARNING, Budget, summarize, throughput, time_block
+
+BASELINE = ("pytorch", "fp32")  # every speed-up is against this row, same device and batch size
+PAUSE_S = 0.05  # between blocks, so one engine's spinning worker threads park before the next runs
+
+
+@dataclass
+class Settings:
+    backends: Sequence[str]
+    devices: Sequence[str]
+    batch_sizes: Sequence[int]
+    budget: Budget
+    warmup: int = 3
+    threads: int | None = None
+    seed: int = 0
+    measure: dict[str, Any] = field(default_factory=dict)  # measure_limits options (sizes, mbytes, repeats)
+
+
+@dataclass
+class Row:
+    backend: str
+    variant: str
+    device: str
+    batch_size: int | None
+    status: str = "ok"  # ok | skipped | failed
+    reason: str | None = None
+    precision: str = "fp32"
+    latency_ms: dict[str, Any] | None = None  # timing.Stats.to_dict()
+    throughput_ips: float | None = None
+    speedup: float | None = None  # baseline p50 / this p50
+    floor_ms: float | None = None
+    floor_fraction: float | None = None  # floor_ms / p50
+    bound: str | None = None  # what sets the floor: compute | memory
+    max_rel_diff: float | None = None  # max |logits - eager logits| / max |eager logits|
+    artifact: str | None = None
+    artifact_bytes: int | None = None
+    build_s: float | None = None
+    warmup_s: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.variant}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Result:
+    rows: list[Row]
+    limits: dict[str, Limits]
+    floors: dict[str, list[roofline.Floor]]
+    warnings: list[str]
+
+
+def _runner_row(runner: Runner, batch_size: int | None, **values: Any) -> Row:
+    return Row(runner.backend, runner.variant, runner.device, batch_size, precision=runner.precision,
+               artifact=runner.artifact, artifact_bytes=runner.artifact_bytes, build_s=runner.build_s,
+               info=dict(runner.info), **values)
+
+
+def run_suite(artifacts: Artifacts, cost: roofline.ModelCost, settings: Settings,
+              progress: Callable[[str], None] | None = None) -> Result:
+    """Benchmark everything in `settings`; never raises for one backend's failure (its row says why)."""
+    say = progress or (lambda _msg: None)
+    rows: list[Row] = []
+    limits: dict[str, Limits] = {}
+    floors: dict[str, list[roofline.Floor]] = {}
+    for device in settings.devices:
+        pairs = [(b, v) for b in settings.backends for v in variants(b, device)]
+        if BASELINE not in pairs:  # the baseline always runs, first
+            pairs.insert(0, BASELINE)
+        runners = [RUNNERS[b](artifacts, device, v, settings.threads) for b, v in pairs]
+        try:
+            torch_device(device)
+        except Skip as exc:
+            rows += [_runner_row(r, None, status="skipped", reason=str(exc)) for r in runners]
+            continue
+        precisions = tuple(dict.fromkeys(r.precision for r in runners))
+        say(f"{device}: measuring matmul rate and memory bandwidth")
+        before = measure_limits(device, precisions, **settings.measure)
+        ready = []
+        for runner in runners:
+            say(f"{device}: building {runner.backend} {runner.variant}")
+            try:
+                runner.build()
+                ready.append(runner)
+            except Skip as exc:
+                rows.append(_runner_row(runner, None, status="skipped", reason=str(exc)))
+            except Exception as exc:  # a broken backend must not stop the others
+                rows.append(_runner_row(runner, None, status="failed", reason=_first_line(exc)))
+        try:
+            for n in settings.batch_sizes:
+                rows += _time_batch(ready, n, artifacts.source.image_size, settings, say)
+        finally:
+            for runner in ready:
+                runner.close()
+        # Measured again after the run: on a shared machine the quieter moment gives the truer peak.
+        say(f"{device}: measuring matmul rate and memory bandwidth again")
+        limits[device] = best_limits(before, measure_limits(device, precisions, **settings.measure))
+        floors[device] = [roofline.floor(cost, n, gflops=limits[device].gflops(p), gbps=limits[device].bandwidth_gbps,
+                                         precision=p) for p in precisions for n in settings.batch_sizes]
+    _add_comparisons(rows, cost, limits)
+    return Result(rows, limits, floors, _warnings(rows))
+
+
+def _time_batch(runners: list[Runner], n: int, size: int, settings: Settings, say: Callable[[str], None]) -> list[Row]:
+    rng = np.random.default_rng(settings.seed)
+    batch = rng.standard_normal((n, 3, size, size), dtype=np.float32)  # (N, 3, H, W)
+    rows, active, warm_s, outputs = [], [], {}, {}
+    for runner in runners:
+        say(f"{runner.device} batch {n}: warming up {runner.backend} {runner.variant}")
+        try:
+            t0 = time.perf_counter()
+            runner.prepare(batch)
+            for _ in range(max(settings.warmup, 1)):  # at least one call: compile, allocate, autotune
+                runner.step()
+            runner.sync()
+            warm_s[runner] = time.perf_counter() - t0
+            outputs[runner] = runner.logits()
+            active.append(runner)
+        except Skip as exc:
+            rows.append(_runner_row(runner, n, status="skipped", reason=str(exc)))
+        except Exception as exc:
+            rows.append(_runner_row(runner, n, status="failed", reason=_first_line(exc)))
+    times: dict[Runner, list[list[float]]] = {r: [] for r in active}
+    min_iterations, min_seconds = settings.budget.block()
+    for round_index in range(settings.budget.rounds):
+        shift = round_index % max(len(active), 1)
+        for runner in active[shift:] + active[:shift]:  # rotate: nobody always runs first or last
+            say(f"{runner.device} batch {n}: round {round_index + 1}/{settings.budget.rounds} {runner.backend} {runner.variant}")
+            time.sleep(PAUSE_S)
+            runner.sync()
+            times[runner].append(time_block(runner.step, runner.sync, min_iterations=min_iterations,
+                                            min_seconds=min_seconds))
+    reference = next((outputs[r] for r in active if (r.backend, r.variant) == BASELINE), None)
+    for runner in active:
+        stats = summarize(times[runner])
+        row = _runner_row(runner, n, latency_ms=stats.to_dict(), throughput_ips=throughput(n, stats.mean),
+                          warmup_s=warm_s[runner])
+        if reference is not None:
+            row.max_rel_diff = _rel_diff(outputs[runner], reference)
+        rows.append(row)
+    return rows
+
+
+def _rel_diff(out: np.ndarray, ref: np.ndarray) -> float | None:
+    if out.shape != ref.shape:
+        return None
+    scale = float(np.abs(ref).max()) or 1.0
+    return float(np.abs(out.astype(np.float64) - ref).max() / scale)
+
+
+def _add_comparisons(rows: list[Row], cost: roofline.ModelCost, limits: dict[str, Limits]) -> None:
+    """Speed-up against eager fp32 on the same device and batch size, and the fraction of the floor."""
+    base = {(r.device, r.batch_size): r.latency_ms["p50"] for r in rows
+            if r.status == "ok" and (r.backend, r.variant) == BASELINE}
+    for row in rows:
+        if row.status != "ok":
+            continue
+        p50 = row.latency_ms["p50"]
+        if (row.device, row.batch_size) in base:
+            row.speedup = base[(row.device, row.batch_size)] / p50
+        lim = limits[row.device]
+        bound = roofline.floor(cost, row.batch_size, gflops=lim.gflops(row.precision), gbps=lim.bandwidth_gbps,
+                               precision=row.precision)
+        row.floor_ms, row.bound = bound.floor_ms, bound.bound
+        row.floor_fraction = roofline.floor_fraction(bound.floor_ms, p50)
+
+
+def _warnings(rows: list[Row]) -> list[str]:
+    noisy = [r for r in rows if r.status == "ok" and r.latency_ms["spread"] > SPREAD_WARNING]
+    if not noisy:
+        return []
+    worst = max(noisy, key=lambda r: r.latency_ms["spread"])
+    return [f"{len(noisy)} of {sum(r.status == 'ok' for r in rows)} rows have round medians more than "
+            f"{SPREAD_WARNING:.0%} apart (worst: {worst.label} on {worst.device} at batch {worst.batch_size}, "
+            f"{worst.latency_ms['spread']:.0%}); the machine is busy or throttling: compare with care, "
+            f"or rerun with more --repeats / --min-time on a quiet machine"]

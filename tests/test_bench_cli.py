@@ -1,0 +1,74 @@
+"""alexnet-bench: flags, errors and one tiny end-to-end run (machine limits stubbed to save time)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from benchmarks import cli, suite
+from benchmarks.machine import Limits
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli.main, list(args))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--iterations", "2", "--min-time", "1"], "not both"),
+    (["--backends", "pytorch,tensorrt"], "unknown backend 'tensorrt'"),
+    (["--devices", "tpu"], "unknown device 'tpu'"),
+    (["--batch-sizes", "1,x"], "comma-separated integers"),
+    (["--batch-sizes", "0"], "at least 1"),
+    (["--backends", ","], "unknown backend ','"),
+    (["--json", "/no/such/dir/out.json"], "does not exist"),
+])
+def test_bad_flags_are_usage_errors(args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_missing_checkpoint_is_a_one_line_error(tmp_path):
+    result = invoke(str(tmp_path / "nope.pth"), "--backends", "pytorch", "--quiet")
+    assert result.exit_code == 1
+    assert "nope.pth does not exist" in result.output and "Traceback" not in result.output
+
+
+def test_aliases_and_all():
+    assert cli.parse_backends("compile,ort,ov") == ["torch.compile", "onnxruntime", "openvino"]
+    assert cli.parse_backends("all") == list(cli.BACKENDS)
+    assert cli.parse_batch_sizes("32,1,8,1") == [1, 8, 32]
+
+
+def test_canonical_command_is_one_reproducible_line():
+    line = cli.canonical_command("runs/my ckpt.pth", {"backends": "pytorch", "threads": 2, "iterations": None,
+                                                      "quiet": True, "note": "a b"})
+    assert line == "alexnet-bench 'runs/my ckpt.pth' --backends pytorch --threads 2 --quiet --note 'a b'"
+
+
+def test_tiny_run_writes_json_markdown_and_plot(tmp_path, monkeypatch):
+    fake = Limits("cpu", {"fp32": 50.0}, 5.0, {"stub": True})
+    monkeypatch.setattr(suite, "measure_limits", lambda device, precisions, **_: fake)
+    out = {ext: tmp_path / f"bench.{ext}" for ext in ("json", "md", "png")}
+    result = invoke("--variant", "cifar", "--num-classes", "10", "--backends", "pytorch", "--devices", "cpu",
+                    "--batch-sizes", "1,2", "--iterations", "2", "--repeats", "2", "--warmup", "1", "--threads", "1",
+                    "--json", str(out["json"]), "--markdown", str(out["md"]), "--plot", str(out["png"]),
+                    "--note", "test run", "--quiet")
+    assert result.exit_code == 0, result.output
+    data = json.loads(out["json"].read_text())
+    assert data["command"].startswith("alexnet-bench --backends pytorch --devices cpu --batch-sizes 1,2 --threads 1")
+    assert "--note" not in data["command"] and data["note"] == "test run"
+    assert data["settings"]["iterations"] == 2 and data["settings"]["min_time"] is None and data["settings"]["rounds"] == 2
+    assert data["model"]["variant"] == "cifar" and data["model"]["fresh"] is True
+    assert data["machine"]["threads"] == 1 and "torch" in data["machine"]["libraries"]
+    rows = {(r["variant"], r["batch_size"]): r for r in data["rows"]}
+    assert set(rows) == {("fp32", 1), ("fp32", 2), ("fp32 channels_last", 1), ("fp32 channels_last", 2)}
+    assert all(r["status"] == "ok" and r["latency_ms"]["n"] == 2 for r in rows.values())
+    # the floor comes from the (stubbed) limits: 2 x 0.248 GFLOP at 50 GFLOP/s vs 233 MB at 5 GB/s
+    assert rows[("fp32", 2)]["bound"] == "memory"
+    assert rows[("fp32", 2)]["floor_ms"] == pytest.approx(data["model"]["weight_bytes"]["fp32"] / 5e6)
+    assert "| backend | variant | batch |" in out["md"].read_text()
+    assert "| backend | variant | batch |" in result.output  # the same table on stdout
+    assert out["png"].read_bytes()[:4] == b"\x89PNG"
