@@ -168,7 +168,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(
             f"{path} is not a plain-weights checkpoint and was not unpickled (weights_only=True refused it: {detail})"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # torch.load on foreign bytes raises many types (RuntimeError, struct.error, ...)
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a {type(data).__name__}, not a checkpoint dict or state_dict")

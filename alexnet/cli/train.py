@@ -37,7 +37,7 @@ _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none", show_default=True, help="Mixed precision (CUDA).")
 @click.option("--channels-last", is_flag=True, help="NHWC memory format.")
 @click.option("--synthetic-train-per-class", type=click.IntRange(min=1), default=None, envvar="ALEXNET_SYNTHETIC_TRAIN_PER_CLASS",
-              help="Size of the synthetic set (default 250 per class; env ALEXNET_SYNTHETIC_TRAIN_PER_CLASS).")
+              help="Size of the synthetic set (default 500 per class; env ALEXNET_SYNTHETIC_TRAIN_PER_CLASS).")
 @click.option("--synthetic-val-per-class", type=click.IntRange(min=1), default=None, envvar="ALEXNET_SYNTHETIC_VAL_PER_CLASS",
               help="Synthetic validation images per class (default 50; env ALEXNET_SYNTHETIC_VAL_PER_CLASS).")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue from OUT/last.pth.")
