@@ -114,12 +114,14 @@ Examples:
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write latency/throughput plots (PNG).")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Keep the exported artifacts here [default: a temporary directory].")
 @click.option("--note", default=None, help="Conditions of the run, written into the outputs (e.g. 'quiet machine').")
+@click.option("--quick", is_flag=True,
+              help="Measure the machine's limits once and briefly (for a first look; the floors are rougher).")
 @click.option("--quiet", is_flag=True, help="No progress line.")
 @handle_errors
 def main(checkpoint: str | None, backends: str, devices: str, batch_sizes: str, threads: int | None, warmup: int,
          iterations: int | None, min_time: float | None, repeats: int, variant: str, num_classes: int,
          image_size: int | None, json_out: str | None, markdown: str | None, plot: str | None,
-         workdir: str | None, note: str | None, quiet: bool) -> None:
+         workdir: str | None, note: str | None, quick: bool, quiet: bool) -> None:
     """Benchmark AlexNet inference per backend, device and batch size, beside the machine's physical floor.
 
     Without CHECKPOINT a freshly initialized model is timed (speed does not depend on the weights).
@@ -144,12 +146,13 @@ def main(checkpoint: str | None, backends: str, devices: str, batch_sizes: str, 
     threads = threads or physical_cores()
     torch.set_num_threads(threads)
     settings = Settings(backend_list, device_list, sizes, Budget(iterations=iterations, min_time=min_time, rounds=repeats),
-                        warmup=warmup, threads=threads)
+                        warmup=warmup, threads=threads, remeasure=not quick,
+                        measure={"sizes": (1024,), "mbytes": 64, "repeats": 2} if quick else {})
     command = canonical_command(checkpoint, dict(
         backends=",".join(backend_list), devices=",".join(device_list), batch_sizes=",".join(map(str, sizes)),
         threads=threads, warmup=warmup, iterations=iterations, min_time=min_time, repeats=repeats,
         variant=None if checkpoint else variant, num_classes=None if checkpoint else num_classes,
-        image_size=image_size, json=json_out, markdown=markdown, plot=plot))
+        image_size=image_size, quick=quick, json=json_out, markdown=markdown, plot=plot))
     model_options = dict(variant=variant, num_classes=num_classes, image_size=image_size)
     say, done = _progress(not quiet)
     try:
@@ -189,5 +192,5 @@ def _run(checkpoint: str | None, workdir: Path, model_options: dict[str, Any], s
     machine["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     config = {"backends": list(settings.backends), "devices": list(settings.devices),
               "batch_sizes": list(settings.batch_sizes), "threads": settings.threads, "warmup": settings.warmup,
-              **asdict(settings.budget)}
+              "quick": not settings.remeasure, **asdict(settings.budget)}
     return {"result": result, "machine": machine, "model": {**source.describe(), **cost.to_dict()}, "settings": config}

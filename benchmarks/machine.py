@@ -189,6 +189,33 @@ def measure_matmul_numpy(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 3
     return rates
 
 
+def measure_matmul_onnxruntime(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 3,
+                               threads: int | None = None) -> dict[int, float]:
+    """The same through onnxruntime's MLAS GEMM (what its convolutions run on); {} without onnxruntime."""
+    try:
+        import numpy as np
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        return {}
+    rates = {}
+    for n in sizes:
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+            [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in ("a", "b")],
+            [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = min(model.ir_version, 9)  # readable by older onnxruntime releases too
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        feed = {x: rng.standard_normal((n, n), dtype=np.float32) for x in ("a", "b")}
+        rates[n] = 2 * n**3 / _best_seconds(lambda: session.run(None, feed), lambda: None, repeats) / 1e9
+    return rates
+
+
 CPU_SIZES = (1024, 2048)
 
 
@@ -209,8 +236,8 @@ def measure_limits(device: str = "cpu", precisions: tuple[str, ...] = ("fp32",),
                    sizes: tuple[int, ...] | None = None, mbytes: int = 256, repeats: int = 3) -> Limits:
     """The best matmul rate per precision and the best bandwidth on `device` (threads as set in torch).
 
-    On the CPU the fp32 matmul is timed in torch and in numpy, and the faster counts: the
-    floor is meant for every backend, and one library's slow path must not lower the bar.
+    On the CPU the fp32 matmul is timed in torch, numpy and onnxruntime, and the fastest
+    counts: the floor is meant for every backend, and one library's slow path must not lower the bar.
     """
     details: dict[str, Any] = {"matmul": {}, "bandwidth": measure_bandwidth(device, mbytes, repeats)}
     gflops = {}
@@ -218,13 +245,22 @@ def measure_limits(device: str = "cpu", precisions: tuple[str, ...] = ("fp32",),
         rates = {f"torch {n}": r for n, r in measure_matmul(device, precision, sizes, repeats).items()}
         if device == "cpu" and precision == "fp32":
             rates.update({f"numpy {n}": r for n, r in measure_matmul_numpy(sizes or CPU_SIZES, repeats).items()})
+            ort_rates = measure_matmul_onnxruntime(sizes or CPU_SIZES, repeats, torch_threads())
+            rates.update({f"onnxruntime {n}": r for n, r in ort_rates.items()})
         details["matmul"][precision] = rates
         gflops[precision] = max(rates.values())
     return Limits(device, gflops, max(details["bandwidth"].values()), details)
 
 
-def best_limits(first: Limits, second: Limits) -> Limits:
-    """Two measurements of one device (before and after a run) -> the best rate of each."""
-    gflops = {p: max(first.matmul_gflops[p], second.matmul_gflops.get(p, 0.0)) for p in first.matmul_gflops}
-    details = {"before": first.details, "after": second.details}
-    return Limits(first.device, gflops, max(first.bandwidth_gbps, second.bandwidth_gbps), details)
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def best_limits(measurements: list[Limits]) -> Limits:
+    """Several measurements of one device (before, during and after a run) -> the best rate of each."""
+    first = measurements[0]
+    gflops = {p: max(m.matmul_gflops.get(p, 0.0) for m in measurements) for p in first.matmul_gflops}
+    bandwidth = max(m.bandwidth_gbps for m in measurements)
+    return Limits(first.device, gflops, bandwidth, {"measurements": [m.details for m in measurements]})

@@ -108,6 +108,18 @@ def results_table(doc: dict[str, Any], device: str) -> list[str]:
     return lines
 
 
+def fastest_table(doc: dict[str, Any], device: str) -> list[str]:
+    """Per batch size: the fastest fp32 row other than eager, against eager and against the floor."""
+    ok = [r for r in doc["rows"] if r["device"] == device and r["status"] == "ok" and r["precision"] == "fp32"
+          and r["backend"] != "pytorch"]
+    lines = ["| batch | fastest fp32 backend | p50 ms | speed-up vs eager | of floor |", "|--:|---|--:|--:|--:|"]
+    for n in sorted({r["batch_size"] for r in ok}):
+        best = min((r for r in ok if r["batch_size"] == n), key=lambda r: r["latency_ms"]["p50"])
+        lines.append(f"| {n} | {best['backend']} {best['variant']} | {best['latency_ms']['p50']:.2f} | "
+                     f"{_f(best['speedup'], '.2f', 'x')} | {_f(best['floor_fraction'] and 100 * best['floor_fraction'], '.0f', '%')} |")
+    return lines if len(lines) > 2 else []
+
+
 def render_markdown(doc: dict[str, Any]) -> str:
     lines = ["# AlexNet inference benchmark", "", f"Command: `{doc['command']}`", ""]
     if doc.get("note"):
@@ -120,6 +132,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         if device in doc["limits"]:
             lines += _limits_table(device, doc["limits"][device])
         lines += ["### Results", ""] + results_table(doc, device) + [""]
+        fastest = fastest_table(doc, device)
+        if fastest:
+            lines += ["### Fastest deployed backend", ""] + fastest + [""]
     lines += ["p50/p90/p99: latency percentiles over all timed iterations; spread: how far apart the rounds' "
               "medians were; images/s: batch / mean latency; speed-up: PyTorch eager fp32 p50 / this p50 (same "
               "device and batch); of floor: the physical floor / this p50; rel. diff: max |logits - eager "

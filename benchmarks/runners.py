@@ -84,6 +84,7 @@ class TorchRunner(Runner):
         self.torch = torch
         self._device = torch_device(self.device)
         self.dtype = getattr(torch, TORCH_DTYPES[self.precision])
+        self.input_dtype = self.dtype
         self.channels_last = "channels_last" in self.variant
         if self.dtype != torch.float32 and self.device == "cpu":
             raise Skip(f"{self.precision} on CPU is an emulation here, not a deployment choice")
@@ -100,7 +101,7 @@ class TorchRunner(Runner):
 
     def prepare(self, batch: np.ndarray) -> None:
         # (N, 3, H, W) float32 -> the module's device and dtype, outside the timed region
-        x = self.torch.from_numpy(batch).to(self._device, self.dtype)
+        x = self.torch.from_numpy(batch).to(self._device, self.input_dtype)
         self.x = x.contiguous(memory_format=self.torch.channels_last) if self.channels_last else x
         self.sync()
 
@@ -158,6 +159,7 @@ class TorchScriptRunner(TorchRunner):
         torch = self.torch
         path = self.artifacts.get("torchscript", self.precision)
         self._use_artifact(path)
+        self.input_dtype = torch.float32  # an fp16 export casts inside: its interface stays fp32
         module = torch.jit.load(str(path), map_location=self._device).eval()
         if "optimized" in self.variant:
             if not hasattr(module, "_c") or not module._c._has_method("forward"):
@@ -169,7 +171,7 @@ class TorchScriptRunner(TorchRunner):
             module = torch.jit.optimize_for_inference(module)  # CPU: oneDNN layouts, prepacked weights
             size = self.artifacts.source.image_size
             with torch.inference_mode():  # oneDNN refuses some shapes: find out now, once, not per batch size
-                module(torch.zeros(1, 3, size, size, device=self._device, dtype=self.dtype))
+                module(torch.zeros(1, 3, size, size, device=self._device))
         return module
 
 

@@ -34,6 +34,7 @@ class Settings:
     threads: int | None = None
     seed: int = 0
     measure: dict[str, Any] = field(default_factory=dict)  # measure_limits options (sizes, mbytes, repeats)
+    remeasure: bool = True  # measure the limits again after each batch size (and keep the best)
 
 
 @dataclass
@@ -99,7 +100,7 @@ def run_suite(artifacts: Artifacts, cost: roofline.ModelCost, settings: Settings
             continue
         precisions = tuple(dict.fromkeys(r.precision for r in runners))
         say(f"{device}: measuring matmul rate and memory bandwidth")
-        before = measure_limits(device, precisions, **settings.measure)
+        measured = [measure_limits(device, precisions, **settings.measure)]
         ready = []
         for runner in runners:
             say(f"{device}: building {runner.backend} {runner.variant}")
@@ -113,12 +114,13 @@ def run_suite(artifacts: Artifacts, cost: roofline.ModelCost, settings: Settings
         try:
             for n in settings.batch_sizes:
                 rows += _time_batch(ready, n, artifacts.source.image_size, settings, say)
+                if settings.remeasure:  # on a shared machine the quietest moment gives the truest peak
+                    say(f"{device}: measuring matmul rate and memory bandwidth again")
+                    measured.append(measure_limits(device, precisions, **settings.measure))
         finally:
             for runner in ready:
                 runner.close()
-        # Measured again after the run: on a shared machine the quieter moment gives the truer peak.
-        say(f"{device}: measuring matmul rate and memory bandwidth again")
-        limits[device] = best_limits(before, measure_limits(device, precisions, **settings.measure))
+        limits[device] = best_limits(measured)
         floors[device] = [roofline.floor(cost, n, gflops=limits[device].gflops(p), gbps=limits[device].bandwidth_gbps,
                                          precision=p) for p in precisions for n in settings.batch_sizes]
     _add_comparisons(rows, cost, limits)

@@ -55,11 +55,12 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path, monkeypatch):
     result = invoke("--variant", "cifar", "--num-classes", "10", "--backends", "pytorch", "--devices", "cpu",
                     "--batch-sizes", "1,2", "--iterations", "2", "--repeats", "2", "--warmup", "1", "--threads", "1",
                     "--json", str(out["json"]), "--markdown", str(out["md"]), "--plot", str(out["png"]),
-                    "--note", "test run", "--quiet")
+                    "--note", "test run", "--quick", "--quiet")
     assert result.exit_code == 0, result.output
     data = json.loads(out["json"].read_text())
     assert data["command"].startswith("alexnet-bench --backends pytorch --devices cpu --batch-sizes 1,2 --threads 1")
     assert "--note" not in data["command"] and data["note"] == "test run"
+    assert data["settings"]["quick"] is True and "--quick" in data["command"]
     assert data["settings"]["iterations"] == 2 and data["settings"]["min_time"] is None and data["settings"]["rounds"] == 2
     assert data["model"]["variant"] == "cifar" and data["model"]["fresh"] is True
     assert data["machine"]["threads"] == 1 and "torch" in data["machine"]["libraries"]

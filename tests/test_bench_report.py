@@ -88,6 +88,9 @@ def test_markdown_tables_parse(doc, tmp_path):
     limits = table_rows(text, "| precision |")
     assert [row[4] for row in limits[2:]] == ["20.00", "80.00"] and limits[2][5] == "compute"
     assert "- 1 of 4 rows are noisy" in text
+    fastest = table_rows(text, "| batch | fastest")
+    assert fastest[2][:2] == ["1", "onnxruntime fp32"] and fastest[2][3] == "1.50x"
+    assert len(fastest) == 4  # header, rule, batch 1 and 4
 
 
 def test_plot_is_a_png(doc, tmp_path):
