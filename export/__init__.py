@@ -32,7 +32,7 @@ def export_artifact(checkpoint: str | os.PathLike, fmt: str, output: str | os.Pa
 
     common.check_options(fmt, batch_size, precision, coreml_input)
     output = Path(output) if output is not None else common.default_output(checkpoint, fmt)
-    common.check_output(output)
+    common.check_output(output, fmt)
     ckpt, model = common.load_model(checkpoint)
     size = common.resolve_image_size(ckpt, model, image_size)
     if fmt == "coreml":

@@ -49,6 +49,8 @@ def main(checkpoint: Path, fmt: str, output: Path | None, batch_size: int | None
     if batch_size is not None and dynamic_batch:
         raise click.UsageError("--batch and --dynamic-batch exclude each other")
     formats = FORMATS if fmt == "all" else (fmt,)
+    if "coreml" in formats and coreml_input == "image" and batch_size not in (None, 1):
+        raise click.UsageError("a Core ML image input takes one image at a time; add --coreml-input tensor to use --batch")
     if fmt == "all" and output is not None and not output.is_dir():
         raise click.UsageError(f"with --format all, -o must be an existing directory (got {output})")
     if not Path(checkpoint).exists():
@@ -69,7 +71,7 @@ def main(checkpoint: Path, fmt: str, output: Path | None, batch_size: int | None
             verdict = "PASS" if result.passed else "FAIL"
             if not result.passed:
                 failed.append(path)
-        rows.append((name, chosen, f"{seconds:.1f} s", verdict, str(path)))
+        rows.append((name, chosen, f"{seconds:.1f}s", verdict, str(path)))
     if len(rows) > 1:
         _table(("format", "precision", "export", "validation", "artifact"), rows)
     if failed:

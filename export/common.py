@@ -7,18 +7,18 @@ alexnet-deploy metadata (`runtime.metadata.ArtifactMetadata`) the runtime predic
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from alexnet.backend import checkpoint_metadata
-from alexnet.checkpoint import Checkpoint, atomic_write, load_checkpoint
+from alexnet import __version__
+from alexnet.checkpoint import Checkpoint, atomic_write, file_sha256, load_checkpoint
 from runtime.errors import DeployError
 from runtime.metadata import ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
@@ -52,10 +52,16 @@ def check_options(fmt: str, batch_size: int | None, precision: str, coreml_input
         raise ExportError(f"batch size must be at least 1, got {batch_size}")
     if coreml_input not in COREML_INPUTS:
         raise ExportError(f"unknown Core ML input kind {coreml_input!r}; choose image or tensor")
+    if fmt == "coreml" and coreml_input == "image" and batch_size not in (None, 1):
+        raise ExportError(f"a Core ML image input takes one image at a time, not batches of {batch_size}; "
+                          "use coreml_input='tensor' (--coreml-input tensor) for a batch")
 
 
-def check_output(output: Path) -> None:
+def check_output(output: Path, fmt: str) -> None:
     """Fail before the (slow) conversion if the artifact could not be written."""
+    if fmt == "coreml" and output.suffix != ".mlpackage":
+        # coremltools saves an ML Program only as a .mlpackage directory.
+        raise ExportError(f"cannot write {output}: a Core ML ML Program is a .mlpackage (got {output.suffix or 'no suffix'})")
     parent = output.parent
     if not parent.is_dir():
         raise ExportError(f"cannot write {output}: directory {parent} does not exist")
@@ -81,14 +87,22 @@ def resolve_image_size(checkpoint: Checkpoint, model: nn.Module, image_size: int
 
 def export_metadata(checkpoint_path: str | os.PathLike, checkpoint: Checkpoint, *, fmt: str, batch_size: int | None,
                     image_size: int, precision: str) -> ArtifactMetadata:
-    """The checkpoint's metadata (alexnet.backend) with this export's format, shape and precision."""
-    base = checkpoint_metadata(checkpoint_path, checkpoint)
-    spec = base.preprocess
+    """What the artifact carries: classes, preprocessing, model config, input, provenance."""
+    spec = checkpoint.preprocess
     if image_size != spec.crop:
         # A different input size means a different crop; keep the resize/crop ratio convention.
         spec = PreprocessSpec.for_image_size(image_size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation)
-    return dataclasses.replace(base, format=fmt, preprocess=spec, precision=precision,
-                               input_shape=(batch_size, 3, image_size, image_size))
+    return ArtifactMetadata(
+        class_names=tuple(checkpoint.class_names),
+        preprocess=spec,
+        model_config=checkpoint.config.to_dict(),
+        input_shape=(batch_size, 3, image_size, image_size),
+        precision=precision,
+        format=fmt,
+        source_sha256=file_sha256(checkpoint_path),
+        package_version=__version__,  # the exporter's version (the checkpoint's may be older)
+        torch_version=torch.__version__,
+    )
 
 
 class CastWrapper(nn.Module):
@@ -107,6 +121,17 @@ class CastWrapper(nn.Module):
 
 def for_precision(model: nn.Module, precision: str) -> nn.Module:
     return CastWrapper(model).eval() if precision == "fp16" else model
+
+
+def trace(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """torch.jit.trace in eval mode, without autograd.
+
+    TracerWarnings are silenced: the only one AlexNet raises is local_response_norm's
+    `input.numel() == 0` guard (paper variant), false for every real input.
+    """
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return torch.jit.trace(model.eval(), example, check_trace=False)
 
 
 def example_input(batch_size: int | None, image_size: int, seed: int = 0) -> torch.Tensor:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from export.common import ExportError, first_line, write_directory
+from export.common import ExportError, first_line, trace, write_directory
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 INPUT_NAME, OUTPUT_NAME, LABEL_NAME = "input", "logits", "classLabel"
@@ -112,8 +112,7 @@ def convert(model: nn.Module, metadata: ArtifactMetadata, coreml_input: str = "i
     example = torch.rand(metadata.batch_size or 1, 3, height, width)
     precision = ct.precision.FLOAT16 if metadata.precision == "fp16" else ct.precision.FLOAT32
     try:
-        with torch.no_grad():
-            traced = torch.jit.trace(model.eval(), example, check_trace=False)
+        traced = trace(model, example)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             mlmodel = ct.convert(
@@ -156,5 +155,14 @@ def _describe(mlmodel: Any, metadata: ArtifactMetadata, coreml_input: str) -> No
 def export_coreml(model: nn.Module, metadata: ArtifactMetadata, output: Path, *, coreml_input: str = "image") -> Path:
     """Convert and save `output` (.mlpackage), built beside it and renamed when complete."""
     mlmodel = convert(model, metadata, coreml_input)
-    write_directory(output, lambda tmp: mlmodel.save(tmp))
+
+    def save(tmp: str) -> None:
+        try:
+            mlmodel.save(tmp)
+        except OSError:
+            raise  # write_directory words it
+        except Exception as exc:  # coremltools raises bare Exception for what it refuses
+            raise ExportError(f"cannot save the Core ML package {output}: {first_line(exc)}") from None
+
+    write_directory(output, save)
     return output

@@ -22,10 +22,13 @@ def export_onnx(model: nn.Module, example: torch.Tensor, metadata: ArtifactMetad
     """Export `model` (input `example`, (N, 3, H, W)) to `output`; batch dimension dynamic unless fixed."""
     import onnx
 
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise ExportError(f"opset {opset} is newer than the installed onnx {onnx.__version__} knows (up to {newest})")
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
     try:
         # The exporter reports its progress on stdout and warns about untested versions; keep the CLI quiet.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("torch.onnx"):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("torch.onnx"), _quiet("onnxscript"):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 model.eval(), (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
@@ -35,6 +38,12 @@ def export_onnx(model: nn.Module, example: torch.Tensor, metadata: ArtifactMetad
     except Exception as exc:  # the exporter wraps everything in its own error classes
         raise ExportError(f"ONNX export (opset {opset}) failed: {first_line(exc)}") from None
     proto = program.model_proto
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:
+        # The exporter writes opset 18+ and down-converts on request; when that fails it keeps
+        # its own opset without raising, which would silently ignore --opset.
+        raise ExportError(f"the ONNX exporter could not produce opset {opset} (it wrote opset {written}); "
+                          f"use --opset {max(written or 18, 18)} or newer")
     proto.producer_name = "alexnet-deploy"
     proto.doc_string = f"AlexNet ({metadata.model_config.get('variant', '?')}), {metadata.num_classes} classes"
     entry = proto.metadata_props.add()

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from export.common import ExportError, first_line, write_file
+from export.common import ExportError, first_line, trace, write_file
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 EXTRA_FILE = f"{METADATA_KEY}.json"  # what runtime.backends.torchscript_backend reads
@@ -20,10 +20,9 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, metadata: Artifa
     serves any batch; a fixed batch size is recorded in the metadata only.
     """
     try:
-        with torch.no_grad():
-            traced = torch.jit.trace(model.eval(), example, check_trace=False)
-            # freeze inlines the weights as constants and folds what it can: no attributes left to mutate.
-            frozen = torch.jit.freeze(traced)
+        traced = trace(model, example)
+        # freeze inlines the weights as constants and folds what it can: no attributes left to mutate.
+        frozen = torch.jit.freeze(traced)
     except RuntimeError as exc:
         raise ExportError(f"TorchScript tracing failed: {first_line(exc)}") from None
     extra = {EXTRA_FILE: metadata.to_json()}

@@ -94,3 +94,71 @@ def test_output_in_read_only_directory(ckpt, tmp_path):
 def test_image_size_too_small(ckpt, tmp_path):
     assert_one_line_error(run("--format", "torchscript", ckpt, "-o", tmp_path / "m.pt", "--image-size", "8"), "too small")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_coreml_image_input_takes_no_batch(ckpt, tmp_path):
+    result = run("--format", "coreml", ckpt, "-o", tmp_path / "m.mlpackage", "--batch", "4")
+    assert result.exit_code == 2 and "--coreml-input tensor" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_coreml_needs_mlpackage_suffix(ckpt, tmp_path):
+    assert_one_line_error(run("--format", "coreml", ckpt, "-o", tmp_path / "m.mlmodel"), ".mlpackage")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_all_needs_a_directory(ckpt, tmp_path):
+    result = run("--format", "all", ckpt, "-o", tmp_path / "m.onnx")
+    assert result.exit_code == 2 and "existing directory" in result.output
+
+
+def test_failed_write_leaves_nothing(ckpt, tmp_path, monkeypatch):
+    """A write that fails half-way (full disk, permissions) leaves neither artifact nor temp file."""
+    import errno
+
+    import torch
+
+    def half_written(module, path, _extra_files=None):
+        with open(path, "wb") as handle:
+            handle.write(b"PK partial archive")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch.jit, "save", half_written)
+    assert_one_line_error(run("--format", "torchscript", ckpt, "-o", tmp_path / "m.pt"), "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_directory_write_leaves_nothing(tmp_path):
+    """A .mlpackage is built beside the target; a failure half-way leaves nothing behind."""
+    from export.common import ExportError, write_directory
+
+    def half_built(tmp):
+        os.makedirs(os.path.join(tmp, "Data"))
+        raise PermissionError(13, "Permission denied")
+
+    with pytest.raises(ExportError, match="cannot write .*m.mlpackage: Permission denied"):
+        write_directory(tmp_path / "m.mlpackage", half_built)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_directory_write_replaces_an_old_package(tmp_path):
+    from export.common import write_directory
+
+    target = tmp_path / "m.mlpackage"
+    for version in ("old", "new"):
+        write_directory(target, lambda tmp: (os.makedirs(tmp), open(os.path.join(tmp, version), "w").close()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mlpackage"]
+    assert [p.name for p in target.iterdir()] == ["new"]
+
+
+@pytest.mark.slow
+def test_all_formats_with_table(ckpt, tmp_path):
+    result = run("--format", "all", ckpt, "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.mlpackage", "model.onnx", "model.pt"]
+    header = next(line for line in result.output.splitlines() if line.startswith("format"))
+    assert header.split() == ["format", "precision", "export", "validation", "artifact"]
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines() if line.split()[:1] in (["torchscript"], ["onnx"], ["coreml"])}
+    assert rows["torchscript"][1] == "fp32" and rows["coreml"][1] == "fp16"  # Core ML defaults to fp16
+    assert all(row[3] == "PASS" and row[4].startswith(str(tmp_path)) for row in rows.values())
+    assert "numerical validation needs macOS" in result.output or "coreml: PASS  max abs" in result.output

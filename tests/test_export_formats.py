@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
 import pytest
 import torch
 
+import alexnet
 import runtime
 from alexnet.checkpoint import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
 from alexnet.model import AlexNet, AlexNetConfig
 from export import export_artifact
+from export.common import SUFFIXES, ExportError
 from export.validate import coreml_problems, validate_artifact
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
@@ -27,9 +30,14 @@ def make_checkpoint(path, variant="cifar", size=32, num_classes=5):
     return save_checkpoint(ckpt, path)
 
 
+@functools.lru_cache(maxsize=4)
+def _pytorch_model(ckpt_path):
+    return load_checkpoint(ckpt_path).build_model()  # ~1.5 s for 58M parameters: build once per checkpoint
+
+
 def reference(ckpt_path, batch):
     with torch.inference_mode():
-        return load_checkpoint(ckpt_path).build_model()(torch.from_numpy(batch)).numpy()
+        return _pytorch_model(str(ckpt_path))(torch.from_numpy(batch)).numpy()
 
 
 def assert_agrees(got, ref, atol=1e-4):
@@ -113,6 +121,7 @@ def test_metadata_round_trips(ckpt, artifacts, key, fmt):
     assert meta.preprocess == PreprocessSpec(resize=32, crop=32)
     assert meta.input_shape == (None, 3, 32, 32) and meta.precision == "fp32"
     assert meta.model_config["variant"] == "cifar" and meta.source_sha256 == file_sha256(ckpt)
+    assert meta.package_version == alexnet.__version__ and meta.torch_version == torch.__version__
 
 
 def test_torchscript_is_frozen_with_extra_file(artifacts):
@@ -127,12 +136,61 @@ def test_validation_passes_on_real_images(ckpt, artifacts):
     assert result.passed and result.count == 24 and result.top1 == 1.0 and result.max_abs < 1e-4
 
 
-def test_fp16_torchscript_within_fp16_tolerance(ckpt, tmp_path):
-    path = export_artifact(ckpt, "torchscript", tmp_path / "half.pt", precision="fp16")
+@pytest.mark.parametrize("fmt", ["torchscript", pytest.param("onnx", marks=pytest.mark.slow)])
+def test_fp16_within_fp16_tolerance(ckpt, tmp_path, fmt):
+    path = export_artifact(ckpt, fmt, tmp_path / f"half{SUFFIXES[fmt]}", precision="fp16")
     result = validate_artifact(path, ckpt)
-    assert result.passed and 0 < result.max_abs < result.atol
-    strict = validate_artifact(path, ckpt, atol=0.0)
-    assert not strict.passed  # fp16 is not bit-exact: a zero tolerance must fail
+    # Passes on fp16's looser default, yet is not bit-exact (so it is really fp16 compute).
+    assert result.passed and 0 < result.max_abs < result.atol and result.top1 == 1.0
+
+
+def test_validation_on_user_images(ckpt, artifacts, tmp_path):
+    from alexnet.synthetic import render_synthetic
+
+    for i in range(3):
+        render_synthetic(i, split="train", image_size=40, seed=1)[0].save(tmp_path / f"{i}.png")
+    result = validate_artifact(artifacts["ts"], ckpt, data=tmp_path)
+    assert result.passed and result.count == 8 + 3
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match="no images"):
+        validate_artifact(artifacts["ts"], ckpt, data=tmp_path / "empty")
+
+
+def test_compare_reports_failures():
+    from export.validate import compare
+
+    ref = np.array([[1.0, 2.0, 0.0], [3.0, 0.0, 1.0]], np.float32)
+    assert compare("onnx", ref + 5e-5, ref, "fp32").passed
+    off = compare("onnx", ref + 2e-4, ref, "fp32")
+    assert not off.passed and off.top1 == 1.0 and off.max_abs == pytest.approx(2e-4, rel=1e-3)
+    assert off.max_rel == pytest.approx(2e-4 / 2.0, rel=1e-3)  # per input: worst |diff| / largest |logit|
+    flipped = ref[:, [1, 0, 2]]  # first input's top-1 changes: within a loose atol, still fails fp16's top-1 rule
+    assert not compare("onnx", flipped, ref, "fp16", atol=10.0).passed
+    assert compare("onnx", flipped, ref, "fp32", atol=10.0).passed  # fp32 judges the logits only
+
+
+def test_option_errors_before_any_work(ckpt, tmp_path):
+    for kwargs, message in [
+        (dict(fmt="tflite"), "unknown export format"),
+        (dict(fmt="onnx", precision="int8"), "unknown precision"),
+        (dict(fmt="onnx", batch_size=0), "at least 1"),
+        (dict(fmt="coreml", coreml_input="video"), "unknown Core ML input"),
+        (dict(fmt="coreml", batch_size=4), "one image at a time"),
+        (dict(fmt="coreml", output=tmp_path / "m.mlmodel"), ".mlpackage"),
+        (dict(fmt="onnx", opset=999), "newer than the installed onnx"),
+    ]:
+        fmt = kwargs.pop("fmt")
+        with pytest.raises(ExportError, match=message):
+            export_artifact(ckpt, fmt, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_unreachable_opset_is_an_error_not_ignored(ckpt, tmp_path):
+    # The exporter down-converts from opset 18 and, when that fails, keeps 18 without raising.
+    with pytest.raises(ExportError, match="could not produce opset 17"):
+        export_artifact(ckpt, "onnx", tmp_path / "old.onnx", opset=17)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_image_size_override_updates_metadata(ckpt, tmp_path):
@@ -144,18 +202,25 @@ def test_image_size_override_updates_metadata(ckpt, tmp_path):
         assert_agrees(predictor.predict_logits(batch), reference(ckpt, batch))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("variant,size", [("torchvision", 64), ("paper", 67)])
-def test_other_variants(tmp_path, variant, size):
-    ckpt = make_checkpoint(tmp_path / f"{variant}.pth", variant=variant, size=size, num_classes=3)
-    batch = random_batch(2, size=size)
-    ref = reference(ckpt, batch)
-    for fmt in ("torchscript", "onnx"):
-        with runtime.load(export_artifact(ckpt, fmt), device="cpu") as predictor:
-            assert_agrees(predictor.predict_logits(batch), ref)
-
-
 # Core ML: conversion and structure everywhere, prediction on macOS only.
+
+@pytest.mark.parametrize("variant,size", [("cifar", 32), ("torchvision", 64), ("paper", 67)])
+def test_coreml_rewrites_keep_the_function(variant, size):
+    """What runs on Linux of the image path: the static pooling and conv1 / std, which see
+    (pixel/255 - mean) from ImageType, compute exactly the model on normalized input."""
+    from export.to_coreml import fold_std, static_pooling
+
+    torch.manual_seed(1)
+    model = AlexNet(AlexNetConfig(variant=variant, num_classes=3)).eval()
+    spec = PreprocessSpec.for_image_size(size)
+    pixels = torch.randint(0, 256, (2, 3, size, size)).float()  # (N, 3, S, S) in 0..255
+    mean, std = torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1)
+    shifted = pixels / 255 - mean  # what Core ML feeds the network: scale 1/255, bias -mean
+    with torch.no_grad():
+        expected = model(shifted / std)
+        got = fold_std(static_pooling(model, size), spec.std)(shifted)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
 
 @pytest.fixture(scope="module")
 def coreml(ckpt):
