@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 SYNTHETIC_CLASSES: tuple[str, ...] = (
-    "circle", "square", "triangle", "cross", "ring", "star", "stripes", "diamond",
+    "circle", "square", "triangle", "cross", "ring", "star", "stripes", "checker",
 )
 SPLITS = ("train", "val")
 
@@ -68,8 +68,13 @@ def _draw_shape(draw: ImageDraw.ImageDraw, label: int, cx: float, cy: float, r: 
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=colour, width=max(2, int(r / 3)))
     elif name == "square":
         draw.polygon(_polygon(cx, cy, r, angle, [(-0.8, -0.8), (0.8, -0.8), (0.8, 0.8), (-0.8, 0.8)]), fill=colour)
-    elif name == "diamond":
-        draw.polygon(_polygon(cx, cy, r, angle, [(0, -1), (0.55, 0), (0, 1), (-0.55, 0)]), fill=colour)
+    elif name == "checker":  # a 3x3 checkerboard patch: a texture class, as distinct from "stripes" as from shapes
+        for row in range(3):
+            for col in range(3):
+                if (row + col) % 2 == 0:
+                    x0, y0 = -1 + col * 2 / 3, -1 + row * 2 / 3
+                    cell = [(x0, y0), (x0 + 2 / 3, y0), (x0 + 2 / 3, y0 + 2 / 3), (x0, y0 + 2 / 3)]
+                    draw.polygon(_polygon(cx, cy, r * 0.85, angle, cell), fill=colour)
     elif name == "triangle":
         draw.polygon(_polygon(cx, cy, r, angle, [(0, -1), (0.87, 0.5), (-0.87, 0.5)]), fill=colour)
     elif name == "star":

@@ -38,7 +38,7 @@ class TrainArgs:
     step_size: int = 30  # step schedule: decay every N epochs
     gamma: float = 0.1
     label_smoothing: float = 0.0
-    dropout: float = 0.5
+    dropout: float | None = None  # None: the recipe's (default 0.2, paper 0.5)
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -51,12 +51,13 @@ class TrainArgs:
         return asdict(self)
 
 
-# Measured on the synthetic default (2 CPU cores): AdamW at 1e-4 with one warm-up epoch and a
-# cosine decay reaches >= 90% val top-1 in 4 epochs. The paper's SGD recipe at lr 0.01 barely
-# leaves chance level in that budget: without normalization layers AlexNet needs many epochs.
+# "default" is tuned for short runs (measured on the synthetic default, 4 epochs, 2 CPU cores):
+# AdamW at 2e-4 with a short warm-up, cosine decay and light dropout learns several times faster
+# than the paper's SGD at lr 0.01, which barely leaves chance level in that budget (AlexNet has no
+# normalization layers). "paper" is the 2012 recipe for long runs.
 RECIPES = {
-    "default": dict(optimizer="adamw", lr=1e-4, weight_decay=0.05, schedule="cosine", warmup_epochs=1.0),
-    "paper": dict(optimizer="sgd", lr=0.01, weight_decay=5e-4, schedule="step", warmup_epochs=0.0),
+    "default": dict(optimizer="adamw", lr=2e-4, weight_decay=0.05, schedule="cosine", warmup_epochs=0.3, dropout=0.2),
+    "paper": dict(optimizer="sgd", lr=0.01, weight_decay=5e-4, schedule="step", warmup_epochs=0.0, dropout=0.5),
 }
 
 
