@@ -25,14 +25,15 @@ def export_artifact(checkpoint: str | os.PathLike, fmt: str, output: str | os.Pa
     """Write `checkpoint` as a `fmt` artifact and return its path.
 
     batch_size: None for a dynamic batch (Core ML image input is always batch 1).
-    image_size: None for the checkpoint's crop size. output: default beside the checkpoint
-    (.pt, .onnx, .mlpackage). The artifact appears only when complete.
+    image_size: None for the checkpoint's crop size. output: a path, or a directory to write
+    into; default beside the checkpoint (.pt, .onnx, .mlpackage), same stem. The artifact
+    appears only when complete.
     """
     from export import common
 
     common.check_options(fmt, batch_size, precision, coreml_input)
-    output = Path(output) if output is not None else common.default_output(checkpoint, fmt)
-    common.check_output(output, fmt)
+    output = common.resolve_output(checkpoint, fmt, output)
+    common.check_output(output, fmt, checkpoint)
     ckpt, model = common.load_model(checkpoint)
     size = common.resolve_image_size(ckpt, model, image_size)
     if fmt == "coreml":

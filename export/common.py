@@ -38,9 +38,14 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def default_output(checkpoint: str | os.PathLike, fmt: str) -> Path:
-    """Beside the checkpoint, same stem: runs/best.pth -> runs/best.onnx."""
-    return Path(checkpoint).with_suffix(SUFFIXES[fmt])
+def resolve_output(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike | None) -> Path:
+    """Default beside the checkpoint, same stem (runs/best.pth -> runs/best.onnx); an existing
+    directory (other than a .mlpackage to replace) gets that name inside it, like cp."""
+    name = Path(checkpoint).with_suffix(SUFFIXES[fmt]).name
+    if output is None:
+        return Path(checkpoint).parent / name
+    output = Path(output)
+    return output / name if output.is_dir() and output.suffix != ".mlpackage" else output
 
 
 def check_options(fmt: str, batch_size: int | None, precision: str, coreml_input: str) -> None:
@@ -57,8 +62,11 @@ def check_options(fmt: str, batch_size: int | None, precision: str, coreml_input
                           "use coreml_input='tensor' (--coreml-input tensor) for a batch")
 
 
-def check_output(output: Path, fmt: str) -> None:
+def check_output(output: Path, fmt: str, checkpoint: str | os.PathLike) -> None:
     """Fail before the (slow) conversion if the artifact could not be written."""
+    if output.resolve() == Path(checkpoint).resolve():
+        # e.g. a checkpoint saved as best.pt exported to TorchScript with the default name.
+        raise ExportError(f"the {fmt} artifact would overwrite the checkpoint {checkpoint}; choose another output (-o)")
     if fmt == "coreml" and output.suffix != ".mlpackage":
         # coremltools saves an ML Program only as a .mlpackage directory.
         raise ExportError(f"cannot write {output}: a Core ML ML Program is a .mlpackage (got {output.suffix or 'no suffix'})")
@@ -67,7 +75,7 @@ def check_output(output: Path, fmt: str) -> None:
         raise ExportError(f"cannot write {output}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ExportError(f"cannot write {output}: directory {parent} is not writable")
-    if output.is_dir() and output.suffix != ".mlpackage":
+    if output.is_dir() and fmt != "coreml":
         raise ExportError(f"cannot write {output}: it is a directory")
 
 

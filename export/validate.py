@@ -21,11 +21,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from alexnet.checkpoint import Checkpoint, load_checkpoint
 from export.common import ExportError, first_line
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
-from runtime.preprocess import preprocess_image
+from runtime.preprocess import normalize, preprocess_image
 
 FP32_ATOL = 1e-4
 FP16_RTOL = 1e-2  # of the logits' scale
@@ -55,21 +56,26 @@ class ValidationResult:
 
 def validation_inputs(metadata: ArtifactMetadata, data: str | Path | None = None, *, random: int = 8,
                       images: int = 16, seed: int = 0) -> np.ndarray:
-    """(random + images, 3, S, S) float32: Gaussian noise, then preprocessed real images."""
+    """(random + images, 3, S, S) float32: random-pixel images, then real images, all preprocessed.
+
+    The random inputs are uniform 8-bit pixels, normalized: a Core ML image input receives
+    them back as exactly these pixels (Gaussian noise would be clipped to 0..255 there).
+    """
     spec, size = metadata.preprocess, metadata.input_shape[2]
     rng = np.random.default_rng(seed)
-    batches = [rng.standard_normal((random, 3, size, size), dtype=np.float32)]
+    pixels = rng.integers(0, 256, (random, size, size, 3), dtype=np.uint8)  # (N, H, W, 3)
+    arrays = [normalize(Image.fromarray(p, "RGB"), spec) for p in pixels]
     if data is not None:
         paths = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:images]
         if not paths:
             raise ExportError(f"--data {data}: no images ({', '.join(IMAGE_SUFFIXES)}) found there")
-        batches.append(np.stack([preprocess_image(p, spec) for p in paths]))
+        arrays += [preprocess_image(p, spec) for p in paths]
     elif images:
         from alexnet.synthetic import render_synthetic
 
-        pictures = [render_synthetic(i, split="val", image_size=spec.resize, seed=seed)[0] for i in range(images)]
-        batches.append(np.stack([preprocess_image(p, spec) for p in pictures]))
-    return np.concatenate(batches).astype(np.float32)
+        arrays += [preprocess_image(render_synthetic(i, split="val", image_size=spec.resize, seed=seed)[0], spec)
+                   for i in range(images)]
+    return np.stack(arrays).astype(np.float32)
 
 
 def compare(fmt: str, got: np.ndarray, ref: np.ndarray, precision: str, atol: float | None = None) -> ValidationResult:

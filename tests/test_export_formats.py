@@ -265,6 +265,13 @@ def test_coreml_weight_check_catches_a_difference(ckpt, coreml):
     assert problems == ["weight features.0.weight differs from the checkpoint beyond fp16 rounding"]
 
 
+def test_coreml_check_catches_wrong_labels(ckpt, coreml):
+    other = load_checkpoint(ckpt)
+    other.class_names = [c.upper() for c in CLASSES]
+    problems = coreml_problems(coreml["tensor"], other)
+    assert problems and all("class names" in p for p in problems)
+
+
 @pytest.mark.skipif(sys.platform == "darwin", reason="on macOS the package is validated numerically")
 def test_coreml_validation_off_macos_says_so(ckpt, coreml):
     result = validate_artifact(coreml["image"], ckpt)
