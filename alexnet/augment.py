@@ -55,11 +55,14 @@ class TrainTransform:
     """PIL image -> augmented, normalized float32 array (3, S, S).
 
     kind="resized": random resized crop + horizontal flip (ImageNet-style);
-    kind="padded": 4-px padded random crop + horizontal flip (32x32 CIFAR-style).
+    kind="padded": 4-px padded random crop + horizontal flip (32x32 CIFAR-style);
+    kind="flip": horizontal flip only (the synthetic set: its generator already randomizes size,
+    position and rotation, and crops with another aspect ratio distort the very shapes that
+    are the classes).
     """
 
     def __init__(self, spec: PreprocessSpec, *, kind: str = "resized", scale: tuple[float, float] = (0.08, 1.0)) -> None:
-        if kind not in ("resized", "padded"):
+        if kind not in ("resized", "padded", "flip"):
             raise ValueError(f"unknown augmentation {kind!r}")
         self.spec, self.kind, self.scale = spec, kind, scale
 
@@ -67,7 +70,7 @@ class TrainTransform:
         image = to_rgb(image)
         if self.kind == "padded":
             image = random_crop_with_padding(image, self.spec.crop, rng)
-        else:
+        elif self.kind == "resized":
             image = random_resized_crop(image, self.spec.crop, rng, scale=self.scale, interpolation=self.spec.interpolation)
         if rng.random() < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

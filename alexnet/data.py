@@ -11,7 +11,8 @@
     stl10:DIR       test_X.bin / test_y.bin        PreprocessSpec.for_image_size(S or 96)
 
 Training augmentation: a 4-px padded random crop + flip for CIFAR-10; a random resized
-crop + flip elsewhere (scale (0.08, 1) as torchvision, (0.6, 1) for the synthetic shapes).
+crop + flip for folders and STL-10 (scale (0.08, 1) as torchvision); flip only for the synthetic
+shapes, whose generator already randomizes size, position and rotation.
 """
 
 from __future__ import annotations
@@ -39,10 +40,7 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 SYNTHETIC_TRAIN_PER_CLASS = 500
 SYNTHETIC_VAL_PER_CLASS = 50
 SYNTHETIC_IMAGE_SIZE = 64
-# torchvision's (0.08, 1) crops of a 64 px shape often cut the shape away or leave one edge,
-# and the label (the whole shape) is then unlearnable; keep at least 60% of the area.
-SYNTHETIC_CROP_SCALE = (0.6, 1.0)
-IMAGENET_CROP_SCALE = (0.08, 1.0)
+IMAGENET_CROP_SCALE = (0.08, 1.0)  # torchvision's RandomResizedCrop default
 
 
 class DataError(DeployError, ValueError):
@@ -163,8 +161,8 @@ def load_data(data: str, *, image_size: int | None = None, seed: int = 0, val_fr
         raise DataError(f"{data}: train and val classes differ (only in train: {', '.join(only_train) or '-'}; "
                         f"only in val: {', '.join(only_val) or '-'})")
     kind, _ = _split_source(data)
-    augment = TrainTransform(spec, kind="padded" if kind == "cifar10" else "resized",
-                             scale=SYNTHETIC_CROP_SCALE if kind == "synthetic" else IMAGENET_CROP_SCALE)
+    augment = TrainTransform(spec, kind={"cifar10": "padded", "synthetic": "flip"}.get(kind, "resized"),
+                             scale=IMAGENET_CROP_SCALE)
     return DataBundle(
         train=ImageDataset(train_src, train_labels, augment, train=True, pixels=train_px),
         val=ImageDataset(val_src, val_labels, _eval_transform(spec), train=False, pixels=val_px),
