@@ -88,7 +88,8 @@ Examples:
   alexnet-bench                                   # fresh torchvision AlexNet, every backend, batch 1,8,32
   alexnet-bench runs/demo/best.pth --backends pytorch,onnxruntime --batch-sizes 1
   alexnet-bench --devices cpu --threads 2 --min-time 5 --json cpu.json --markdown cpu.md --plot cpu.png
-  alexnet-bench --variant cifar --backends onnxruntime --batch-sizes 1,8 --min-time 0.2 --repeats 2
+  alexnet-bench --variant cifar --backends onnxruntime --batch-sizes 1,8 --min-time 0.2 --repeats 2 --quick
+  alexnet-bench --devices cpu --clock cpu --min-time 6      # one thread, CPU time: for a busy shared machine
 """
 
 
@@ -114,6 +115,8 @@ Examples:
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write latency/throughput plots (PNG).")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Keep the exported artifacts here [default: a temporary directory].")
 @click.option("--note", default=None, help="Conditions of the run, written into the outputs (e.g. 'quiet machine').")
+@click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
+              help="wall: elapsed time. cpu: the process's CPU time, with one thread on the CPU: steadier on a shared machine.")
 @click.option("--quick", is_flag=True,
               help="Measure the machine's limits once and briefly (for a first look; the floors are rougher).")
 @click.option("--quiet", is_flag=True, help="No progress line.")
@@ -121,7 +124,7 @@ Examples:
 def main(checkpoint: str | None, backends: str, devices: str, batch_sizes: str, threads: int | None, warmup: int,
          iterations: int | None, min_time: float | None, repeats: int, variant: str, num_classes: int,
          image_size: int | None, json_out: str | None, markdown: str | None, plot: str | None,
-         workdir: str | None, note: str | None, quick: bool, quiet: bool) -> None:
+         workdir: str | None, note: str | None, clock: str, quick: bool, quiet: bool) -> None:
     """Benchmark AlexNet inference per backend, device and batch size, beside the machine's physical floor.
 
     Without CHECKPOINT a freshly initialized model is timed (speed does not depend on the weights).
@@ -132,6 +135,10 @@ def main(checkpoint: str | None, backends: str, devices: str, batch_sizes: str, 
     if iterations is None and min_time is None:
         min_time = 2.0
     backend_list, device_list, sizes = parse_backends(backends), parse_devices(devices), parse_batch_sizes(batch_sizes)
+    if clock == "cpu":
+        if threads not in (None, 1) or device_list != ["cpu"]:
+            raise click.UsageError("--clock cpu measures one thread on the CPU: use it with --devices cpu (and --threads 1)")
+        threads = 1
     for out in (json_out, markdown, plot):
         if out and not Path(out).resolve().parent.is_dir():
             raise click.UsageError(f"cannot write {out}: directory {Path(out).parent} does not exist")
@@ -146,13 +153,14 @@ def main(checkpoint: str | None, backends: str, devices: str, batch_sizes: str, 
     threads = threads or physical_cores()
     torch.set_num_threads(threads)
     settings = Settings(backend_list, device_list, sizes, Budget(iterations=iterations, min_time=min_time, rounds=repeats),
-                        warmup=warmup, threads=threads, remeasure=not quick,
+                        warmup=warmup, threads=threads, remeasure=not quick, clock=clock,
                         measure={"sizes": (1024,), "mbytes": 64, "repeats": 2} if quick else {})
     command = canonical_command(checkpoint, dict(
         backends=",".join(backend_list), devices=",".join(device_list), batch_sizes=",".join(map(str, sizes)),
         threads=threads, warmup=warmup, iterations=iterations, min_time=min_time, repeats=repeats,
         variant=None if checkpoint else variant, num_classes=None if checkpoint else num_classes,
-        image_size=image_size, quick=quick, json=json_out, markdown=markdown, plot=plot))
+        image_size=image_size, clock=None if clock == "wall" else clock, quick=quick,
+        json=json_out, markdown=markdown, plot=plot))
     model_options = dict(variant=variant, num_classes=num_classes, image_size=image_size)
     say, done = _progress(not quiet)
     try:
@@ -192,5 +200,5 @@ def _run(checkpoint: str | None, workdir: Path, model_options: dict[str, Any], s
     machine["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     config = {"backends": list(settings.backends), "devices": list(settings.devices),
               "batch_sizes": list(settings.batch_sizes), "threads": settings.threads, "warmup": settings.warmup,
-              "quick": not settings.remeasure, **asdict(settings.budget)}
+              "quick": not settings.remeasure, "clock": settings.clock, **asdict(settings.budget)}
     return {"result": result, "machine": machine, "model": {**source.describe(), **cost.to_dict()}, "settings": config}

@@ -124,8 +124,11 @@ def render_markdown(doc: dict[str, Any]) -> str:
     lines = ["# AlexNet inference benchmark", "", f"Command: `{doc['command']}`", ""]
     if doc.get("note"):
         lines += [f"Conditions: {doc['note']}", ""]
+    clock = doc["settings"].get("clock", "wall")
+    clock_text = ("the process's CPU time (one thread; time spent descheduled is not counted)" if clock == "cpu"
+                  else "wall time")
     lines += [f"- Date: {doc['machine']['date']}", f"- Machine: {_machine_line(doc['machine'])}",
-              f"- Model: {_model_line(doc['model'])}", ""]
+              f"- Model: {_model_line(doc['model'])}", f"- Clock: {clock_text}", ""]
     devices = list(dict.fromkeys(r["device"] for r in doc["rows"]))
     for device in devices:
         lines += [f"## {device}", ""]

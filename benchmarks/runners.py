@@ -151,7 +151,7 @@ class CompileRunner(TorchRunner):
 
 
 class TorchScriptRunner(TorchRunner):
-    """The exported TorchScript archive; variant "fp32 optimized" adds freeze + optimize_for_inference."""
+    """The exported TorchScript archive; variant "fp32 optimized" adds torch.jit.optimize_for_inference."""
 
     backend = "torchscript"
 
@@ -162,13 +162,8 @@ class TorchScriptRunner(TorchRunner):
         self.input_dtype = torch.float32  # an fp16 export casts inside: its interface stays fp32
         module = torch.jit.load(str(path), map_location=self._device).eval()
         if "optimized" in self.variant:
-            if not hasattr(module, "_c") or not module._c._has_method("forward"):
-                raise Skip("the TorchScript archive has no forward method")
-            try:  # freezing an archive that export already froze raises; optimize it as it is
-                module = torch.jit.freeze(module)
-            except RuntimeError:
-                pass
-            module = torch.jit.optimize_for_inference(module)  # CPU: oneDNN layouts, prepacked weights
+            # freezes first if needed; on CPU: oneDNN layouts, prepacked weights, conv+relu fused
+            module = torch.jit.optimize_for_inference(module)
             size = self.artifacts.source.image_size
             with torch.inference_mode():  # oneDNN refuses some shapes: find out now, once, not per batch size
                 module(torch.zeros(1, 3, size, size, device=self._device))
@@ -262,7 +257,7 @@ class OpenVinoRunner(Runner):
         self.requests: dict[int, Any] = {}
 
     def prepare(self, batch: np.ndarray) -> None:
-        # A static shape per batch size compiles faster kernels than one dynamic-batch graph.
+        # One static shape per batch size, compiled once, as a deployment with a known batch would.
         n = len(batch)
         if n not in self.requests:
             model = self.model.clone()

@@ -18,7 +18,7 @@ from benchmarks import roofline
 from benchmarks.artifacts import Artifacts, Skip
 from benchmarks.machine import Limits, best_limits, measure_limits
 from benchmarks.runners import RUNNERS, Runner, _first_line, torch_device, variants
-from benchmarks.timing import SPREAD_WARNING, Budget, summarize, throughput, time_block
+from benchmarks.timing import CLOCKS, SPREAD_WARNING, Budget, summarize, throughput, time_block
 
 BASELINE = ("pytorch", "fp32")  # every speed-up is against this row, same device and batch size
 PAUSE_S = 0.05  # between blocks, so one engine's spinning worker threads park before the next runs
@@ -35,6 +35,7 @@ class Settings:
     seed: int = 0
     measure: dict[str, Any] = field(default_factory=dict)  # measure_limits options (sizes, mbytes, repeats)
     remeasure: bool = True  # measure the limits again after each batch size (and keep the best)
+    clock: str = "wall"  # a key of timing.CLOCKS
 
 
 @dataclass
@@ -100,7 +101,7 @@ def run_suite(artifacts: Artifacts, cost: roofline.ModelCost, settings: Settings
             continue
         precisions = tuple(dict.fromkeys(r.precision for r in runners))
         say(f"{device}: measuring matmul rate and memory bandwidth")
-        measured = [measure_limits(device, precisions, **settings.measure)]
+        measured = [measure_limits(device, precisions, clock=CLOCKS[settings.clock], **settings.measure)]
         ready = []
         for runner in runners:
             say(f"{device}: building {runner.backend} {runner.variant}")
@@ -116,7 +117,7 @@ def run_suite(artifacts: Artifacts, cost: roofline.ModelCost, settings: Settings
                 rows += _time_batch(ready, n, artifacts.source.image_size, settings, say)
                 if settings.remeasure:  # on a shared machine the quietest moment gives the truest peak
                     say(f"{device}: measuring matmul rate and memory bandwidth again")
-                    measured.append(measure_limits(device, precisions, **settings.measure))
+                    measured.append(measure_limits(device, precisions, clock=CLOCKS[settings.clock], **settings.measure))
         finally:
             for runner in ready:
                 runner.close()
@@ -155,7 +156,7 @@ def _time_batch(runners: list[Runner], n: int, size: int, settings: Settings, sa
             time.sleep(PAUSE_S)
             runner.sync()
             times[runner].append(time_block(runner.step, runner.sync, min_iterations=min_iterations,
-                                            min_seconds=min_seconds))
+                                            min_seconds=min_seconds, clock=CLOCKS[settings.clock]))
     reference = next((outputs[r] for r in active if (r.backend, r.variant) == BASELINE), None)
     for runner in active:
         stats = summarize(times[runner])

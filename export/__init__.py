@@ -3,6 +3,7 @@
     from export import export_artifact
     export_artifact("runs/best.pth", "onnx")              # -> runs/best.onnx, dynamic batch, opset 18
     export_artifact("runs/best.pth", "coreml", precision="fp16", coreml_input="image")
+    validate_artifact("runs/best.onnx", "runs/best.pth").passed  # vs PyTorch, as the CLI does
 
 Every artifact carries the alexnet-deploy metadata (class names, preprocessing, input shape),
 so `runtime.load(artifact)` needs nothing else. Expected failures raise `ExportError`
@@ -15,8 +16,10 @@ import os
 from pathlib import Path
 
 from export.common import COREML_INPUTS, FORMATS, PRECISIONS, ExportError
+from export.validate import ValidationResult, validate_artifact
 
-__all__ = ["FORMATS", "PRECISIONS", "COREML_INPUTS", "ExportError", "export_artifact"]
+__all__ = ["FORMATS", "PRECISIONS", "COREML_INPUTS", "ExportError", "ValidationResult", "export_artifact",
+           "validate_artifact"]
 
 
 def export_artifact(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike | None = None, *,

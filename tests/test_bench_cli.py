@@ -22,6 +22,8 @@ def invoke(*args: str):
     (["--batch-sizes", "1,x"], "comma-separated integers"),
     (["--batch-sizes", "0"], "at least 1"),
     (["--backends", ","], "unknown backend ','"),
+    (["--clock", "cpu", "--threads", "2"], "--clock cpu measures one thread"),
+    (["--clock", "cpu", "--devices", "cpu,cuda"], "--clock cpu measures one thread"),
     (["--json", "/no/such/dir/out.json"], "does not exist"),
 ])
 def test_bad_flags_are_usage_errors(args, message):

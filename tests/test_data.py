@@ -80,11 +80,14 @@ def test_padded_crop_shifts_at_most_the_padding():
 
 def test_training_items_follow_torch_seed():
     bundle = load_data("synthetic", image_size=32, **SMALL)
-    torch.manual_seed(0)
-    first = bundle.train[4][0]
-    torch.manual_seed(0)
-    assert torch.equal(first, bundle.train[4][0])
-    assert not torch.equal(first, bundle.train[4][0])  # the stream moves on
+    def draws(seed):  # augmentation is a coin flip per item: 16 draws tell two streams apart
+        torch.manual_seed(seed)
+        return torch.stack([bundle.train[4][0] for _ in range(16)])
+
+    first = draws(0)
+    assert torch.equal(first, draws(0))
+    assert not torch.equal(first, draws(1))
+    assert not all(torch.equal(first[0], x) for x in first[1:])  # the stream moves on
 
 
 def _epoch(dataset, seed, workers):

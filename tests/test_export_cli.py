@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -89,6 +90,17 @@ def test_output_in_read_only_directory(ckpt, tmp_path):
         assert list(locked.iterdir()) == []
     finally:
         locked.chmod(0o755)
+
+
+def test_output_in_unwritable_directory(ckpt, tmp_path, monkeypatch):
+    """What a read-only directory does to a non-root user (root, running these tests, ignores modes)."""
+    import export.common
+
+    real_access = os.access
+    monkeypatch.setattr(export.common.os, "access",
+                        lambda path, mode: False if Path(path) == tmp_path else real_access(path, mode))
+    assert_one_line_error(run("--format", "onnx", ckpt, "-o", tmp_path / "m.onnx"), "is not writable")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_image_size_too_small(ckpt, tmp_path):
