@@ -37,7 +37,7 @@ class TrainArgs:
     warmup_epochs: float | None = None
     step_size: int = 30  # step schedule: decay every N epochs
     gamma: float = 0.1
-    label_smoothing: float = 0.0
+    label_smoothing: float | None = None  # None: the recipe's (default 0.1, paper 0)
     dropout: float | None = None  # None: the recipe's (default 0.2, paper 0.5)
     seed: int = 0
     workers: int = 0
@@ -51,13 +51,16 @@ class TrainArgs:
         return asdict(self)
 
 
-# "default" is tuned for short runs (measured on the synthetic default, 4 epochs, 2 CPU cores):
-# AdamW at 2e-4 with a short warm-up, cosine decay and light dropout learns several times faster
-# than the paper's SGD at lr 0.01, which barely leaves chance level in that budget (AlexNet has no
-# normalization layers). "paper" is the 2012 recipe for long runs.
+# "default" is tuned for short runs (measured on the synthetic default, 4 epochs, batch 64, 64 px,
+# 2 CPU cores; val top-1 at seeds 0/1/2): AdamW at 4e-4 with a short warm-up, cosine decay, label
+# smoothing 0.1 and light dropout reaches 0.930/0.885/0.923. The same at 2e-4 without smoothing: 0.878
+# (seed 0); 5e-4 or 6e-4 overshoot in the first epoch. The paper's SGD at lr 0.01 barely leaves chance
+# level in that budget (AlexNet has no normalization layers). "paper" is the 2012 recipe for long runs.
 RECIPES = {
-    "default": dict(optimizer="adamw", lr=2e-4, weight_decay=0.05, schedule="cosine", warmup_epochs=0.3, dropout=0.2),
-    "paper": dict(optimizer="sgd", lr=0.01, weight_decay=5e-4, schedule="step", warmup_epochs=0.0, dropout=0.5),
+    "default": dict(optimizer="adamw", lr=4e-4, weight_decay=0.05, schedule="cosine", warmup_epochs=0.3, dropout=0.2,
+                    label_smoothing=0.1),
+    "paper": dict(optimizer="sgd", lr=0.01, weight_decay=5e-4, schedule="step", warmup_epochs=0.0, dropout=0.5,
+                  label_smoothing=0.0),
 }
 
 

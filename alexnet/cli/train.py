@@ -22,14 +22,15 @@ _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.option("--recipe", type=click.Choice(list(RECIPES)), default="default", show_default=True,
               help="default: AdamW, warmup + cosine. paper: SGD lr 0.01, momentum 0.9, wd 5e-4, step decay.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None, help="Override the recipe's.")
-@click.option("--lr", type=float, default=None, help="Peak learning rate (recipe: default 2e-4, paper 0.01).")
+@click.option("--lr", type=float, default=None, help="Peak learning rate (recipe: default 4e-4, paper 0.01).")
 @click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD momentum.")
 @click.option("--weight-decay", type=float, default=None)
 @click.option("--schedule", type=click.Choice(["cosine", "step"]), default=None)
 @click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None)
 @click.option("--step-size", type=click.IntRange(min=1), default=30, show_default=True, help="Step schedule: epochs per decay.")
 @click.option("--gamma", type=float, default=0.1, show_default=True, help="Step schedule: decay factor.")
-@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Default: the recipe's (0.1; paper 0).")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help="Default: the recipe's (0.2; paper 0.5).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="DataLoader worker processes.")
