@@ -26,12 +26,7 @@ def _split(text: str) -> list[str]:
 def parse_backends(text: str) -> list[str]:
     if text == "all":
         return list(BACKENDS)
-    names = [ALIASES.get(name, name) for name in _split(text)]
-    unknown = [n for n in names if n not in BACKENDS]
-    if unknown or not names:
-        what = ", ".join(map(repr, unknown)) or repr(text)
-        raise click.UsageError(f"unknown backend {what}; choose from {', '.join(BACKENDS)} or all")
-    return list(dict.fromkeys(names))
+    return _known([ALIASES.get(name, name) for name in _split(text)], BACKENDS, "backend", text, "all")
 
 
 def parse_devices(text: str) -> list[str]:
@@ -42,11 +37,15 @@ def parse_devices(text: str) -> list[str]:
         found += ["cuda"] if torch.cuda.is_available() else []
         found += ["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else []
         return found
-    names = _split(text)
-    unknown = [n for n in names if n not in DEVICES]
+    return _known(_split(text), DEVICES, "device", text, "auto")
+
+
+def _known(names: list[str], allowed, kind: str, text: str, keyword: str) -> list[str]:
+    """`names` without repeats, or a usage error naming the unknown ones and the choices."""
+    unknown = [n for n in names if n not in allowed]
     if unknown or not names:
         what = ", ".join(map(repr, unknown)) or repr(text)
-        raise click.UsageError(f"unknown device {what}; choose from {', '.join(DEVICES)} or auto")
+        raise click.UsageError(f"unknown {kind} {what}; choose from {', '.join(allowed)} or {keyword}")
     return list(dict.fromkeys(names))
 
 
