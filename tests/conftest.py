@@ -23,3 +23,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
         if skip_mac and "macos" in item.keywords:
             item.add_marker(skip_mac)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """CLIs run in-process (`--threads 1`) call torch.set_num_threads, which is process-wide: without
+    this, every later test would run on one thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
