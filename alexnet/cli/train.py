@@ -31,7 +31,7 @@ _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.option("--gamma", type=float, default=0.1, show_default=True, help="Step schedule: decay factor.")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Default: the recipe's (0.1; paper 0).")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help="Default: the recipe's (0.2; paper 0.5).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help="Default: the recipe's (0; paper 0.5).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps")
