@@ -54,8 +54,9 @@ class TrainArgs:
 # "default" is tuned for short runs (measured on the synthetic default, 4 epochs, batch 64, 64 px,
 # 2 CPU cores; val top-1 at seeds 0/1/2): AdamW at 4e-4 with a short warm-up, cosine decay, label
 # smoothing 0.1 and no dropout reaches 0.913/0.910/0.923. Dropout 0.2 underfits in 4 epochs
-# (0.928/0.875/0.928); at 2e-4 without smoothing: 0.878 (seed 0); 5e-4 or 6e-4 overshoot in the first epoch. The paper's SGD at lr 0.01 barely leaves chance
-# level in that budget (AlexNet has no normalization layers). "paper" is the 2012 recipe for long runs.
+# (0.928/0.875/0.928). Before the fused optimizer, at seed 0: 2e-4 without smoothing 0.878; 5e-4 and
+# 6e-4 overshoot in the first epoch. The paper's SGD at lr 0.01 barely leaves chance level in that
+# budget (AlexNet has no normalization layers). "paper" is the 2012 recipe for long runs.
 RECIPES = {
     "default": dict(optimizer="adamw", lr=4e-4, weight_decay=0.05, schedule="cosine", warmup_epochs=0.3, dropout=0.0,
                     label_smoothing=0.1),

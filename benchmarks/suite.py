@@ -8,6 +8,7 @@ wide spread on all rows instead of a hidden bias on some.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -101,7 +102,9 @@ def run_suite(artifacts: Artifacts, cost: roofline.ModelCost, settings: Settings
             continue
         precisions = tuple(dict.fromkeys(r.precision for r in runners))
         say(f"{device}: measuring matmul rate and memory bandwidth")
-        measured = [measure_limits(device, precisions, clock=CLOCKS[settings.clock], **settings.measure)]
+        measure = functools.partial(measure_limits, device, precisions, clock=CLOCKS[settings.clock],
+                                    **settings.measure)
+        measured = [measure()]
         ready = []
         for runner in runners:
             say(f"{device}: building {runner.backend} {runner.variant}")
@@ -117,7 +120,7 @@ def run_suite(artifacts: Artifacts, cost: roofline.ModelCost, settings: Settings
                 rows += _time_batch(ready, n, artifacts.source.image_size, settings, say)
                 if settings.remeasure:  # on a shared machine the quietest moment gives the truest peak
                     say(f"{device}: measuring matmul rate and memory bandwidth again")
-                    measured.append(measure_limits(device, precisions, clock=CLOCKS[settings.clock], **settings.measure))
+                    measured.append(measure())
         finally:
             for runner in ready:
                 runner.close()
