@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 
 from alexnet import __version__
 from alexnet.model import AlexNet, AlexNetConfig
+from runtime import outputs
 from runtime.errors import DeployError
 from runtime.preprocess import PreprocessSpec
 
@@ -102,37 +102,24 @@ def load_state_into(model: AlexNet, state: dict[str, torch.Tensor]) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def atomic_write(path: str | os.PathLike, write: Any) -> None:
-    """Call `write(tmp_path)` on a temp file beside `path`, then rename it into place.
-
-    A crash (or a full disk) mid-write leaves the previous file at `path` untouched.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+# The one writer of output files lives in runtime.outputs; this alias keeps the old import working.
+atomic_write = outputs.atomic_write
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _tensor_bytes(obj: Any) -> int:
+    """The bytes of every tensor in a (nested) checkpoint dict: about what torch.save writes."""
+    if isinstance(obj, torch.Tensor):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike) -> Path:
-    """Write `.pth` or `.safetensors` (by suffix), atomically."""
+    """Write `.pth` or `.safetensors` (by suffix), atomically (see runtime.outputs for special files)."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise CheckpointError(f"cannot save checkpoint: directory {path.parent} does not exist")
     state = {k: v.detach().cpu().contiguous() for k, v in checkpoint.model_state.items()}
     try:
         if path.suffix == ".safetensors":
@@ -141,13 +128,16 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike) -> Path:
             header = checkpoint.to_dict()
             del header["model_state"]
             header.pop("training", None)  # weights-only format: optimizer state stays in .pth
-            atomic_write(path, lambda tmp: save_file(state, tmp, metadata={SAFETENSORS_KEY: json.dumps(header)}))
+            metadata = {SAFETENSORS_KEY: outputs.dumps_json(header)}
+            atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata), expected_bytes=_tensor_bytes(state))
         else:
             data = checkpoint.to_dict()
             data["model_state"] = state
-            atomic_write(path, lambda tmp: torch.save(data, tmp))
-    except OSError as exc:
-        raise CheckpointError(f"cannot save checkpoint {path}: {exc.strerror or exc}") from None
+            # torch.save raises RuntimeError ("enforce fail at inline_container.cc") on a full disk:
+            # atomic_write turns it, like OSError, into an OutputError.
+            atomic_write(path, lambda tmp: torch.save(data, tmp), expected_bytes=_tensor_bytes(data))
+    except outputs.OutputError as exc:
+        raise CheckpointError(f"cannot save checkpoint {path}: {exc.reason}") from None
     return path
 
 
@@ -161,15 +151,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        # The weights-only unpickler refuses anything but tensors and plain containers;
-        # its useful part is the line after "WeightsUnpickler error:".
-        detail = str(exc).split("WeightsUnpickler error:")[-1].strip().split("\n")[0].strip()
-        detail = detail.split(" was not an allowed global")[0] or "unsupported content"
-        raise CheckpointError(
-            f"{path} is not a plain-weights checkpoint and was not unpickled (weights_only=True refused it: {detail})"
-        ) from None
+        refused = _refused_global(path, exc)
+        if refused is None:
+            raise CheckpointError(_unreadable(path, exc)) from None
+        # Not torch's text: it suggests retrying with weights_only=False, the one thing not to do with this file.
+        raise CheckpointError(f"{path} contains code or objects outside the allowed set (tensors and plain "
+                              f"containers): the global {refused}; it will not be loaded") from None
     except Exception as exc:  # torch.load on foreign bytes raises many types (RuntimeError, struct.error, ...)
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise CheckpointError(_unreadable(path, exc)) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a {type(data).__name__}, not a checkpoint dict or state_dict")
     if data.get("format") == FORMAT_NAME:
@@ -179,15 +168,57 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     raise CheckpointError(f"{path} is neither an alexnet-deploy checkpoint nor a bare AlexNet state_dict")
 
 
+def _refused_global(path: Path, exc: Exception) -> str | None:
+    """The global the weights-only unpickler refused, from its message or torch's static scan
+    of the pickle (which executes nothing); None when neither names one."""
+    message = str(exc)
+    if "GLOBAL " in message:
+        return message.split("GLOBAL ", 1)[1].split()[0]
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - only for the message; e.g. a legacy (non-zip) pickle is not scanned
+        found = []
+    return found[0] if found else None
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why torch.load could not read `path`, saying plainly when it is no checkpoint at all."""
+    import zipfile  # here, not at the top: only this error path needs it
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in archive.namelist()):
+                    return f"{path} is not a PyTorch checkpoint: a zip archive without the data.pkl that torch.save writes"
+        else:
+            with open(path, "rb") as handle:
+                if handle.read(1) != b"\x80":
+                    return f"{path} is not a PyTorch checkpoint: neither a torch.save zip archive nor a pickle"
+    except (OSError, zipfile.BadZipFile):
+        pass  # torch's own reason below
+    # Skip torch's weights_only boilerplate (which suggests the unsafe retry) for its actual reason.
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.strip().startswith(boilerplate)]
+    detail = lines[0].removeprefix("WeightsUnpickler error:").strip() if lines else ""
+    return f"{path} is not a readable PyTorch checkpoint: {detail or type(exc).__name__}"
+
+
 def _from_dict(data: dict[str, Any], path: Path) -> Checkpoint:
+    from runtime.metadata import check_class_names  # metadata bounds, defined once in runtime
+
     version = data.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{path} is a malformed alexnet-deploy checkpoint: format_version must be an integer, "
+                              f"got {version!r:.40}")
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path} uses checkpoint format {version}, newer than this alexnet-deploy ({FORMAT_VERSION}); upgrade")
     try:
+        if not isinstance(data.get("model_state"), dict):
+            raise TypeError("model_state must be a dict of tensors")
         return Checkpoint(
             config=AlexNetConfig.from_dict(data["model_config"]),
             model_state=data["model_state"],
-            class_names=[str(n) for n in data["class_names"]],
+            class_names=list(check_class_names(data["class_names"])),
             preprocess=PreprocessSpec.from_dict(data["preprocess"]),
             training=data.get("training"),
             package_version=str(data.get("package_version", "")),
@@ -225,7 +256,12 @@ def _load_safetensors(path: Path, map_location: str | torch.device) -> Checkpoin
         raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from None
     if header is None:
         return _from_bare_state_dict(state, path)
-    data = json.loads(header)
+    try:
+        data = json.loads(header)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: its {SAFETENSORS_KEY} header is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: its {SAFETENSORS_KEY} header must be a JSON object, not {type(data).__name__}")
     data["model_state"] = state
     return _from_dict(data, path)
 

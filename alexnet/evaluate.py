@@ -8,14 +8,35 @@ so the accuracy a user sees is the accuracy of what they ship.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
+from alexnet.data import UnwrappedLoader
 from alexnet.metrics import classification_report
+from runtime.errors import DeployError
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
+
+
+class EvalError(DeployError, ValueError):
+    """A model and a data set do not fit together (other classes, another number of outputs)."""
+
+
+class RelabeledDataset(Dataset):
+    """`dataset` with each label translated through `mapping` (data's class index -> model's),
+    for data that lists the model's classes in another order."""
+
+    def __init__(self, dataset: Dataset, mapping: Sequence[int]) -> None:
+        self.dataset, self.mapping = dataset, list(mapping)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image, label = self.dataset[index]
+        return image, self.mapping[int(label)]
 
 
 def evaluate(logits_fn: LogitsFn, dataset: Dataset, class_names: list[str], *, batch_size: int = 64,
@@ -27,7 +48,8 @@ def evaluate(logits_fn: LogitsFn, dataset: Dataset, class_names: list[str], *, b
     logits, labels = [], []
     model_seconds = 0.0
     start = time.perf_counter()
-    for images, targets in tqdm(loader, desc="evaluating", unit="batch", disable=not progress, leave=False):
+    # UnwrappedLoader: a worker's ImageLoadError keeps its own one-line message (naming the file).
+    for images, targets in tqdm(UnwrappedLoader(loader), desc="evaluating", unit="batch", disable=not progress, leave=False):
         batch = images.numpy().astype(np.float32, copy=False)
         tick = time.perf_counter()
         logits.append(np.asarray(logits_fn(batch), dtype=np.float32))
@@ -37,7 +59,7 @@ def evaluate(logits_fn: LogitsFn, dataset: Dataset, class_names: list[str], *, b
     all_logits = np.concatenate(logits) if logits else np.zeros((0, len(class_names)), np.float32)
     all_labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
     if all_logits.shape[1] != len(class_names):
-        raise ValueError(f"the model has {all_logits.shape[1]} outputs but the data has {len(class_names)} classes")
+        raise EvalError(f"the model has {all_logits.shape[1]} outputs but the data has {len(class_names)} classes")
     report = classification_report(all_logits, all_labels, class_names)
     report["images_per_s"] = len(all_labels) / total_seconds if total_seconds else 0.0  # data + model
     report["model_images_per_s"] = len(all_labels) / model_seconds if model_seconds else 0.0

@@ -1,4 +1,4 @@
-"""Pictures: training curves and the confusion matrix (matplotlib, Agg backend, atomic writes)."""
+"""Pictures: training curves and the confusion matrix (matplotlib, Agg backend, written by runtime.outputs)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.checkpoint import atomic_write
+from runtime.outputs import atomic_write
 
 
 def _figure():
@@ -33,9 +33,15 @@ def save_curves(history: list[dict], path: str | Path) -> None:
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.legend()
+    _save(plt, fig, path)
+
+
+def _save(plt, fig, path: str | Path) -> None:
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    finally:
+        plt.close(fig)  # pyplot keeps every open figure alive otherwise
 
 
 def save_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path) -> None:
@@ -54,6 +60,4 @@ def save_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path)
                 ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
                         color="white" if rows[i, 0] and value / rows[i, 0] > 0.5 else "black")
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    _save(plt, fig, path)

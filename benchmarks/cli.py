@@ -14,6 +14,8 @@ import click
 from alexnet.model import VARIANTS
 from benchmarks.runners import BACKENDS
 from runtime.cliutil import handle_errors
+from runtime.preprocess import MAX_CROP
+from runtime.outputs import is_stdout
 
 ALIASES = {"compile": "torch.compile", "ort": "onnxruntime", "ov": "openvino", "eager": "pytorch"}
 DEVICES = ("cpu", "cuda", "mps")
@@ -108,9 +110,11 @@ Examples:
 @click.option("--variant", type=click.Choice(VARIANTS), default="torchvision", show_default=True,
               help="Model variant, without a checkpoint.")
 @click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True, help="Classes, without a checkpoint.")
-@click.option("--image-size", type=click.IntRange(min=1), default=None, help="Input size [default: the variant's or checkpoint's].")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write every figure as JSON.")
-@click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Write the Markdown report.")
+@click.option("--image-size", type=click.IntRange(min=1, max=MAX_CROP), default=None, help="Input size [default: the variant's or checkpoint's].")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+              help="Write every figure as JSON (- for stdout; the table then goes to stderr).")
+@click.option("--markdown", type=click.Path(dir_okay=False), default=None,
+              help="Write the Markdown report (- for stdout; the table then goes to stderr).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write latency/throughput plots (PNG).")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Keep the exported artifacts here [default: a temporary directory].")
 @click.option("--note", default=None, help="Conditions of the run, written into the outputs (e.g. 'quiet machine').")
@@ -138,9 +142,7 @@ def main(checkpoint: str | None, backends: str, devices: str, batch_sizes: str, 
         if threads not in (None, 1) or device_list != ["cpu"]:
             raise click.UsageError("--clock cpu measures one thread on the CPU: use it with --devices cpu (and --threads 1)")
         threads = 1
-    for out in (json_out, markdown, plot):
-        if out and not Path(out).resolve().parent.is_dir():
-            raise click.UsageError(f"cannot write {out}: directory {Path(out).parent} does not exist")
+    check_outputs(json_out, markdown, plot)  # before the long run: a result nobody can write is lost
 
     import torch
 
@@ -170,15 +172,33 @@ def main(checkpoint: str | None, backends: str, devices: str, batch_sizes: str, 
     finally:
         done()
     doc = report.build_document(command=command, note=note, **parts)
+    # The table first (on stderr when stdout carries --json/--markdown -): a failed write loses nothing on screen.
+    click.echo(report.render_markdown(doc), err=is_stdout(json_out) or is_stdout(markdown))
+    for warning in doc["warnings"]:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
     if json_out:
         report.write_json(doc, json_out)
     if markdown:
         report.write_markdown(doc, markdown)
     if plot:
         report.write_plot(doc, plot)
-    click.echo(report.render_markdown(doc))
-    for warning in doc["warnings"]:
-        click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+def check_outputs(json_out: str | None, markdown: str | None, plot: str | None) -> None:
+    """Usage errors (exit 2) for outputs that could not be written; `-` is stdout for one text output."""
+    from benchmarks.report import plot_format
+    from runtime.outputs import OutputError, check_output_path
+
+    if is_stdout(json_out) and is_stdout(markdown):
+        raise click.UsageError("--json - and --markdown - would both go to stdout; send one of them to a file")
+    try:
+        for flag, path in (("--json", json_out), ("--markdown", markdown), ("--plot", plot)):
+            if path:
+                check_output_path(path, what=flag, stdout_ok=flag != "--plot")
+        if plot:
+            plot_format(plot)
+    except (OutputError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _run(checkpoint: str | None, workdir: Path, model_options: dict[str, Any], settings: Any,

@@ -7,12 +7,12 @@ Schema (``"schema": "alexnet-bench/1"``): command, note, settings, machine, mode
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from benchmarks.suite import Result
+from runtime import outputs
 
 SCHEMA = "alexnet-bench/1"
 
@@ -33,16 +33,9 @@ def build_document(result: Result, *, command: str, machine: dict[str, Any], mod
     }
 
 
-def _atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    from alexnet.checkpoint import atomic_write
-
-    path = Path(path)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    return path
-
-
 def write_json(doc: dict[str, Any], path: str | os.PathLike) -> Path:
-    return _atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    """Strict JSON (no NaN) to `path`, or to stdout for ``-``."""
+    return outputs.write_text(path, outputs.dumps_json(doc, indent=2) + "\n", what="--json")
 
 
 def _f(value: float | None, fmt: str = ".2f", suffix: str = "") -> str:
@@ -148,17 +141,28 @@ def render_markdown(doc: dict[str, Any]) -> str:
 
 
 def write_markdown(doc: dict[str, Any], path: str | os.PathLike) -> Path:
-    return _atomic_write_text(path, render_markdown(doc))
+    return outputs.write_text(path, render_markdown(doc), what="--markdown")
+
+
+def plot_format(path: str | os.PathLike) -> str:
+    """The image format `write_plot` saves `path` in (its suffix; png without one); ValueError if
+    matplotlib cannot write it."""
+    from matplotlib.figure import Figure
+
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    supported = Figure().canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise ValueError(f"matplotlib cannot write .{fmt} plots; use one of {', '.join('.' + s for s in sorted(supported))}")
+    return fmt
 
 
 def write_plot(doc: dict[str, Any], path: str | os.PathLike) -> Path:
     """Latency (p50) and throughput against batch size, one line per backend/variant/device, floor dashed."""
+    fmt = plot_format(path)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from alexnet.checkpoint import atomic_write
 
     fig, (lat, thr) = plt.subplots(1, 2, figsize=(12, 4.8))
     series: dict[str, list[dict[str, Any]]] = {}
@@ -188,6 +192,8 @@ def write_plot(doc: dict[str, Any], path: str | os.PathLike) -> Path:
     fig.suptitle(f"AlexNet {doc['model']['variant']} {doc['model']['image_size']}px on {doc['machine']['cpu']}")
     fig.tight_layout()
     path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png"))
-    plt.close(fig)
+    try:
+        outputs.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format=fmt), what="--plot")
+    finally:
+        plt.close(fig)
     return path

@@ -10,6 +10,7 @@ import click
 
 from export.common import FORMATS, ExportError
 from runtime.cliutil import handle_errors
+from runtime.preprocess import MAX_CROP
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,7 +21,7 @@ from runtime.cliutil import handle_errors
 @click.option("--dynamic-batch", is_flag=True, help="Any batch size (the default).")
 @click.option("--opset", type=click.IntRange(min=7), default=18, show_default=True, help="ONNX opset (the dynamo exporter writes 18 or newer).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), help="Weights/compute precision. Default: fp32, fp16 for Core ML.")
-@click.option("--image-size", type=click.IntRange(min=1), help="Input size. Default: the checkpoint's crop size.")
+@click.option("--image-size", type=click.IntRange(min=1, max=MAX_CROP), help="Input size. Default: the checkpoint's crop size.")
 @click.option("--coreml-input", type=click.Choice(["image", "tensor"]), default="image", show_default=True,
               help="Core ML input: an RGB image (normalization inside) or a normalized float tensor.")
 @click.option("--no-validate", is_flag=True, help="Skip loading the artifact back and comparing it with PyTorch.")
@@ -58,6 +59,7 @@ def main(checkpoint: Path, fmt: str, output: Path | None, batch_size: int | None
         raise click.UsageError(f"with --format all, -o must be an existing directory (got {output})")
     if not Path(checkpoint).exists():
         raise ExportError(f"checkpoint {checkpoint} does not exist")
+    _check_before_writing(checkpoint, formats, output, None if no_validate else data)
     rows, failed = [], []
     for name in formats:
         chosen = precision or ("fp16" if name == "coreml" else "fp32")
@@ -79,6 +81,24 @@ def main(checkpoint: Path, fmt: str, output: Path | None, batch_size: int | None
     if failed:
         click.echo(f"Error: validation failed for {', '.join(map(str, failed))} (artifact kept; see the numbers above)", err=True)
         sys.exit(1)
+
+
+def _check_before_writing(checkpoint: Path, formats: tuple[str, ...], output: Path | None, data: Path | None) -> None:
+    """Every output place and the --data images, checked before the first artifact replaces an old one."""
+    from export import common
+
+    for name in formats:
+        common.check_output(common.resolve_output(checkpoint, name, output), name, checkpoint)
+    if data is not None:
+        from export.validate import validation_inputs
+        from runtime.metadata import ArtifactMetadata
+        from runtime.preprocess import PreprocessSpec
+
+        # Validation reads these images only after the export; read the same ones now (at a
+        # tiny size: only whether they load matters here).
+        probe = ArtifactMetadata(class_names=(), preprocess=PreprocessSpec(resize=8, crop=8), model_config={},
+                                 input_shape=(None, 3, 8, 8))
+        validation_inputs(probe, data, random=0)
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

@@ -8,8 +8,6 @@ alexnet-deploy metadata (`runtime.metadata.ArtifactMetadata`) the runtime predic
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +16,8 @@ import torch
 from torch import nn
 
 from alexnet import __version__
-from alexnet.checkpoint import Checkpoint, atomic_write, file_sha256, load_checkpoint
+from alexnet.checkpoint import Checkpoint, file_sha256, load_checkpoint
+from runtime import outputs
 from runtime.errors import DeployError
 from runtime.metadata import ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
@@ -70,13 +69,10 @@ def check_output(output: Path, fmt: str, checkpoint: str | os.PathLike) -> None:
     if fmt == "coreml" and output.suffix != ".mlpackage":
         # coremltools saves an ML Program only as a .mlpackage directory.
         raise ExportError(f"cannot write {output}: a Core ML ML Program is a .mlpackage (got {output.suffix or 'no suffix'})")
-    parent = output.parent
-    if not parent.is_dir():
-        raise ExportError(f"cannot write {output}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ExportError(f"cannot write {output}: directory {parent} is not writable")
-    if output.is_dir() and fmt != "coreml":
-        raise ExportError(f"cannot write {output}: it is a directory")
+    try:
+        outputs.check_output_path(output, directory_ok=fmt == "coreml")
+    except outputs.OutputError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def load_model(checkpoint_path: str | os.PathLike) -> tuple[Checkpoint, nn.Module]:
@@ -148,29 +144,24 @@ def example_input(batch_size: int | None, image_size: int, seed: int = 0) -> tor
     return torch.randn(batch_size or 2, 3, image_size, image_size, generator=generator)
 
 
-def write_file(output: Path, write: Callable[[str], Any]) -> None:
-    """`write(tmp)` beside `output`, renamed into place only when complete."""
+def weight_bytes(model: nn.Module, precision: str) -> int:
+    """About what an artifact of `model` takes on disk (its weights at `precision`): the free
+    space checked before writing it, since torch.jit.save aborts the process on a full disk."""
+    count = sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
+    return count * (2 if precision == "fp16" else 4)
+
+
+def write_file(output: Path, write: Callable[[str], Any], *, expected_bytes: int | None = None) -> None:
+    """`write(tmp)` beside `output`, renamed into place only when complete (runtime.outputs.atomic_write)."""
     try:
-        atomic_write(output, write)
-    except OSError as exc:
-        raise ExportError(f"cannot write {output}: {exc.strerror or exc}") from None
+        outputs.atomic_write(output, write, expected_bytes=expected_bytes)
+    except outputs.OutputError as exc:
+        raise ExportError(str(exc)) from None
 
 
-def write_directory(output: Path, write: Callable[[str], Any]) -> None:
+def write_directory(output: Path, write: Callable[[str], Any], *, expected_bytes: int | None = None) -> None:
     """`write(tmp_dir)` builds the directory beside `output`; it replaces `output` only when complete."""
     try:
-        tmp_parent = tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    except OSError as exc:
-        raise ExportError(f"cannot write {output}: {exc.strerror or exc}") from None
-    tmp = Path(tmp_parent) / output.name
-    try:
-        write(str(tmp))
-        if output.exists():
-            # os.replace cannot swap a non-empty directory: move the old one aside first.
-            old = Path(tmp_parent) / (output.name + ".old")
-            os.replace(output, old)
-        os.replace(tmp, output)
-    except OSError as exc:
-        raise ExportError(f"cannot write {output}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(tmp_parent, ignore_errors=True)
+        outputs.replace_directory(output, write, expected_bytes=expected_bytes)
+    except outputs.OutputError as exc:
+        raise ExportError(str(exc)) from None

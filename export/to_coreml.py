@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from export.common import ExportError, first_line, trace, write_directory
+from export.common import ExportError, first_line, trace, weight_bytes, write_directory
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 INPUT_NAME, OUTPUT_NAME, LABEL_NAME = "input", "logits", "classLabel"
@@ -164,5 +164,5 @@ def export_coreml(model: nn.Module, metadata: ArtifactMetadata, output: Path, *,
         except Exception as exc:  # coremltools raises bare Exception for what it refuses
             raise ExportError(f"cannot save the Core ML package {output}: {first_line(exc)}") from None
 
-    write_directory(output, save)
+    write_directory(output, save, expected_bytes=weight_bytes(model, metadata.precision))
     return output

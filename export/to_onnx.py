@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from export.common import ExportError, first_line, write_file
+from export.common import ExportError, first_line, weight_bytes, write_file
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -56,7 +56,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, metadata: ArtifactMetad
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
             raise ExportError(f"the exported ONNX model fails onnx.checker: {first_line(exc)}") from None
 
-    write_file(output, write)
+    write_file(output, write, expected_bytes=weight_bytes(model, metadata.precision))
     return output
 
 

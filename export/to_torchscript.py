@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from export.common import ExportError, first_line, trace, write_file
+from export.common import ExportError, first_line, trace, weight_bytes, write_file
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 EXTRA_FILE = f"{METADATA_KEY}.json"  # what runtime.backends.torchscript_backend reads
@@ -26,5 +26,6 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, metadata: Artifa
     except RuntimeError as exc:
         raise ExportError(f"TorchScript tracing failed: {first_line(exc)}") from None
     extra = {EXTRA_FILE: metadata.to_json()}
-    write_file(output, lambda tmp: torch.jit.save(frozen, tmp, _extra_files=extra))
+    write_file(output, lambda tmp: torch.jit.save(frozen, tmp, _extra_files=extra),
+               expected_bytes=weight_bytes(model, metadata.precision))
     return output

@@ -75,3 +75,56 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path, monkeypatch):
     assert "| backend | variant | batch |" in out["md"].read_text()
     assert "| backend | variant | batch |" in result.output  # the same table on stdout
     assert out["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("flag", ["--json", "--markdown", "--plot"])
+def test_unwritable_output_fails_before_the_run(tmp_path, monkeypatch, flag):
+    monkeypatch.setattr(cli, "_run", lambda *a, **k: pytest.fail("benchmarked before checking the outputs"))
+    (tmp_path / "results").write_text("a file")
+    result = invoke("--backends", "pytorch", "--devices", "cpu", "--quiet", flag, str(tmp_path / "results" / "out.json"))
+    assert result.exit_code == 2, result.output
+    assert f"cannot write {flag}" in result.output and "results is a file, not a directory" in result.output
+
+
+def test_plot_format_and_stdout_checked_before_the_run(monkeypatch):
+    monkeypatch.setattr(cli, "_run", lambda *a, **k: pytest.fail("benchmarked before checking the outputs"))
+    result = invoke("--backends", "pytorch", "--devices", "cpu", "--quiet", "--plot", "out.xyz")
+    assert result.exit_code == 2 and "cannot write .xyz plots" in result.output
+    both = invoke("--backends", "pytorch", "--devices", "cpu", "--quiet", "--json", "-", "--markdown", "-")
+    assert both.exit_code == 2 and "both go to stdout" in both.output
+
+
+def tiny_run(monkeypatch, *args: str):
+    fake = Limits("cpu", {"fp32": 50.0}, 5.0, {"stub": True})
+    monkeypatch.setattr(suite, "measure_limits", lambda device, precisions, **_: fake)
+    return invoke("--variant", "cifar", "--num-classes", "10", "--backends", "pytorch", "--devices", "cpu",
+                  "--batch-sizes", "1", "--iterations", "1", "--repeats", "1", "--warmup", "0", "--threads", "1",
+                  "--quick", "--quiet", *args)
+
+
+def test_json_to_stdout_and_table_to_stderr(monkeypatch):
+    result = tiny_run(monkeypatch, "--json", "-")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["schema"] == "alexnet-bench/1"
+    assert "| backend | variant | batch |" in result.stderr
+
+
+def test_failed_write_keeps_the_printed_table(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from runtime import outputs
+
+    real_replace = os.replace
+
+    def full(src, dst):  # only the report's rename: the run itself may save files
+        if str(dst) == str(tmp_path / "b.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", full)
+    result = tiny_run(monkeypatch, "--json", str(tmp_path / "b.json"))
+    assert result.exit_code == 1
+    assert "| backend | variant | batch |" in result.stdout  # printed before the write
+    assert result.stderr.strip().splitlines()[-1] == f"Error: cannot write --json {tmp_path / 'b.json'}: No space left on device"
+    assert os.listdir(tmp_path) == []

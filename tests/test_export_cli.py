@@ -186,3 +186,77 @@ def test_output_directory_gets_the_default_name(ckpt, tmp_path):
     result = run("--format", "torchscript", ckpt, "-o", tmp_path, "--no-validate")
     assert result.exit_code == 0, result.output
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_data_folder_without_images_fails_before_any_artifact_is_written(ckpt, tmp_path):
+    (tmp_path / "empty").mkdir()
+    old = tmp_path / "m.pt"
+    old.write_bytes(b"the previous artifact")
+    assert_one_line_error(run("--format", "torchscript", ckpt, "-o", old, "--data", tmp_path / "empty"), "no images")
+    assert old.read_bytes() == b"the previous artifact"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "m.pt"]
+
+
+def test_broken_data_image_fails_before_any_artifact_is_written(ckpt, tmp_path):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    assert_one_line_error(run("--format", "all", ckpt, "-o", tmp_path, "--data", tmp_path / "imgs"), "broken.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]
+
+
+def test_format_all_checks_every_output_before_writing(ckpt, tmp_path):
+    (tmp_path / "model.onnx").mkdir()  # the second format's output is in the way
+    assert_one_line_error(run("--format", "all", ckpt, "-o", tmp_path, "--no-validate"), "model.onnx: it is a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_export_onto_a_device_writes_through_it(ckpt, tmp_path):
+    import stat
+
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("mknod needs root")
+    result = run("--format", "torchscript", ckpt, "-o", device, "--no-validate")
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(device.stat().st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["null"]
+
+
+def test_not_enough_space_is_refused_before_writing(ckpt, tmp_path, monkeypatch):
+    """torch.jit.save aborts the whole process on a full disk: the free space is checked first."""
+    from types import SimpleNamespace
+
+    from runtime import outputs
+
+    old = tmp_path / "m.pt"
+    old.write_bytes(b"the previous artifact")
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda path: SimpleNamespace(free=50_000_000))
+    assert_one_line_error(run("--format", "torchscript", ckpt, "-o", old), "not enough space on")
+    assert old.read_bytes() == b"the previous artifact" and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_output_parent_is_a_file(ckpt, tmp_path):
+    (tmp_path / "out").write_text("a file")
+    assert_one_line_error(run("--format", "onnx", ckpt, "-o", tmp_path / "out" / "m.onnx"), "out is a file, not a directory")
+
+
+def test_directory_write_rolls_back_when_the_new_package_cannot_be_moved_in(tmp_path, monkeypatch):
+    import errno
+
+    from export.common import ExportError, write_directory
+    from runtime import outputs
+
+    target = tmp_path / "m.mlpackage"
+    write_directory(target, lambda tmp: (os.makedirs(tmp), open(os.path.join(tmp, "old"), "w").close()))
+    real_replace = os.replace
+
+    def fail_moving_in(src, dst):
+        if Path(src).parent != tmp_path and Path(src).name == "m.mlpackage":  # the new one, from its build folder
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", fail_moving_in)
+    with pytest.raises(ExportError, match="Invalid cross-device link"):
+        write_directory(target, lambda tmp: (os.makedirs(tmp), open(os.path.join(tmp, "new"), "w").close()))
+    assert [p.name for p in target.iterdir()] == ["old"] and sorted(p.name for p in tmp_path.iterdir()) == ["m.mlpackage"]

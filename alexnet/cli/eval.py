@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
 import io
-import json
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 
 from runtime.cliutil import handle_errors
-
-
-def _write_text(path: Path, text: str) -> None:
-    from alexnet.checkpoint import atomic_write
-
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+from runtime.preprocess import MAX_CROP
 
 
 def _confusion_csv(matrix: list[list[int]], class_names: list[str]) -> str:
@@ -51,12 +48,15 @@ def _training_defaults(model: Path, seed: int, val_per_class: int | None) -> tup
 @click.option("--backend", default="auto", show_default=True, help="Runtime backend for MODEL (auto: from the file).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--image-size", type=click.IntRange(min=8), default=None, help="Override the model's input size (checkpoints only).")
+@click.option("--image-size", type=click.IntRange(min=8, max=MAX_CROP), default=None,
+              help="Evaluate a checkpoint at another input size (resize and crop scaled as 256/224). "
+                   "Exported models keep the size they were exported with.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic set / folder split (as in training).")
 @click.option("--synthetic-val-per-class", type=click.IntRange(min=1), default=None, envvar="ALEXNET_SYNTHETIC_VAL_PER_CLASS",
               help="Synthetic validation images per class, as in training (default 50).")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write every number as JSON.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write every number as JSON (- for stdout; the report then goes to stderr).")
 @click.option("--confusion", "confusion_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the confusion matrix as PNG (and CSV beside it).")
 @handle_errors
@@ -65,48 +65,117 @@ def main(model: Path, data: str, split: str, backend: str, device: str, batch_si
     """Evaluate MODEL: a checkpoint (.pth/.safetensors) or an exported .onnx, .pt or .mlpackage.
 
     Images are preprocessed with the model's own spec (embedded in every checkpoint and artifact),
-    and `--data synthetic` is the same deterministic validation set that training used.
+    and `--data synthetic` is the same deterministic validation set that training used. A folder
+    whose classes are the model's in another order is evaluated with its labels mapped by name.
 
     \b
     Examples:
       alexnet-eval runs/demo/best.pth --data synthetic --json eval.json --confusion confusion.png
       alexnet-eval runs/demo/best.onnx --data synthetic          # the accuracy of what you ship
+      alexnet-eval runs/demo/best.pth --json - | jq .top1        # JSON on stdout
       alexnet-eval runs/cifar/best.pth --data cifar10:~/data/cifar-10-batches-py
     """
     import runtime
     from alexnet.data import load_eval_split
     from alexnet.evaluate import evaluate, format_report
     from alexnet.metrics import format_confusion
+    from runtime.outputs import is_stdout
 
-    for target in (json_path, confusion_path):
-        if target is not None and not target.parent.is_dir():
-            raise click.UsageError(f"folder {target.parent} does not exist")
-    spec = None
-    if image_size is not None:
-        from runtime.preprocess import PreprocessSpec
-
-        spec = PreprocessSpec.for_image_size(image_size)
+    _check_outputs(json_path, confusion_path)  # before the long evaluation, not after it
     seed, synthetic_val_per_class = _training_defaults(model, seed, synthetic_val_per_class)
-    predictor = runtime.load(model, backend=backend, device=device, preprocess=spec)
+    predictor = _with_image_size(runtime.load(model, backend=backend, device=device), image_size, model)
     meta = predictor.metadata
     extra = {"synthetic_val_per_class": synthetic_val_per_class} if synthetic_val_per_class else {}
-    dataset, class_names = load_eval_split(data, split=split, preprocess=meta.preprocess, seed=seed, **extra)
-    if list(class_names) != list(meta.class_names):
-        raise click.ClickException(f"{model} was trained on {len(meta.class_names)} classes ({', '.join(meta.class_names[:4])}, ...) "
-                                   f"but {data} has {len(class_names)} ({', '.join(class_names[:4])}, ...)")
+    dataset, data_names = load_eval_split(data, split=split, preprocess=meta.preprocess, seed=seed, **extra)
+    class_names = list(meta.class_names)
+    dataset = _match_classes(dataset, list(data_names), class_names, model, data)
     click.echo(f"{model} [{predictor.backend_name} on {predictor.device}] on {data} {split}: {len(dataset)} images, "
                f"input {meta.preprocess.crop}x{meta.preprocess.crop}", err=True)
-    report = evaluate(predictor.predict_logits, dataset, list(class_names), batch_size=batch_size, workers=workers)
+    report = evaluate(predictor.predict_logits, dataset, class_names, batch_size=batch_size, workers=workers)
     report.update({"model": str(model), "backend": predictor.backend_name, "data": data, "split": split})
-    click.echo(format_report(report, list(class_names)))
-    click.echo(format_confusion(np.asarray(report["confusion_matrix"]), list(class_names)))
+    # The results are printed before any file is written: a failed write loses nothing on screen.
+    echo = functools.partial(click.echo, err=is_stdout(json_path))  # stdout is the JSON's with --json -
+    echo(format_report(report, class_names))
+    echo(format_confusion(np.asarray(report["confusion_matrix"]), class_names))
+    _write_outputs(report, class_names, json_path, confusion_path, echo)
+
+
+def _check_outputs(json_path: Path | None, confusion_path: Path | None) -> None:
+    """Usage errors (exit 2) for outputs that could not be written."""
+    from runtime.outputs import OutputError, check_output_path
+
+    try:
+        if json_path is not None:
+            check_output_path(json_path, what="--json", stdout_ok=True)
+        if confusion_path is not None:
+            if confusion_path.suffix.lower() == ".csv":
+                raise click.UsageError(f"--confusion takes the PNG's name; the CSV is written beside it (got {confusion_path})")
+            check_output_path(confusion_path, what="--confusion")
+            check_output_path(confusion_path.with_suffix(".csv"), what="--confusion")
+    except OutputError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _write_outputs(report: dict, class_names: list[str], json_path: Path | None, confusion_path: Path | None,
+                   echo: Any) -> None:
+    from runtime.outputs import dumps_json, is_stdout, write_text
+
     if json_path is not None:
-        _write_text(json_path, json.dumps(report, indent=2))
-        click.echo(f"wrote {json_path}")
+        write_text(json_path, dumps_json(report, indent=2) + "\n", what="--json")
+        if not is_stdout(json_path):
+            echo(f"wrote {json_path}")
     if confusion_path is not None:
         from alexnet.plots import save_confusion
 
-        save_confusion(np.asarray(report["confusion_matrix"]), list(class_names), confusion_path)
+        save_confusion(np.asarray(report["confusion_matrix"]), class_names, confusion_path)
         csv_path = confusion_path.with_suffix(".csv")
-        _write_text(csv_path, _confusion_csv(report["confusion_matrix"], list(class_names)))
-        click.echo(f"wrote {confusion_path} and {csv_path}")
+        write_text(csv_path, _confusion_csv(report["confusion_matrix"], class_names), what="--confusion")
+        echo(f"wrote {confusion_path} and {csv_path}")
+
+
+def _with_image_size(predictor: Any, image_size: int | None, model: Path) -> Any:
+    """The predictor at `image_size`: a checkpoint's AlexNet pools adaptively and takes any size
+    above its minimum; an exported graph is fixed to the size it was exported with."""
+    if image_size is None:
+        return predictor
+    import runtime
+    from runtime.preprocess import PreprocessSpec
+
+    meta = predictor.metadata
+    if meta.format != "checkpoint":
+        raise click.UsageError(f"--image-size applies to checkpoints only: {model} was exported for "
+                               f"{meta.preprocess.crop}x{meta.preprocess.crop} inputs (export it again with --image-size)")
+    minimum = getattr(getattr(predictor.backend, "model", None), "min_image_size", 1)
+    if image_size < minimum:
+        raise click.UsageError(f"--image-size {image_size} is too small for {model} "
+                               f"(AlexNet variant {meta.model_config.get('variant', '?')!r} needs at least {minimum})")
+    old = meta.preprocess
+    spec = PreprocessSpec.for_image_size(image_size, mean=old.mean, std=old.std, interpolation=old.interpolation)
+    metadata = dataclasses.replace(meta, preprocess=spec, input_shape=(meta.batch_size, 3, image_size, image_size))
+    predictor.backend.configure(metadata)
+    return runtime.Predictor(predictor.backend, metadata)
+
+
+def _match_classes(dataset: Any, data_names: list[str], model_names: list[str], model: Path, data: str) -> Any:
+    """`dataset` labelled with the model's class indices: the same classes in another order are
+    mapped by name (and said so); other classes are an error naming the differences."""
+    from alexnet.evaluate import EvalError, RelabeledDataset
+
+    if data_names == model_names:
+        return dataset
+    if sorted(data_names) == sorted(model_names) and len(set(data_names)) == len(data_names):
+        index = {name: i for i, name in enumerate(model_names)}
+        click.echo(f"note: {data} has the model's {len(model_names)} classes in another order; "
+                   "its labels are mapped to the model's classes by name", err=True)
+        return RelabeledDataset(dataset, [index[name] for name in data_names])
+    only_model = [n for n in model_names if n not in set(data_names)]
+    only_data = [n for n in data_names if n not in set(model_names)]
+    differences = "; ".join(f"only in {where}: {_names(names)}" for where, names
+                            in (("the model", only_model), ("the data", only_data)) if names)
+    raise EvalError(f"{model} was trained on {len(model_names)} classes but {data} has {len(data_names)}: "
+                    f"{differences or 'a class name is repeated'}")
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
