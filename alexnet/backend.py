@@ -46,6 +46,7 @@ class PyTorchBackend(Backend):
         if threads:
             torch.set_num_threads(int(threads))
         self._device = resolve_torch_device(torch, device)
+        self.path = path
         checkpoint = load_checkpoint(path, map_location="cpu")
         self.model = checkpoint.build_model().to(self._device)
         self.metadata = checkpoint_metadata(path, checkpoint)
@@ -59,4 +60,5 @@ class PyTorchBackend(Backend):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         # (N, 3, H, W) -> (N, classes), in eval mode (build_model sets it)
-        return run_module(torch, self.model, batch, self._device, torch.float32)
+        return run_module(torch, self.model, batch, self._device, torch.float32, path=self.path,
+                          expected=f"(N, 3, {self.io.input_shape[2]}, {self.io.input_shape[3]})")

@@ -17,9 +17,10 @@ shapes, whose generator already randomizes size, position and rotation.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, NoReturn, Sequence
 
 import numpy as np
 import torch
@@ -87,8 +88,44 @@ class ImageDataset(Dataset):
         return torch.from_numpy(array), self.labels[index]
 
 
+def reraise_worker_error(exc: DeployError) -> NoReturn:
+    """Re-raise `exc` with its original one-line message if it came from a DataLoader worker.
+
+    torch re-raises a worker's exception as the same type, but with "Caught ImageLoadError in
+    DataLoader worker process 1. Original Traceback ..." as its message; the file name is only
+    in the traceback's last line ("runtime.preprocess.ImageLoadError: x.png: ..."). Any other
+    exception is re-raised unchanged. Call it in an ``except DeployError as exc:`` clause.
+    """
+    lines = str(exc).splitlines()
+    if lines and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        module = type(exc).__module__
+        prefix = ("" if module in ("__main__", "builtins") else module + ".") + type(exc).__qualname__ + ": "
+        for line in reversed(lines):
+            if line.startswith(prefix):
+                raise type(exc)(line[len(prefix):]) from None
+    raise exc
+
+
+class UnwrappedLoader:
+    """Iterate a DataLoader (len() works, for progress bars), re-raising errors from its worker
+    processes with their original one-line message (`reraise_worker_error`)."""
+
+    def __init__(self, loader: Iterable[Any]) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self.loader
+        except DeployError as exc:
+            reraise_worker_error(exc)
+
+
 def _eval_transform(spec: PreprocessSpec) -> Callable[[Image.Image], np.ndarray]:
-    return lambda image: preprocess_image(image, spec)
+    # A partial, not a lambda: DataLoader workers started by spawn (macOS, Windows) pickle the dataset.
+    return functools.partial(preprocess_image, spec=spec)
 
 
 def _render_split(split: str, count: int, image_size: int, seed: int) -> tuple[np.ndarray, list[int]]:

@@ -94,6 +94,8 @@ def _class_dirs(root: Path) -> list[Path]:
 
 
 def _images_in(directory: Path) -> list[Path]:
+    # is_file() is False for FIFOs, devices and sockets: they are skipped, never opened (a FIFO
+    # named x.png would block the loader forever).
     return sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 

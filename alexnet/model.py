@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from runtime.errors import DeployError
+
 VARIANTS = ("torchvision", "paper", "cifar")
 
 # The input size each variant was designed for (the summary and export default to it).
@@ -108,8 +110,9 @@ def _pair(value: int | tuple[int, ...]) -> int:
     return value[0] if isinstance(value, tuple) else value
 
 
-class InputTooSmallError(ValueError):
-    """The image is smaller than the variant's convolutions and poolings can take."""
+class InputTooSmallError(DeployError, ValueError):
+    """The image is smaller than the variant's convolutions and poolings can take (a user-facing,
+    one-line error: CLIs print it and exit 1; still a ValueError for existing callers)."""
 
 
 class AlexNet(nn.Module):

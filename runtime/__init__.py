@@ -12,6 +12,7 @@ are imported by the backend that needs them, when a model is opened.
 from runtime.backends import (
     BackendUnavailableError,
     ModelLoadError,
+    ModelRunError,
     backend_names,
     detect_backend,
     register_backend,
@@ -24,6 +25,6 @@ from runtime.preprocess import ImageLoadError, PreprocessSpec
 
 __all__ = [
     "ArtifactMetadata", "BackendUnavailableError", "DeployError", "ImageLoadError", "InputError", "MetadataError",
-    "ModelLoadError", "Prediction", "Predictor", "PreprocessSpec", "backend_names", "detect_backend", "load",
+    "ModelLoadError", "ModelRunError", "Prediction", "Predictor", "PreprocessSpec", "backend_names", "detect_backend", "load",
     "read_labels", "register_backend", "softmax",
 ]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import click
 
 from runtime.backends import BACKEND_CHOICES, DEVICES
 from runtime.cliutil import handle_errors
+from runtime.preprocess import MAX_CROP
 
 DEMO_DIR = "demo-out"  # where the demo writes its artifacts
 MODEL_ENV = "ALEXNET_MODEL"
@@ -21,12 +24,24 @@ IMAGE_SUFFIXES = frozenset({
     ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".qoi", ".avif", ".jp2", ".j2k", ".heic",
 })
 PROGRESS_MIN = 20  # show a progress bar from this many images on
+# Control (ESC, CSI, newline), format (bidi overrides, zero-width) and separator characters:
+# escaped in human output, since class names and file names come from untrusted files.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def printable(text: str) -> str:
+    """`text` for a terminal: every character in _UNPRINTABLE written as its escape (\\x1b, \\u202e)."""
+    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _UNPRINTABLE else c
+                   for c in str(text))
 
 
 class Triple(click.ParamType):
-    """Three comma-separated floats, e.g. 0.485,0.456,0.406."""
+    """Three comma-separated finite floats, e.g. 0.485,0.456,0.406 (all positive when `positive`)."""
 
     name = "R,G,B"
+
+    def __init__(self, positive: bool = False) -> None:
+        self.positive = positive
 
     def convert(self, value: Any, param: Any, ctx: Any) -> tuple[float, float, float]:
         if isinstance(value, tuple):
@@ -35,8 +50,10 @@ class Triple(click.ParamType):
             parts = tuple(float(v) for v in str(value).split(","))
         except ValueError:
             parts = ()
-        if len(parts) != 3:
-            self.fail(f"{value!r} is not three comma-separated numbers (R,G,B)", param, ctx)
+        if len(parts) != 3 or not all(math.isfinite(p) for p in parts):
+            self.fail(f"{value!r} is not three comma-separated finite numbers (R,G,B)", param, ctx)
+        if self.positive and min(parts) <= 0:
+            self.fail(f"{value!r}: every value must be positive", param, ctx)
         return parts  # type: ignore[return-value]
 
 
@@ -63,7 +80,11 @@ def default_model(cwd: Path | None = None) -> Path:
 
 
 def collect_images(inputs: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """Files as given; directories walked (sorted) for image files. Returns (images, skipped files)."""
+    """Files as given; directories walked (sorted) for image files. Returns (images, skipped files).
+
+    A FIFO, device or socket with an image suffix is listed like any file: load_image
+    refuses it without reading (a per-file error), so nothing blocks on it.
+    """
     images, skipped = [], []
     for arg in inputs:
         if not os.path.isdir(arg):
@@ -80,10 +101,33 @@ def collect_images(inputs: tuple[str, ...]) -> tuple[list[str], list[str]]:
 
 
 def format_prediction(prediction: Any) -> str:
-    lines = [prediction.source]
+    lines = [printable(prediction.source)]
     for label, index, prob in zip(prediction.labels, prediction.indices, prediction.probabilities):
-        lines.append(f"  {prob * 100:6.2f}%  {label} ({index})")
+        lines.append(f"  {prob * 100:6.2f}%  {printable(label)} ({index})")
     return "\n".join(lines)
+
+
+def _print_predictions(predictor: Any, images: list[str], topk: int, logits: bool, as_json: bool) -> list[Any]:
+    """Print each image's result as it comes (a progress bar on stderr for long lists); return the failures."""
+    from tqdm import tqdm
+
+    failed = []
+    with tqdm(total=len(images), unit="img", file=sys.stderr, disable=True if len(images) < PROGRESS_MIN else None) as bar:
+        for prediction in predictor.iter_predict(images, topk, logits=logits):
+            if not prediction.ok:
+                failed.append(prediction)
+            if as_json:
+                # Strict JSON (no NaN/Infinity); control characters are \u-escaped, so names read back verbatim.
+                text = json.dumps(prediction.to_dict(), allow_nan=False)
+            else:
+                text = format_prediction(prediction) if prediction.ok else None
+            if text is not None:
+                if bar.disable:
+                    click.echo(text)
+                else:
+                    bar.write(text, file=sys.stdout)
+            bar.update(1)
+    return failed
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -103,9 +147,9 @@ def format_prediction(prediction: Any) -> str:
 @click.option("--logits", is_flag=True, help="With --json: add every class's raw logit.")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Class names, one per line (or a JSON list): for a model without alexnet-deploy metadata.")
-@click.option("--image-size", type=click.IntRange(min=1), default=None, help="Override the crop size (foreign models).")
+@click.option("--image-size", type=click.IntRange(min=1, max=MAX_CROP), default=None, help="Override the crop size (foreign models).")
 @click.option("--mean", type=Triple(), default=None, help="Override normalization mean, e.g. 0.485,0.456,0.406.")
-@click.option("--std", type=Triple(), default=None, help="Override normalization std, e.g. 0.229,0.224,0.225.")
+@click.option("--std", type=Triple(positive=True), default=None, help="Override normalization std, e.g. 0.229,0.224,0.225.")
 @handle_errors
 def main(inputs: tuple[str, ...], model: Path | None, backend: str, device: str, topk: int, batch_size: int | None,
          threads: int | None, as_json: bool, logits: bool, labels: str | None, image_size: int | None,
@@ -123,8 +167,6 @@ def main(inputs: tuple[str, ...], model: Path | None, backend: str, device: str,
       alexnet-run -m model.pt --device cuda --json a.png b.png > out.jsonl
       alexnet-run -m other.onnx --labels names.txt --image-size 224 x.jpg   # a foreign ONNX model
     """
-    from tqdm import tqdm
-
     import runtime
 
     if logits and not as_json:
@@ -134,35 +176,19 @@ def main(inputs: tuple[str, ...], model: Path | None, backend: str, device: str,
                              threads=threads, batch_size=batch_size)
     images, skipped = collect_images(inputs)
     if skipped:
-        click.echo(f"skipped {len(skipped)} file(s) without an image suffix: {', '.join(skipped[:5])}"
+        click.echo(f"skipped {len(skipped)} file(s) without an image suffix: {printable(', '.join(skipped[:5]))}"
                    f"{', ...' if len(skipped) > 5 else ''}", err=True)
     if not images:
-        raise click.UsageError(f"no image files found in {', '.join(inputs)}")
+        raise click.UsageError(f"no image files found in {printable(', '.join(inputs))}")
     if not as_json:
         m = predictor.metadata
         click.echo(f"model: {model} ({predictor.backend_name} on {predictor.device}, {m.num_classes} classes, "
                    f"input {'x'.join(map(str, m.input_shape[1:]))}, {m.precision})", err=True)
 
-    failed = []
-    with tqdm(total=len(images), unit="img", file=sys.stderr, disable=True if len(images) < PROGRESS_MIN else None) as bar:
-        for prediction in predictor.iter_predict(images, topk, logits=logits):
-            if not prediction.ok:
-                failed.append(prediction)
-            if as_json:
-                text = json.dumps(prediction.to_dict())
-            elif prediction.ok:
-                text = format_prediction(prediction)
-            else:
-                text = None
-            if text is not None:
-                if bar.disable:
-                    click.echo(text)
-                else:
-                    bar.write(text, file=sys.stdout)
-            bar.update(1)
+    failed = _print_predictions(predictor, images, topk, logits, as_json)
     predictor.close()
     if failed:
         click.echo(f"{len(failed)} of {len(images)} images could not be predicted:", err=True)
         for prediction in failed:
-            click.echo(f"  {prediction.error}", err=True)
+            click.echo(f"  {printable(prediction.error)}", err=True)
         click.get_current_context().exit(1)

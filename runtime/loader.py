@@ -16,10 +16,10 @@ from typing import Sequence
 
 import numpy as np
 
-from runtime.backends import DEVICES, Backend, BackendUnavailableError, ModelLoadError, detect_backend, get_backend
-from runtime.metadata import ArtifactMetadata, MetadataError
+from runtime.backends import DEVICES, Backend, BackendUnavailableError, check_model_path, detect_backend, get_backend
+from runtime.metadata import ArtifactMetadata, MetadataError, check_batch_size, check_class_names
 from runtime.predictor import InputError, Predictor
-from runtime.preprocess import PreprocessSpec
+from runtime.preprocess import PreprocessSpec, SpecialFileError, open_regular
 
 FOREIGN_HINT = ("pass --labels FILE (one class name per line) and, unless the model fixes its input size, "
                 "--image-size N (--mean/--std default to ImageNet's)")
@@ -48,8 +48,7 @@ def load(
     threads: intra-op threads (onnxruntime, torch); providers: explicit onnxruntime providers.
     """
     path = Path(path)
-    if not path.exists():
-        raise ModelLoadError(f"model {path} does not exist")
+    check_model_path(path)  # exists, and no FIFO or device (reading one would block)
     if device not in DEVICES:
         raise BackendUnavailableError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     name = detect_backend(path) if backend == "auto" else backend
@@ -68,7 +67,10 @@ def read_labels(path: str | os.PathLike) -> list[str]:
     """Class names from a text file (one per line, blank lines ignored) or a JSON list."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path) as handle:  # a FIFO given as --labels must not hang
+            text = handle.read().decode("utf-8")
+    except SpecialFileError as exc:
+        raise InputError(f"labels file {exc}; not read") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read labels file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if path.suffix.lower() == ".json":
@@ -83,7 +85,10 @@ def read_labels(path: str | os.PathLike) -> list[str]:
         names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise InputError(f"labels file {path} holds no class names")
-    return names
+    try:
+        return list(check_class_names(names, "the labels"))
+    except MetadataError as exc:
+        raise InputError(f"labels file {path}: {exc}") from None
 
 
 def resolve_metadata(engine: Backend, path: Path, *, labels: Sequence[str] | str | os.PathLike | None = None,
@@ -91,6 +96,9 @@ def resolve_metadata(engine: Backend, path: Path, *, labels: Sequence[str] | str
                      mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> ArtifactMetadata:
     """The embedded metadata with the user's overrides applied, checked against the graph."""
     embedded, io = engine.metadata, engine.io
+    if len(io.input_shape) != 4 or io.input_shape[1] not in (None, 3):
+        raise MetadataError(f"{path} takes inputs of shape {io.input_shape}; alexnet-deploy runs image classifiers "
+                            f"that take (N, 3, H, W)")
     if isinstance(labels, (str, os.PathLike)):
         labels = read_labels(labels)
     if embedded is None and labels is None:
@@ -131,6 +139,7 @@ def resolve_metadata(engine: Backend, path: Path, *, labels: Sequence[str] | str
 
 def _batch_size(graph: int | None, embedded: int | None, path: Path) -> int | None:
     """The graph's fixed batch wins; it must agree with the metadata when both say one."""
+    graph = check_batch_size(graph, f"{path}: the graph's batch size")  # bounded: every call is padded to it
     if graph is not None and embedded is not None and graph != embedded:
         raise MetadataError(f"{path}: the graph takes batches of {graph} but its metadata says {embedded}; re-export it")
     return graph if graph is not None else embedded

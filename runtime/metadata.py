@@ -8,18 +8,26 @@ needs nothing but the artifact to predict (class names, preprocessing, input sha
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
 
-from runtime.errors import DeployError
-from runtime.preprocess import PreprocessSpec
+from runtime.errors import MetadataError
+from runtime.preprocess import PreprocessSpec, short_repr
 
 METADATA_KEY = "alexnet_deploy"
 SCHEMA_VERSION = 1
+PRECISIONS = ("fp32", "fp16")
+# Bounds on metadata from files (artifacts, checkpoints, --labels), which may be hostile;
+# the preprocessing bounds are in runtime/preprocess.py.
+MAX_CLASSES = 100_000
+MAX_NAME_LENGTH = 1_000  # characters in one class name, or in any other metadata string
+MAX_BATCH = 1_024  # a fixed batch size (the predictor pads every call to it)
+_TEXT_FIELDS = ("input_name", "output_name", "format", "source_sha256", "package_version", "torch_version")
+_REQUIRED = ("class_names", "preprocess", "model_config", "input_shape")
 
-
-class MetadataError(DeployError, ValueError):
-    """An artifact has no (or unreadable) alexnet-deploy metadata."""
+__all__ = ["ArtifactMetadata", "MetadataError", "check_class_names", "check_batch_size", "METADATA_KEY", "SCHEMA_VERSION",
+           "PRECISIONS", "MAX_CLASSES", "MAX_NAME_LENGTH", "MAX_BATCH"]
 
 
 @dataclass(frozen=True)
@@ -58,28 +66,86 @@ class ArtifactMetadata:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ArtifactMetadata":
-        try:
-            version = int(data.get("schema_version", 0))
-            if version > SCHEMA_VERSION:
-                raise MetadataError(f"metadata schema version {version} is newer than this runtime ({SCHEMA_VERSION}); upgrade alexnet-deploy")
-            known = {f.name for f in fields(cls)}
-            values = {k: v for k, v in data.items() if k in known}
-            values["class_names"] = tuple(str(n) for n in data["class_names"])
-            values["preprocess"] = PreprocessSpec.from_dict(data["preprocess"])
-            values["input_shape"] = tuple(None if d in (None, -1) else int(d) for d in data["input_shape"])
-            return cls(**values)
-        except MetadataError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MetadataError(f"malformed {METADATA_KEY} metadata: {exc}") from None
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> "ArtifactMetadata":
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MetadataError(f"{METADATA_KEY} metadata is not valid JSON: {exc}") from None
+    def from_dict(cls, data: Any) -> "ArtifactMetadata":
+        """From untrusted JSON: every field is type- and bounds-checked; any fault is a one-line MetadataError."""
         if not isinstance(data, dict):
             raise MetadataError(f"{METADATA_KEY} metadata must be a JSON object")
-        return cls.from_dict(data)
+        version = data.get("schema_version", 0)  # absent in the earliest artifacts
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise _malformed(f"schema_version must be a non-negative integer, got {short_repr(version)}")
+        if version > SCHEMA_VERSION:
+            raise MetadataError(f"metadata schema version {version} is newer than this runtime ({SCHEMA_VERSION}); upgrade alexnet-deploy")
+        missing = [key for key in _REQUIRED if key not in data]
+        if missing:
+            raise _malformed(f"missing {', '.join(missing)}")
+        try:
+            spec = PreprocessSpec.from_dict(data["preprocess"])
+            values = {key: _text(key, data[key]) for key in _TEXT_FIELDS if key in data}
+            if not isinstance(data["model_config"], dict):
+                raise MetadataError(f"model_config must be an object, got {short_repr(data['model_config'])}")
+            precision = data.get("precision", "fp32")
+            if not isinstance(precision, str) or precision not in PRECISIONS:
+                raise MetadataError(f"precision must be one of {', '.join(PRECISIONS)}, got {short_repr(precision)}")
+            return cls(class_names=check_class_names(data["class_names"]), preprocess=spec,
+                       model_config=dict(data["model_config"]), input_shape=_input_shape(data["input_shape"], spec.crop),
+                       precision=precision, schema_version=version, **values)
+        except MetadataError as exc:
+            raise _malformed(str(exc)) from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str | os.PathLike | None = None) -> "ArtifactMetadata":
+        """Parse the embedded JSON; `source` (the artifact's path) prefixes any error."""
+        try:
+            try:
+                data = json.loads(text)
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+                raise MetadataError(f"{METADATA_KEY} metadata is not valid JSON: {exc}") from None
+            return cls.from_dict(data)
+        except MetadataError as exc:
+            if source is None:
+                raise
+            raise MetadataError(f"{os.fspath(source)}: {exc}") from None
+
+
+def _malformed(detail: str) -> MetadataError:
+    return MetadataError(f"malformed {METADATA_KEY} metadata: {detail}")
+
+
+def check_class_names(names: Any, what: str = "class_names") -> tuple[str, ...]:
+    """A list of 1..MAX_CLASSES strings of at most MAX_NAME_LENGTH characters, as a tuple."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        raise MetadataError(f"{what} must be a list of strings, got {short_repr(names)}")
+    if not 1 <= len(names) <= MAX_CLASSES:
+        raise MetadataError(f"{what} must name 1 to {MAX_CLASSES:,} classes, got {len(names):,}")
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            raise MetadataError(f"{what}[{index}] must be a string, got {short_repr(name)}")
+        if len(name) > MAX_NAME_LENGTH:
+            raise MetadataError(f"{what}[{index}] is {len(name):,} characters long, more than {MAX_NAME_LENGTH:,}")
+    return tuple(names)
+
+
+def check_batch_size(batch: Any, what: str = "batch size") -> int | None:
+    """None (any batch; -1 in JSON and ONNX means the same) or an integer in 1..MAX_BATCH."""
+    if batch is None or (batch == -1 and not isinstance(batch, bool)):
+        return None
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
+        raise MetadataError(f"{what} must be null or an integer from 1 to {MAX_BATCH}, got {short_repr(batch)}")
+    return batch
+
+
+def _input_shape(shape: Any, crop: int) -> tuple[int | None, int, int, int]:
+    """[batch, 3, crop, crop]: the input an artifact takes must be what its preprocessing makes."""
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence) or len(shape) != 4:
+        raise MetadataError(f"input_shape must be [batch, 3, height, width], got {short_repr(shape)}")
+    batch = check_batch_size(shape[0], "input_shape batch")
+    if list(shape[1:]) != [3, crop, crop] or any(isinstance(d, bool) for d in shape[1:]):
+        raise MetadataError(f"input_shape {short_repr(list(shape))} does not match 3-channel {crop}x{crop} inputs "
+                            f"(the preprocess crop)")
+    return batch, 3, crop, crop
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or len(value) > MAX_NAME_LENGTH:
+        raise MetadataError(f"{key} must be a string of at most {MAX_NAME_LENGTH:,} characters, got {short_repr(value)}")
+    return value

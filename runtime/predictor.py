@@ -160,12 +160,16 @@ class Predictor:
                 errors[i] = str(exc)
         if inputs:
             scores = self.predict_logits(np.stack(list(inputs.values())))  # (n, classes)
-            probs = softmax(scores)
+            with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows become errors below
+                probs = softmax(scores)
             order = np.argsort(-probs, axis=1, kind="stable")[:, :topk]
             rows = dict(zip(inputs, range(len(inputs))))
         names = self.metadata.class_names
         for i in indices:
             source = _source_name(items[i], i)
+            if i not in errors and not np.isfinite(scores[rows[i]]).all():
+                # NaN/inf logits have no ranking, and NaN is not JSON: an error for this image, not numbers.
+                errors[i] = f"{source}: the model's output is not finite (NaN or infinity) for this image"
             if i in errors:
                 yield Prediction(source=source, error=errors[i])
                 continue

@@ -8,18 +8,30 @@ It reproduces torchvision's eval transform on PIL images:
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
+import stat
 import warnings
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Union
+from typing import Any, BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from runtime.errors import DeployError
+from runtime.errors import DeployError, MetadataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Bounds on preprocessing read from untrusted metadata, and on the memory one image may take.
+MAX_CROP = 1024  # model input side; a batch of 32 such float32 inputs is 0.4 GB
+MAX_RESIZE = 2048  # shorter side after resizing (>= crop; for_image_size(MAX_CROP) resizes to 1170)
+# Pixels an image may have after resizing: Pillow's default decompression-bomb limit (0.25 GB
+# of RGB). Pillow checks the decoded size only; a 1x200000 strip is 0.2 MP decoded but 13 GP
+# once its shorter side becomes 256. A fixed number, not Image.MAX_IMAGE_PIXELS, which any
+# code in the process may change or disable.
+MAX_RESIZED_PIXELS = 89_478_485
 
 _INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
@@ -37,7 +49,12 @@ class ImageLoadError(DeployError, ValueError):
 
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """How raw images become model input; travels with every checkpoint and artifact."""
+    """How raw images become model input; travels with every checkpoint and artifact.
+
+    Every field is checked on construction (it often comes from an untrusted file): resize
+    in 1..MAX_RESIZE, crop in 1..MAX_CROP and at most resize, three finite mean values and
+    three finite positive std values, a known interpolation. A bad field raises MetadataError.
+    """
 
     resize: int = 256  # shorter side after resizing
     crop: int = 224  # square center crop: the model's input size
@@ -46,19 +63,19 @@ class PreprocessSpec:
     interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
-        if self.interpolation not in _INTERPOLATIONS:
-            raise ValueError(f"unknown interpolation {self.interpolation!r}; choose one of {', '.join(_INTERPOLATIONS)}")
-        if self.resize < 1 or self.crop < 1:
-            raise ValueError(f"resize and crop must be positive, got resize={self.resize} crop={self.crop}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError("mean and std need three values each, std positive")
-        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
-        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if not isinstance(self.interpolation, str) or self.interpolation not in _INTERPOLATIONS:
+            raise MetadataError(f"unknown interpolation {short_repr(self.interpolation)}; choose one of {', '.join(_INTERPOLATIONS)}")
+        object.__setattr__(self, "resize", _bounded_int("resize", self.resize, MAX_RESIZE))
+        object.__setattr__(self, "crop", _bounded_int("crop", self.crop, MAX_CROP))
+        if self.crop > self.resize:
+            raise MetadataError(f"crop {self.crop} is larger than resize {self.resize}; crop must be at most resize")
+        object.__setattr__(self, "mean", _triple("mean", self.mean, positive=False))
+        object.__setattr__(self, "std", _triple("std", self.std, positive=True))
 
     @classmethod
     def for_image_size(cls, size: int, **kwargs: Any) -> "PreprocessSpec":
         """The torchvision convention: resize to size*256/224, crop `size` (224 -> 256/224)."""
-        return cls(resize=int(round(size * 256 / 224)), crop=size, **kwargs)
+        return cls(resize=int(round(_bounded_int("image size", size, MAX_CROP) * 256 / 224)), crop=size, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -66,18 +83,80 @@ class PreprocessSpec:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PreprocessSpec":
+    def from_dict(cls, data: Any) -> "PreprocessSpec":
+        """From untrusted JSON: any bad or missing-typed field raises a one-line MetadataError."""
+        if not isinstance(data, dict):
+            raise MetadataError(f"preprocess must be an object, got {short_repr(data)}")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if k in ("mean", "std") else v) for k, v in data.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except MetadataError as exc:
+            raise MetadataError(f"preprocess: {exc}") from None
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """repr, shortened: error messages quote untrusted values, which must stay one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _bounded_int(name: str, value: Any, maximum: int) -> int:
+    # bool is an int subclass and "224" is not a number: both are refused, not coerced.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= maximum:
+        raise MetadataError(f"{name} must be an integer from 1 to {maximum}, got {short_repr(value)}")
+    return int(value)
+
+
+def _triple(name: str, values: Any, *, positive: bool) -> tuple[float, float, float]:
+    ok = isinstance(values, (list, tuple)) and len(values) == 3 and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
+        for v in values)
+    if not ok:
+        what = "finite positive" if positive else "finite"
+        raise MetadataError(f"{name} must be three {what} numbers (R, G, B), got {short_repr(values)}")
+    return tuple(float(v) for v in values)  # type: ignore[return-value]
+
+
+class SpecialFileError(OSError):
+    """A FIFO, device or socket where a regular file is needed (reading it could block or never end)."""
+
+
+def special_file_kind(mode: int) -> str | None:
+    """None for a regular file, else what it is ("a FIFO", ...), for refusing it by name."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open a regular file for reading, never blocking: a FIFO would hang a plain open() until
+    some writer appears. Raises OSError (FileNotFoundError, IsADirectoryError, SpecialFileError)."""
+    # O_NONBLOCK makes opening a FIFO return at once; fstat on the open descriptor then
+    # checks the very file that was opened (no race between a check and the open). O_NOCTTY:
+    # a terminal device given as a path must not become this process's controlling terminal.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        kind = special_file_kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise (IsADirectoryError if kind == "a directory" else SpecialFileError)(f"{os.fspath(path)} is {kind}, not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def load_image(source: ImageInput) -> Image.Image:
     """Open `source` as an RGB PIL image with EXIF orientation applied.
 
-    Any failure (missing file, not an image, truncated data, a decompression bomb)
-    raises `ImageLoadError` naming the file.
+    Any failure (missing file, not a regular file, not an image, truncated data, a
+    decompression bomb) raises `ImageLoadError` naming the file.
     """
-    name = getattr(source, "filename", None) or (os.fspath(source) if not isinstance(source, Image.Image) else "<image>")
+    name = _source_name(source)
     try:
         with warnings.catch_warnings():
             # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; refuse both.
@@ -86,7 +165,7 @@ def load_image(source: ImageInput) -> Image.Image:
                 source.load()
                 image = ImageOps.exif_transpose(source)
             else:
-                with Image.open(os.fspath(source)) as opened:
+                with open_regular(source) as handle, Image.open(handle) as opened:
                     opened.load()  # decode now, so truncated files fail here, not later
                     image = ImageOps.exif_transpose(opened)  # a rotated copy, detached from the file
             return to_rgb(image)
@@ -98,10 +177,18 @@ def load_image(source: ImageInput) -> Image.Image:
         raise ImageLoadError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise ImageLoadError(f"{name}: is a directory, not an image") from None
+    except SpecialFileError as exc:
+        raise ImageLoadError(f"{exc}; not read") from None
     except Image.UnidentifiedImageError:
         raise ImageLoadError(f"{name}: not an image file Pillow can read") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageLoadError(f"{name}: cannot read image ({exc})") from None
+
+
+def _source_name(source: ImageInput) -> str:
+    if isinstance(source, Image.Image):
+        return getattr(source, "filename", None) or "<image>"
+    return os.fspath(source)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -120,15 +207,29 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def resize_shorter_side(image: Image.Image, size: int, interpolation: str = "bilinear") -> Image.Image:
-    """torchvision's Resize(int): the shorter side becomes `size`, the longer keeps the ratio (truncated)."""
+def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) once the shorter side is `size` and the longer keeps the ratio (truncated)."""
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
+def resize_shorter_side(image: Image.Image, size: int, interpolation: str = "bilinear", *, name: str = "<image>") -> Image.Image:
+    """torchvision's Resize(int): the shorter side becomes `size`, the longer keeps the ratio (truncated).
+
+    Refuses (ImageLoadError naming `name` and both sizes) a result above MAX_RESIZED_PIXELS,
+    computed before any pixel is allocated.
+    """
     width, height = image.size
-    short, long = (width, height) if width <= height else (height, width)
-    if short == size:
+    if min(width, height) == size:
         return image
-    new_short, new_long = size, int(size * long / short)
-    new_size = (new_short, new_long) if width <= height else (new_long, new_short)
-    return image.resize(new_size, _INTERPOLATIONS[interpolation])
+    new_width, new_height = resized_size(width, height, size)
+    if new_width * new_height > MAX_RESIZED_PIXELS:
+        raise ImageLoadError(
+            f"{name}: refused, a {width}x{height} image resized to shorter side {size} would be {new_width}x{new_height} "
+            f"({new_width * new_height:,} pixels, more than the {MAX_RESIZED_PIXELS:,} allowed); its aspect ratio is too extreme"
+        )
+    return image.resize((new_width, new_height), _INTERPOLATIONS[interpolation])
 
 
 def center_crop(image: Image.Image, size: int) -> Image.Image:
@@ -154,7 +255,7 @@ def preprocess_image(source: ImageInput, spec: PreprocessSpec | None = None) -> 
     """Path or PIL image -> model input (3, crop, crop) float32."""
     spec = spec or PreprocessSpec()
     image = load_image(source)
-    image = resize_shorter_side(image, spec.resize, spec.interpolation)
+    image = resize_shorter_side(image, spec.resize, spec.interpolation, name=_source_name(source))
     image = center_crop(image, spec.crop)
     return normalize(image, spec)
 

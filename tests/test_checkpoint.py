@@ -76,12 +76,12 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as handle:
         pickle.dump({"format": "alexnet-deploy-checkpoint", "payload": Exploit()}, handle, protocol=2)
-    with pytest.raises(CheckpointError, match=r"was not unpickled .*Unsupported global: GLOBAL io.open"):
+    with pytest.raises(CheckpointError, match=r"outside the allowed set .*: the global io\.open; it will not be loaded"):
         load_checkpoint(path)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("content, message", [(b"", "not a readable"), (b"\x00garbage" * 10, "not a plain-weights checkpoint")])
+@pytest.mark.parametrize("content, message", [(b"", "not a PyTorch checkpoint"), (b"\x00garbage" * 10, "not a PyTorch checkpoint")])
 def test_corrupt_file(tmp_path, content, message):
     path = tmp_path / "broken.pth"
     path.write_bytes(content)
@@ -144,3 +144,77 @@ def test_newer_format_version_is_refused(tmp_path):
     torch.save(data, tmp_path / "future.pth")
     with pytest.raises(CheckpointError, match="newer than this alexnet-deploy"):
         load_checkpoint(tmp_path / "future.pth")
+
+
+# --- issue 9: hostile checkpoints are one-line refusals that say what the file is -------------------
+
+def checkpoint_dict(**changes):
+    """An alexnet-deploy checkpoint dict without weights: the fields are checked before any layer."""
+    data = {"format": "alexnet-deploy-checkpoint", "format_version": 1, "package_version": "0",
+            "model_config": AlexNetConfig(variant="cifar", num_classes=4).to_dict(), "class_names": ["a", "b", "c", "d"],
+            "preprocess": PreprocessSpec(resize=36, crop=32).to_dict(), "model_state": {}}
+    data.update(changes)
+    return data
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"preprocess": {"resize": 200_000, "crop": 32}}, "resize must be an integer from 1 to"),
+    ({"class_names": "abcd"}, "class_names must be a list of strings"),
+    ({"format_version": "2"}, "format_version must be an integer, got '2'"),
+])
+def test_checkpoint_fields_are_checked(tmp_path, change, message):
+    torch.save(checkpoint_dict(**change), tmp_path / "c.pth")
+    with pytest.raises(CheckpointError, match=message) as caught:
+        load_checkpoint(tmp_path / "c.pth")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("header, message", [("not json {", "header is not valid JSON"),
+                                             ("[1, 2]", "header must be a JSON object, not list")])
+def test_safetensors_header_that_is_not_a_json_object(tmp_path, header, message):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, tmp_path / "c.safetensors", metadata={"alexnet_deploy": header})
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path / "c.safetensors")
+
+
+
+
+def test_a_zip_that_is_not_a_checkpoint_says_so(tmp_path):
+    import zipfile
+
+    from runtime import ModelLoadError
+    from runtime.backends import detect_backend
+
+    path = tmp_path / "notes.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes/readme.txt", "hello")
+    with pytest.raises(ModelLoadError, match="is a zip archive but not a PyTorch checkpoint") as caught:
+        detect_backend(path)
+    assert "name it" not in str(caught.value)
+    with pytest.raises(CheckpointError, match="is not a PyTorch checkpoint: a zip archive without the data.pkl"):
+        load_checkpoint(path)
+
+
+class _RunsAShellCommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_pickle_that_would_run_code_is_refused_by_name_without_torchs_advice(tmp_path):
+    import runtime
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "evil.pth"
+    torch.save({"format": "alexnet-deploy-checkpoint", "payload": _RunsAShellCommand(marker)}, path)
+    for load in (load_checkpoint, lambda p: runtime.load(p, device="cpu")):
+        with pytest.raises(CheckpointError) as caught:
+            load(path)
+        message = str(caught.value)
+        assert "\n" not in message and f"the global {os.system.__module__}.system" in message
+        assert "outside the allowed set" in message and "will not be loaded" in message
+        assert "weights_only" not in message and "Re-running" not in message
+    assert not marker.exists()

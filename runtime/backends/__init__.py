@@ -31,6 +31,7 @@ import numpy as np
 
 from runtime.errors import DeployError
 from runtime.metadata import ArtifactMetadata
+from runtime.preprocess import special_file_kind
 
 ENTRY_POINT_GROUP = "alexnet_deploy.backends"
 BACKEND_CHOICES = ("auto", "onnxruntime", "coreml", "torchscript", "pytorch")
@@ -54,6 +55,26 @@ class ModelLoadError(DeployError, ValueError):
 
 class BackendUnavailableError(DeployError, RuntimeError):
     """The backend (or the device asked of it) cannot run on this machine."""
+
+
+class ModelRunError(DeployError, RuntimeError):
+    """The engine failed running a batch (usually: the model takes another input than it was given)."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An engine's exception as one short line. TorchScript puts the interpreter's traceback
+    first and the actual error last; onnxruntime and the rest say it on their first line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    line = lines[-1] if "Traceback of TorchScript" in str(exc) else lines[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def run_failed(path: Any, exc: BaseException, batch: np.ndarray, expected: str) -> ModelRunError:
+    """The error for a failed `run`: the model, what it expects and what it was given, the engine's reason."""
+    return ModelRunError(f"{path} failed on an input of shape {tuple(batch.shape)} {batch.dtype} "
+                         f"(the model declares {expected}): {one_line(exc)}")
 
 
 @dataclass(frozen=True)
@@ -127,8 +148,7 @@ def get_backend(name: str) -> type[Backend]:
 def detect_backend(path: str | Path) -> str:
     """Which backend opens `path`, from its suffix and, where suffixes are shared, its contents."""
     path = Path(path)
-    if not path.exists():
-        raise ModelLoadError(f"model {path} does not exist")
+    check_model_path(path)
     suffix = path.suffix.lower()
     if path.is_dir():
         if suffix == ".mlpackage" or (path / "Manifest.json").is_file():
@@ -151,14 +171,34 @@ def detect_backend(path: str | Path) -> str:
             return "torchscript"
         if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
             return "pytorch"
+        if suffix in _CHECKPOINT_SUFFIXES + (".pt",):
+            raise ModelLoadError(f"{path} is a zip archive but not a PyTorch checkpoint or TorchScript archive "
+                                 f"(no data.pkl or code/ inside)")
     with open(path, "rb") as handle:
         head = handle.read(2)
     if head[:1] == b"\x80" and suffix in _CHECKPOINT_SUFFIXES + (".pt",):
         return "pytorch"  # torch.save's legacy (pre-1.6) pickle format
+    if suffix in _CHECKPOINT_SUFFIXES + (".pt",):
+        raise ModelLoadError(f"{path} is not a PyTorch checkpoint or TorchScript archive "
+                             f"(neither a torch.save zip archive nor a pickle)")
     raise ModelLoadError(
         f"cannot tell which backend runs {path} (suffix {suffix or 'none'!r}); name it .onnx, .pt (TorchScript), "
         f".mlpackage, .pth (checkpoint), or pass --backend"
     )
+
+
+def check_model_path(path: Path) -> None:
+    """The model exists and is a regular file or a directory (a .mlpackage): reading a FIFO
+    or a device would block or never end."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ModelLoadError(f"model {path} does not exist") from None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model {path}: {exc.strerror or exc}") from None
+    kind = special_file_kind(mode)
+    if kind not in (None, "a directory"):
+        raise ModelLoadError(f"model {path} is {kind}, not a regular file; not read")
 
 
 def platform_name() -> str:

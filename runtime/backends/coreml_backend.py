@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backends import Backend, BackendUnavailableError, ModelIO, ModelLoadError, platform_name
+from runtime.backends import (Backend, BackendUnavailableError, ModelIO, ModelLoadError, check_model_path, platform_name,
+                               run_failed)
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
 
@@ -65,6 +66,8 @@ class CoreMLBackend(Backend):
 
     def __init__(self, path: str | Path, *, device: str = "auto", threads: int | None = None, **_: Any) -> None:
         ct = _import_coremltools()
+        self.path = path
+        check_model_path(Path(path))  # a FIFO named model.mlmodel would block the read
         if device not in _COMPUTE_UNITS:
             raise BackendUnavailableError(f"--device {device} does not exist for Core ML; use auto, cpu or mps")
         units = getattr(ct.ComputeUnit, _COMPUTE_UNITS[device])
@@ -74,7 +77,7 @@ class CoreMLBackend(Backend):
             raise ModelLoadError(f"coremltools cannot load {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
         self.device = _COMPUTE_UNITS[device]
         text = self.model.user_defined_metadata.get(METADATA_KEY)
-        self.metadata = ArtifactMetadata.from_json(text) if text else None
+        self.metadata = ArtifactMetadata.from_json(text, source=path) if text else None
         description = self.model.get_spec().description
         feature = description.input[0]
         self.image_input = feature.type.WhichOneof("Type") == "imageType"
@@ -105,7 +108,10 @@ class CoreMLBackend(Backend):
         else:
             batch = batch.astype(np.float32, copy=False)
             feeds = [{self.io.input_name: batch[i:i + 1]} for i in range(len(batch))]
-        results = self.model.predict(feeds) if len(feeds) > 1 else [self.model.predict(feeds[0])]
+        try:
+            results = self.model.predict(feeds) if len(feeds) > 1 else [self.model.predict(feeds[0])]
+        except Exception as exc:  # coremltools raises plain Exception/RuntimeError from the Core ML framework
+            raise run_failed(self.path, exc, batch, f"{self.io.input_shape} {'image' if self.image_input else 'tensor'}") from None
         return np.stack([self._scores(r[self.io.output_name]) for r in results])
 
     def _scores(self, value: Any) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from runtime.backends import Backend, BackendUnavailableError, ModelIO, ModelLoadError
+from runtime.backends import Backend, BackendUnavailableError, ModelIO, ModelLoadError, check_model_path, run_failed
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 CPU = "CPUExecutionProvider"
@@ -68,6 +68,11 @@ def _dims(shape: Sequence[Any]) -> tuple[int | None, ...]:
     return tuple(d if isinstance(d, int) and d > 0 else None for d in shape)
 
 
+def _shown(shape: Sequence[Any]) -> str:
+    """(batch, 3, 224, 224) for display; onnxruntime names dynamic dimensions or leaves them None."""
+    return "(" + ", ".join(str(d) if d is not None else "?" for d in shape) + ")"
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     format = "onnx"
@@ -75,6 +80,8 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, path: str | Path, *, device: str = "auto", threads: int | None = None,
                  providers: Sequence[str] | None = None, **_: Any) -> None:
         ort = _import_ort()
+        self.path = path
+        check_model_path(Path(path))  # a FIFO named model.onnx would block the session's read
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: we check the providers ourselves
@@ -99,23 +106,32 @@ class OnnxRuntimeBackend(Backend):
 
         meta_map = self.session.get_modelmeta().custom_metadata_map
         text = meta_map.get(METADATA_KEY)
-        self.metadata = ArtifactMetadata.from_json(text) if text else None
+        self.metadata = ArtifactMetadata.from_json(text, source=path) if text else None
+        self.io = self._declared_io(path)
+
+    def _declared_io(self, path: str | Path) -> ModelIO:
+        """The graph's input and output, refused at load unless it takes one float (N, 3, H, W) tensor."""
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:
             raise ModelLoadError(f"{path} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); an image classifier has one")
+        shape, kind = _dims(inputs[0].shape), inputs[0].type
+        if kind not in _DTYPES or len(shape) != 4 or shape[1] not in (None, 3):
+            raise ModelLoadError(
+                f"{path} takes input {inputs[0].name!r} of shape {_shown(inputs[0].shape)} {kind}; alexnet-deploy runs "
+                f"image classifiers that take one (N, 3, H, W) float tensor"
+            )
         out_shape = _dims(outputs[0].shape)
-        self.io = ModelIO(
-            input_name=inputs[0].name,
-            input_shape=_dims(inputs[0].shape),
-            output_name=outputs[0].name,
-            num_outputs=out_shape[-1] if len(out_shape) == 2 else None,
-            input_dtype=_DTYPES.get(inputs[0].type, np.float32),
-        )
+        return ModelIO(input_name=inputs[0].name, input_shape=shape, output_name=outputs[0].name,
+                       num_outputs=out_shape[-1] if len(out_shape) == 2 else None, input_dtype=_DTYPES[kind])
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         # batch: (N, 3, H, W) -> logits (N, classes)
         feed = {self.io.input_name: batch.astype(self.io.input_dtype, copy=False)}
-        (logits,) = self.session.run([self.io.output_name], feed)
+        try:
+            (logits,) = self.session.run([self.io.output_name], feed)
+        except Exception as exc:  # onnxruntime's pybind errors (InvalidArgument, Fail, ...) share no base class
+            inp = self.session.get_inputs()[0]
+            raise run_failed(self.path, exc, feed[self.io.input_name], f"{_shown(inp.shape)} {inp.type}") from None
         return np.asarray(logits, dtype=np.float32)
 
     def close(self) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backends import Backend, BackendUnavailableError, ModelIO, ModelLoadError
+from runtime.backends import Backend, BackendUnavailableError, ModelIO, ModelLoadError, check_model_path, run_failed
+from runtime.errors import DeployError
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 EXTRA_FILE = f"{METADATA_KEY}.json"
@@ -40,11 +41,24 @@ def resolve_torch_device(torch: Any, device: str) -> Any:
     return torch.device(device)
 
 
-def run_module(torch: Any, module: Any, batch: np.ndarray, device: Any, dtype: Any) -> np.ndarray:
-    """(N, 3, H, W) numpy -> module on `device` in `dtype` -> (N, classes) float32 numpy."""
+def run_module(torch: Any, module: Any, batch: np.ndarray, device: Any, dtype: Any, *,
+               path: Any = "the model", expected: str = "(N, 3, H, W)") -> np.ndarray:
+    """(N, 3, H, W) numpy -> module on `device` in `dtype` -> (N, classes) float32 numpy.
+
+    A failure inside the module (a foreign model built for other shapes) is a one-line
+    ModelRunError naming `path`, the `expected` input and the batch given.
+    """
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(device=device, dtype=dtype)
-        return module(x).float().cpu().numpy()
+        try:
+            out = module(x)
+        except DeployError:
+            raise  # already says what to do (e.g. alexnet's InputTooSmallError)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # torch and TorchScript raise these
+            raise run_failed(path, exc, batch, expected) from None
+        if not isinstance(out, torch.Tensor):
+            raise run_failed(path, TypeError(f"it returned a {type(out).__name__}, not a tensor of logits"), batch, expected)
+        return out.float().cpu().numpy()
 
 
 class TorchScriptBackend(Backend):
@@ -53,6 +67,8 @@ class TorchScriptBackend(Backend):
 
     def __init__(self, path: str | Path, *, device: str = "auto", threads: int | None = None, **_: Any) -> None:
         torch = self._torch = import_torch(self.name)
+        self.path = path
+        check_model_path(Path(path))
         if threads:
             torch.set_num_threads(int(threads))
         self._device = resolve_torch_device(torch, device)
@@ -63,7 +79,7 @@ class TorchScriptBackend(Backend):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(f"{path} is not a loadable TorchScript archive: {first}") from None
         text = extra[EXTRA_FILE]
-        self.metadata = ArtifactMetadata.from_json(text) if text else None
+        self.metadata = ArtifactMetadata.from_json(text, source=path) if text else None
         # fp16 exports hold half weights and want half input; the weights say which.
         param = next(self.module.parameters(), None)
         self._dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
@@ -77,5 +93,9 @@ class TorchScriptBackend(Backend):
             num_outputs=None,
         )
 
+    def configure(self, metadata: ArtifactMetadata) -> None:
+        self._expected = "(" + ", ".join("N" if d is None else str(d) for d in metadata.input_shape) + ") from its metadata"
+
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return run_module(self._torch, self.module, batch, self._device, self._dtype)
+        return run_module(self._torch, self.module, batch, self._device, self._dtype, path=self.path,
+                          expected=getattr(self, "_expected", "(N, 3, H, W)"))
