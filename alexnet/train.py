@@ -7,21 +7,24 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import traceback
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
-from alexnet.checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
-from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS, load_data
+from alexnet.checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
+from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS, load_data, reraise_worker_error
 from alexnet.model import AlexNet, AlexNetConfig
-from alexnet.trainloop import TrainArgs, build_optimizer, pick_device, resolve_recipe, seed_epoch, train_one_epoch, validate
+from alexnet.trainloop import (DivergenceError, TrainArgs, TrainError, build_optimizer, diverged, pick_device,
+                               resolve_recipe, seed_epoch, train_one_epoch, validate)
+from runtime.errors import DeployError
+from runtime.outputs import OutputError
 
-
-class TrainError(CheckpointError):
-    """A run cannot start or continue (bad resume file, bad arguments)."""
+__all__ = ["DivergenceError", "TrainError", "train"]
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -38,7 +41,13 @@ def _resume_args(path: str, args: TrainArgs, explicit: set[str]) -> tuple[TrainA
     ckpt = load_checkpoint(path)
     if ckpt.training is None or "optimizer" not in ckpt.training:
         raise TrainError(f"{path} holds no optimizer/epoch state (a best.pth or weights file); resume from last.pth")
-    stored = TrainArgs(**ckpt.training["args"])
+    try:
+        stored = TrainArgs(**ckpt.training["args"])
+    except (TypeError, KeyError) as exc:
+        raise TrainError(f"{path}: its stored training arguments are not this version's ({exc})") from None
+    stored.validate()  # a checkpoint is untrusted input: its arguments pass the same checks as the flags
+    if not _finite(ckpt.model_state):
+        raise DivergenceError(f"{path} holds non-finite weights (that run diverged); start a new run with a lower --lr")
     for name in sorted(explicit - RESUME_OVERRIDABLE):
         if getattr(args, name) != getattr(stored, name):
             flag = "--" + name.replace("_", "-")
@@ -49,9 +58,16 @@ def _resume_args(path: str, args: TrainArgs, explicit: set[str]) -> tuple[TrainA
     return stored, {"model": ckpt.model_state, "config": ckpt.config, "class_names": ckpt.class_names, **ckpt.training}
 
 
+def _finite(state: dict) -> bool:
+    """Every floating-point tensor of a state dict is finite (no nan/inf weight is ever saved)."""
+    return all(bool(torch.isfinite(v).all()) for v in state.values() if torch.is_tensor(v) and v.is_floating_point())
+
+
 def _write_metrics(out: Path, history: list[dict]) -> None:
-    """metrics.jsonl mirrors the checkpoint's history, rewritten atomically (no duplicate lines after a resume)."""
-    text = "".join(json.dumps(row) + "\n" for row in history)
+    """metrics.jsonl mirrors the checkpoint's history, rewritten atomically (no duplicate lines after a resume).
+
+    Strict JSON (no NaN/Infinity): rows are checked finite before they get here."""
+    text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in history)
     atomic_write(out / "metrics.jsonl", lambda tmp: Path(tmp).write_text(text))
 
 
@@ -68,7 +84,7 @@ def train(args: TrainArgs, resume: str | None = None, echo=print, explicit: set[
     differ from the stored run; None means all of `args` was given).
     """
     state = None
-    args = resolve_recipe(args)
+    args = resolve_recipe(args).validate()
     if resume:
         args, state = _resume_args(resume, args, set(TrainArgs().to_dict()) if explicit is None else explicit)
     rank, world, local_rank = _distributed()
@@ -79,12 +95,38 @@ def train(args: TrainArgs, resume: str | None = None, echo=print, explicit: set[
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     out = Path(args.out)
+    created: list[Path] = []  # the folders this run made (deepest first): removed again if it fails with them empty
     if rank == 0:
+        created = [p for p in (out, *out.parents) if not p.exists()]
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise TrainError(f"cannot create {out}: {exc.strerror or exc}") from None
+    try:
+        return _run(args, state, resume, out, device, rank, world, echo)
+    except BaseException as exc:
+        _remove_if_empty(created)
+        if isinstance(exc, DeployError):
+            # The run is over: drop its frames' locals so that a DataLoader iterator in the traceback shuts
+            # its workers down now, in this thread (left to the garbage collector, that can happen in a
+            # queue's feeder thread: "Bad file descriptor"). Then a worker's error gets its own one-line
+            # message back ("Caught ImageLoadError in DataLoader worker process 1." names no file).
+            traceback.clear_frames(exc.__traceback__)
+            reraise_worker_error(exc)
+        raise
 
+
+def _remove_if_empty(created: list[Path]) -> None:
+    """Remove the folders a failed run made, deepest first, while they are empty (os.rmdir refuses otherwise)."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _run(args: TrainArgs, state: dict | None, resume: str | None, out: Path, device: torch.device,
+         rank: int, world: int, echo) -> list[dict]:
     train_per = args.synthetic_train_per_class or SYNTHETIC_TRAIN_PER_CLASS
     val_per = args.synthetic_val_per_class or SYNTHETIC_VAL_PER_CLASS
     bundle = load_data(args.data, image_size=args.image_size, seed=args.seed,
@@ -139,6 +181,10 @@ def train(args: TrainArgs, resume: str | None = None, echo=print, explicit: set[
             row = {"epoch": epoch + 1, "epochs": args.epochs, "train_loss": float(totals[0] / totals[2]),
                    "train_top1": float(totals[1] / totals[2]), **validate(model, val_loader, device, args),
                    "lr": result["lr"], "images_per_s": float(totals[2]) / result["seconds"], "seconds": result["seconds"]}
+            for key in ("train_loss", "val_loss", "val_top1", "val_top5"):
+                if not math.isfinite(row[key]):
+                    what = "validation loss" if key == "val_loss" else key.replace("_", " ")
+                    raise diverged(f"{what} is {row[key]}", epoch, None, result["lr"], args)
             history.append(row)
             improved = row["val_top1"] > best
             best = max(best, row["val_top1"])
@@ -153,14 +199,16 @@ def train(args: TrainArgs, resume: str | None = None, echo=print, explicit: set[
 
 def _save_epoch(out: Path, model, optimizer, scaler, args: TrainArgs, config, bundle, history, epoch, best, improved) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if not _finite(state):  # last.pth keeps the previous (finite) epoch; best.pth is never non-finite
+        raise diverged("the weights hold nan/inf", epoch - 1, None, history[-1]["lr"], args)
     training = {"epoch": epoch, "best_top1": best, "history": history, "args": args.to_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
     ckpt = Checkpoint(config=config, model_state=state, class_names=bundle.class_names,
                       preprocess=bundle.preprocess, training=training)
     try:
         _write_epoch_files(out, ckpt, training, history, improved)
-    except OSError as exc:  # metrics.jsonl / curves.png on a full disk; checkpoints raise CheckpointError themselves
-        raise TrainError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    except OutputError as exc:  # metrics.jsonl / curves.png on a full disk; checkpoints raise CheckpointError themselves
+        raise TrainError(str(exc)) from exc
 
 
 def _write_epoch_files(out: Path, ckpt: Checkpoint, training: dict, history: list[dict], improved: bool) -> None:

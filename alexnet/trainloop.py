@@ -14,7 +14,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from alexnet.checkpoint import CheckpointError
 from alexnet.metrics import topk_accuracy
+from alexnet.model import VARIANTS
+
+
+class TrainError(CheckpointError):
+    """A run cannot start or continue (bad resume file, bad arguments)."""
+
+
+class DivergenceError(TrainError):
+    """The loss (or the weights) became non-finite: the run stops, nothing non-finite is saved."""
 
 
 @dataclass
@@ -50,6 +60,56 @@ class TrainArgs:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def validate(self) -> TrainArgs:
+        """Reject out-of-range knobs before any data is built (TrainError naming the flag).
+
+        The one check for the CLI, the `train()` API and `--resume` (whose arguments come from a
+        checkpoint). Knobs left to the recipe (None) must be resolved first (`resolve_recipe`).
+        """
+        def fail(name: str, rule: str) -> TrainError:
+            return TrainError(f"--{name.replace('_', '-')} must be {rule} (got {getattr(self, name)!r})")
+
+        def choice(name: str, options) -> None:
+            if getattr(self, name) not in options:
+                raise fail(name, "one of " + ", ".join(map(str, options)))
+
+        for name in ("data", "out", "device"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise fail(name, "a non-empty string")
+        choice("recipe", list(RECIPES))
+        choice("variant", VARIANTS)
+        choice("optimizer", ["sgd", "adamw"])
+        choice("schedule", ["cosine", "step"])
+        choice("amp", ["none", "bf16", "fp16"])
+        checks = [  # (name, integer, optional, ok, rule)
+            ("num_classes", True, True, lambda v: v >= 1, "an integer >= 1"),
+            ("image_size", True, True, lambda v: v >= 8, "an integer >= 8"),
+            ("epochs", True, False, lambda v: v >= 1, "an integer >= 1"),
+            ("batch_size", True, False, lambda v: v >= 1, "an integer >= 1"),
+            ("lr", False, False, lambda v: v > 0, "a finite number > 0"),
+            ("momentum", False, False, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            ("weight_decay", False, False, lambda v: v >= 0, "a finite number >= 0"),
+            ("warmup_epochs", False, False, lambda v: v >= 0, "a finite number >= 0"),
+            ("step_size", True, False, lambda v: v >= 1, "an integer >= 1"),
+            ("gamma", False, False, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+            ("label_smoothing", False, False, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            ("dropout", False, False, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            ("seed", True, False, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
+            ("workers", True, False, lambda v: v >= 0, "an integer >= 0"),
+            ("synthetic_train_per_class", True, True, lambda v: v >= 1, "an integer >= 1"),
+            ("synthetic_val_per_class", True, True, lambda v: v >= 1, "an integer >= 1"),
+        ]
+        for name, integer, optional, ok, rule in checks:
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            kinds = (int,) if integer else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not ok(value):
+                raise fail(name, rule)
+        if not isinstance(self.channels_last, bool):
+            raise fail("channels_last", "true or false")
+        return self
+
 
 # "default" is tuned for short runs (measured on the synthetic default, 4 epochs, batch 64, 64 px,
 # 2 CPU cores; val top-1 at seeds 0/1/2): AdamW at 4e-4 with a short warm-up, cosine decay, label
@@ -68,7 +128,7 @@ RECIPES = {
 def resolve_recipe(args: TrainArgs) -> TrainArgs:
     """Fill the knobs left unset (None) from the recipe."""
     if args.recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {args.recipe!r}; choose one of {', '.join(RECIPES)}")
+        raise TrainError(f"unknown recipe {args.recipe!r}; choose one of {', '.join(RECIPES)}")
     for key, value in RECIPES[args.recipe].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -149,7 +209,10 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        batch = torch.tensor([loss.item() * len(labels), (logits.argmax(1) == labels).sum().item(), len(labels)],
+        value = loss.item()  # the step's one sync; a non-finite loss is divergence (with fp16 too: the
+        if not math.isfinite(value):  # scaler skips steps whose *gradients* overflow, not a nan/inf loss)
+            raise diverged(f"loss is {value}", epoch, i + 1, lr, args)
+        batch = torch.tensor([value * len(labels), (logits.argmax(1) == labels).sum().item(), len(labels)],
                              dtype=torch.float64)
         totals += batch
         if progress is not None:
@@ -159,6 +222,14 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
             progress.update(1)
     totals_time = time.perf_counter() - start
     return {"totals": totals, "seconds": totals_time, "lr": lr}
+
+
+def diverged(what: str, epoch: int, step: int | None, lr: float, args: TrainArgs) -> DivergenceError:
+    """The one-line error for a run whose loss or weights went non-finite (`epoch` 0-based)."""
+    where = f"at epoch {epoch + 1}, step {step}" if step is not None else f"after epoch {epoch + 1}"
+    recipe_lr = RECIPES.get(args.recipe, RECIPES["default"])["lr"]
+    return DivergenceError(f"training diverged: {what} {where} (lr {lr:.3g}); "
+                           f"lower --lr (the {args.recipe} recipe's is {recipe_lr:g})")
 
 
 @torch.no_grad()

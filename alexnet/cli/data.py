@@ -9,6 +9,7 @@ import click
 from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS, load_data
 from alexnet.synthetic import SYNTHETIC_CLASSES, write_synthetic_imagefolder
 from runtime.cliutil import handle_errors
+from runtime.preprocess import MAX_CROP
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,7 +33,7 @@ def main() -> None:
 @click.option("--per-class", required=True, type=click.IntRange(min=1), help="Training images per class.")
 @click.option("--val-per-class", type=click.IntRange(min=1), default=None,
               help="Validation images per class (default: per-class / 4, at least 1).")
-@click.option("--image-size", type=click.IntRange(min=8), default=64, show_default=True, help="Side of the square images in pixels.")
+@click.option("--image-size", type=click.IntRange(min=8, max=MAX_CROP), default=64, show_default=True, help="Side of the square images in pixels.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same images.")
 @handle_errors
 def synthetic(out_dir: Path, per_class: int, val_per_class: int | None, image_size: int, seed: int) -> None:
@@ -56,7 +57,7 @@ def synthetic(out_dir: Path, per_class: int, val_per_class: int | None, image_si
 
 @main.command()
 @click.argument("data")
-@click.option("--image-size", type=click.IntRange(min=8), default=None, help="Model input size (default: the source's).")
+@click.option("--image-size", type=click.IntRange(min=8, max=MAX_CROP), default=None, help="Model input size (default: the source's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic set and of folder splits.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
               help="Share of each class held out, for folders without train/ and val/.")

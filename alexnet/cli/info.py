@@ -10,13 +10,14 @@ from alexnet.checkpoint import load_checkpoint
 from alexnet.model import VARIANTS, AlexNet, AlexNetConfig, InputTooSmallError
 from alexnet.summary import summarize
 from runtime.cliutil import handle_errors
+from runtime.preprocess import MAX_CROP
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
 @click.option("--variant", type=click.Choice(VARIANTS), default=None, help="Architecture (default: torchvision).")
 @click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Output classes (default: 1000).")
-@click.option("--image-size", type=click.IntRange(min=1), default=None, help="Input side in pixels (default: the variant's or checkpoint's).")
+@click.option("--image-size", type=click.IntRange(min=1, max=MAX_CROP), default=None, help="Input side in pixels (default: the variant's or checkpoint's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @handle_errors
 def main(checkpoint: str | None, variant: str | None, num_classes: int | None, image_size: int | None, as_json: bool) -> None:
