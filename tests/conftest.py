@@ -35,3 +35,13 @@ def _restore_torch_threads():
     yield
     if torch.get_num_threads() != before:
         torch.set_num_threads(before)
+
+
+# Fuzzing profiles (tests/test_fuzz.py): "ci" is the default, fixed examples so CI cannot flake;
+# `pytest --hypothesis-profile long` looks twenty times harder with fresh random examples.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None, database=None,
+                          print_blob=True)
+settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")
