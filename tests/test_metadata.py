@@ -2,6 +2,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.runtime
+
 from runtime.metadata import SCHEMA_VERSION, ArtifactMetadata, MetadataError
 from runtime.preprocess import PreprocessSpec
 
