@@ -1,12 +1,17 @@
 # One-command set-up: `make demo` builds .venv from nothing and runs the main job;
-# `make test` runs the test suite (what CI runs).
+# `make test` runs the test suite; `make test-edge` proves the base install runs without torch
+# (CI runs both: .ci/run).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 OUT ?= demo-out
 TORCH_VERSION ?= 2.13.0
+EDGE_VENV ?= .venv-edge
+EDGE_OUT ?= edge-out
+# The torch-free tests: those marked `runtime` at module level.
+EDGE_TESTS = $(shell grep -l '^pytestmark = pytest.mark.runtime' tests/test_*.py)
 
-.PHONY: setup demo test test-all clean
+.PHONY: setup demo test test-edge clean
 
 setup: $(VENV)/.installed
 
@@ -16,6 +21,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
 	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# The edge install: the base package alone (numpy, Pillow, onnxruntime, click, tqdm), no torch.
+$(EDGE_VENV)/.installed: setup.cfg pyproject.toml
+	python3 -m venv $(EDGE_VENV)
+	$(EDGE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(EDGE_VENV)/bin/python -m pip install -q . pytest
 	touch $@
 
 # The main job on the embedded synthetic data: data -> train -> evaluate -> export -> run -> benchmark.
@@ -33,5 +45,18 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# The runtime's tests in the edge venv, then alexnet-run there on an ONNX file the full install exported.
+test-edge: setup $(EDGE_VENV)/.installed
+	$(EDGE_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch is in the edge install' if u.find_spec('torch') else 0)"
+	cd tests && ../$(EDGE_VENV)/bin/python -m pytest -q -p no:cacheprovider -m runtime $(EDGE_TESTS:tests/%=%)
+	rm -rf $(EDGE_OUT)
+	$(BIN)/alexnet-train --data synthetic --synthetic-train-per-class 2 --synthetic-val-per-class 1 --epochs 1 \
+		--variant cifar --image-size 32 --out $(EDGE_OUT)/run
+	$(BIN)/alexnet-export --format onnx $(EDGE_OUT)/run/best.pth
+	$(BIN)/alexnet-data synthetic --out $(EDGE_OUT)/images --per-class 1 --val-per-class 1 --image-size 48
+	$(EDGE_VENV)/bin/alexnet-run -m $(EDGE_OUT)/run/best.onnx --topk 2 $(EDGE_OUT)/images/val
+	! $(EDGE_VENV)/bin/alexnet-train --help 2> $(EDGE_OUT)/missing.txt
+	grep -q "needs the \[train\] extra" $(EDGE_OUT)/missing.txt
+
 clean:
-	rm -rf $(OUT) build *.egg-info
+	rm -rf $(OUT) $(EDGE_OUT) build *.egg-info

@@ -78,7 +78,7 @@ class Checkpoint:
 
 
 def imagenet_class_names() -> list[str]:
-    text = resources.files("alexnet").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
+    text = resources.files("alexnet").joinpath("assets/imagenet_classes.txt").read_text(encoding="utf-8")
     names = [line.strip() for line in text.splitlines() if line.strip()]
     assert len(names) == 1000, "the packaged ImageNet class list must have 1000 names"
     return names

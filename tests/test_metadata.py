@@ -2,8 +2,10 @@ import json
 
 import pytest
 
-from runtime.metadata import SCHEMA_VERSION, ArtifactMetadata, MetadataError
-from runtime.preprocess import PreprocessSpec
+from runtime.metadata import MAX_BATCH, MAX_CLASSES, MAX_NAME_LENGTH, METADATA_KEY, SCHEMA_VERSION, ArtifactMetadata, MetadataError
+from runtime.preprocess import MAX_CROP, PreprocessSpec
+
+pytestmark = pytest.mark.runtime
 
 
 def sample(**overrides):
@@ -51,8 +53,6 @@ def test_newer_schema_is_refused():
 
 # --- issue 9: metadata from files is untrusted; every field is type- and bounds-checked ---------------
 
-from runtime.metadata import MAX_BATCH, MAX_CLASSES, MAX_NAME_LENGTH, METADATA_KEY  # noqa: E402
-from runtime.preprocess import MAX_CROP  # noqa: E402
 
 BAD_FIELDS = [
     ({"preprocess": {"resize": "256", "crop": 224}}, "resize must be an integer"),

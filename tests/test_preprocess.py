@@ -16,6 +16,8 @@ from runtime.preprocess import (
     resize_shorter_side,
 )
 
+pytestmark = pytest.mark.runtime
+
 
 def gradient(width=300, height=200):
     x = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]

@@ -1,0 +1,62 @@
+"""Console-script launchers: every command but `alexnet-run` needs an optional extra.
+
+The base install (`pip install alexnet-deploy`) is the torch-free runtime. Each other command's
+module imports torch (or onnx, matplotlib, openvino) at import time, which on an edge install
+would end in an ImportError traceback before any of our code runs. These launchers import the
+command lazily and turn a missing third-party package into one line naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable
+
+# Our own top-level packages: an ImportError naming one of these is a bug, never a missing extra.
+OWN_PACKAGES = frozenset({"alexnet", "export", "runtime", "benchmarks"})
+
+# script -> (module with a click `main`, the extra that installs what it needs)
+COMMANDS = {
+    "alexnet-info": ("alexnet.cli.info", "train"),
+    "alexnet-data": ("alexnet.cli.data", "train"),
+    "alexnet-train": ("alexnet.cli.train", "train"),
+    "alexnet-eval": ("alexnet.cli.eval", "train"),
+    "alexnet-export": ("export.cli", "export"),
+    "alexnet-bench": ("benchmarks.cli", "bench"),
+}
+
+
+def missing_extra_message(script: str, missing: str) -> str:
+    extra = COMMANDS[script][1]
+    return (f"Error: {script} needs the [{extra}] extra ({missing} is not installed); "
+            f"pip install 'alexnet-deploy[{extra}]' (this install has only the runtime: alexnet-run)")
+
+
+def launch(script: str) -> None:
+    """Import `script`'s command and run it, or exit 1 with the extra to install."""
+    module_name, _ = COMMANDS[script]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        top = (exc.name or "").split(".")[0]
+        if not top or top in OWN_PACKAGES:
+            raise
+        sys.exit(missing_extra_message(script, top))  # SystemExit with a message: stderr, status 1
+    module.main(prog_name=script)
+
+
+def _launcher(script: str) -> Callable[[], None]:
+    def main() -> None:
+        launch(script)
+
+    main.__name__ = script.replace("-", "_")
+    main.__doc__ = f"Run {script} (see `{script} --help`)."
+    return main
+
+
+alexnet_info = _launcher("alexnet-info")
+alexnet_data = _launcher("alexnet-data")
+alexnet_train = _launcher("alexnet-train")
+alexnet_eval = _launcher("alexnet-eval")
+alexnet_export = _launcher("alexnet-export")
+alexnet_bench = _launcher("alexnet-bench")
