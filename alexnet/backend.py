@@ -43,8 +43,8 @@ class PyTorchBackend(Backend):
     format = "checkpoint"
 
     def __init__(self, path: str | Path, *, device: str = "auto", threads: int | None = None, **_: Any) -> None:
-        if threads:
-            torch.set_num_threads(int(threads))
+        # `threads` is not applied here: torch's thread count is process-wide, so the application
+        # sets it (alexnet-run --threads does, at its entry point: runtime.cliutil.set_torch_threads).
         self._device = resolve_torch_device(torch, device)
         self.path = path
         checkpoint = load_checkpoint(path, map_location="cpu")

@@ -1,4 +1,8 @@
-"""Pictures: training curves and the confusion matrix (matplotlib, Agg backend, written by runtime.outputs)."""
+"""Pictures: training curves and the confusion matrix, written by runtime.outputs.
+
+matplotlib `Figure` objects, never pyplot: no global backend switch and no figure registry to
+close, so drawing changes nothing for an application that also uses matplotlib.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,17 @@ import numpy as np
 from runtime.outputs import atomic_write
 
 
-def _figure():
-    import matplotlib
+def _figure(**kwargs):
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def save_curves(history: list[dict], path: str | Path) -> None:
     """Loss and top-1 accuracy per epoch, train and val, side by side."""
-    plt = _figure()
     epochs = [row["epoch"] for row in history]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = _figure(figsize=(10, 4))
+    loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
     loss_ax.plot(epochs, [r["val_loss"] for r in history], "o-", label="val")
     loss_ax.set(title="loss", xlabel="epoch")
@@ -33,23 +34,20 @@ def save_curves(history: list[dict], path: str | Path) -> None:
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.legend()
-    _save(plt, fig, path)
+    _save(fig, path)
 
 
-def _save(plt, fig, path: str | Path) -> None:
+def _save(fig, path: str | Path) -> None:
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    finally:
-        plt.close(fig)  # pyplot keeps every open figure alive otherwise
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
 def save_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path) -> None:
     """Row-normalized heat map with the counts written in each cell."""
-    plt = _figure()
     n = len(class_names)
     size = min(4 + 0.45 * n, 30)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = _figure(figsize=(size, size))
+    ax = fig.subplots()
     rows = matrix.sum(axis=1, keepdims=True)
     ax.imshow(np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0), cmap="Blues", vmin=0, vmax=1)
     if n <= 40:
@@ -60,4 +58,4 @@ def save_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path)
                 ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
                         color="white" if rows[i, 0] and value / rows[i, 0] > 0.5 else "black")
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
-    _save(plt, fig, path)
+    _save(fig, path)

@@ -159,12 +159,10 @@ def plot_format(path: str | os.PathLike) -> str:
 def write_plot(doc: dict[str, Any], path: str | os.PathLike) -> Path:
     """Latency (p50) and throughput against batch size, one line per backend/variant/device, floor dashed."""
     fmt = plot_format(path)
-    import matplotlib
+    from matplotlib.figure import Figure  # a Figure object, never pyplot: no global backend or figure state
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (lat, thr) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig = Figure(figsize=(12, 4.8))
+    lat, thr = fig.subplots(1, 2)
     series: dict[str, list[dict[str, Any]]] = {}
     for r in doc["rows"]:
         if r["status"] == "ok":
@@ -192,8 +190,5 @@ def write_plot(doc: dict[str, Any], path: str | os.PathLike) -> Path:
     fig.suptitle(f"AlexNet {doc['model']['variant']} {doc['model']['image_size']}px on {doc['machine']['cpu']}")
     fig.tight_layout()
     path = Path(path)
-    try:
-        outputs.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format=fmt), what="--plot")
-    finally:
-        plt.close(fig)
+    outputs.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format=fmt), what="--plot")
     return path

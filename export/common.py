@@ -7,6 +7,8 @@ alexnet-deploy metadata (`runtime.metadata.ArtifactMetadata`) the runtime predic
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -165,3 +167,16 @@ def write_directory(output: Path, write: Callable[[str], Any], *, expected_bytes
         outputs.replace_directory(output, write, expected_bytes=expected_bytes)
     except outputs.OutputError as exc:
         raise ExportError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def quiet_logger(logger_name: str):
+    """Silence a logger's warnings for the duration (e.g. "torchvision is not installed. Skipping
+    torchvision::nms"); its level is restored after, so an application's logging is left as it was."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -17,7 +17,6 @@ class -> raw score dictionary and `classLabel` the top class.
 from __future__ import annotations
 
 import copy
-import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from export.common import ExportError, first_line, trace, weight_bytes, write_directory
+from export.common import ExportError, first_line, quiet_logger, trace, weight_bytes, write_directory
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 INPUT_NAME, OUTPUT_NAME, LABEL_NAME = "input", "logits", "classLabel"
@@ -36,9 +35,8 @@ DEPLOYMENT_TARGET = "iOS16"  # ML Programs with fp16 compute and ImageType input
 def _import_coremltools() -> Any:
     try:
         # coremltools warns at import about untested torch versions; the conversion is validated anyway.
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_logger("coremltools"):
             warnings.simplefilter("ignore")
-            logging.getLogger("coremltools").setLevel(logging.ERROR)
             import coremltools as ct
     except ImportError:
         raise ExportError("Core ML export needs coremltools: pip install coremltools (Linux or macOS)") from None
@@ -113,7 +111,7 @@ def convert(model: nn.Module, metadata: ArtifactMetadata, coreml_input: str = "i
     precision = ct.precision.FLOAT16 if metadata.precision == "fp16" else ct.precision.FLOAT32
     try:
         traced = trace(model, example)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_logger("coremltools"):
             warnings.simplefilter("ignore")
             mlmodel = ct.convert(
                 traced, inputs=_inputs(ct, metadata, coreml_input), outputs=[ct.TensorType(name=OUTPUT_NAME)],

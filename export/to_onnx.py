@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from export.common import ExportError, first_line, weight_bytes, write_file
+from export.common import ExportError, first_line, quiet_logger, weight_bytes, write_file
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -28,7 +27,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, metadata: ArtifactMetad
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
     try:
         # The exporter reports its progress on stdout and warns about untested versions; keep the CLI quiet.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("torch.onnx"), _quiet("onnxscript"):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), quiet_logger("torch.onnx"), quiet_logger("onnxscript"):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 model.eval(), (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
@@ -58,15 +57,3 @@ def export_onnx(model: nn.Module, example: torch.Tensor, metadata: ArtifactMetad
 
     write_file(output, write, expected_bytes=weight_bytes(model, metadata.precision))
     return output
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str):
-    """Silence a logger's warnings (e.g. "torchvision is not installed. Skipping torchvision::nms")."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)

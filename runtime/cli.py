@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from runtime.backends import BACKEND_CHOICES, DEVICES
-from runtime.cliutil import handle_errors
+from runtime.cliutil import handle_errors, set_torch_threads
 from runtime.preprocess import MAX_CROP
 
 DEMO_DIR = "demo-out"  # where the demo writes its artifacts
@@ -174,6 +174,7 @@ def main(inputs: tuple[str, ...], model: Path | None, backend: str, device: str,
     model = model or default_model()
     predictor = runtime.load(model, backend, device, labels=labels, image_size=image_size, mean=mean, std=std,
                              threads=threads, batch_size=batch_size)
+    set_torch_threads(threads)  # torch backends: process-wide, so here at the entry point, not in the library
     images, skipped = collect_images(inputs)
     if skipped:
         click.echo(f"skipped {len(skipped)} file(s) without an image suffix: {printable(', '.join(skipped[:5]))}"

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any, Callable
 
 import click
 
 from runtime.errors import DeployError
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """At a CLI's entry point only: torch's intra-op thread count is process-wide, so no library
+    call sets it. Imports nothing: applies when torch is already loaded (a torch backend is open)."""
+    torch = sys.modules.get("torch")
+    if threads and torch is not None:
+        torch.set_num_threads(int(threads))
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:

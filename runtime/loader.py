@@ -45,7 +45,9 @@ def load(
     a TorchScript archive -> torchscript, a checkpoint -> pytorch) or a backend name.
     device: auto | cpu | cuda | mps. labels (a list or a file), preprocess, image_size,
     mean and std override the embedded metadata; a foreign model needs labels.
-    threads: intra-op threads (onnxruntime, torch); providers: explicit onnxruntime providers.
+    threads: intra-op threads of the onnxruntime session. torch backends ignore it: torch's thread
+    count is process-wide, so an application sets it itself (torch.set_num_threads; alexnet-run
+    --threads does). providers: explicit onnxruntime providers.
     """
     path = Path(path)
     check_model_path(path)  # exists, and no FIFO or device (reading one would block)

@@ -27,8 +27,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _restore_torch_threads():
-    """CLIs run in-process (`--threads 1`) call torch.set_num_threads, which is process-wide: without
-    this, every later test would run on one thread."""
+    """CLIs run in-process (`--threads 1`) call torch.set_num_threads at their entry point, which is
+    process-wide: without this, every later test would run on one thread."""
     torch = sys.modules.get("torch")  # never imported here: the edge tests run without torch
     if torch is None:
         yield

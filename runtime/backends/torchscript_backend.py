@@ -69,8 +69,8 @@ class TorchScriptBackend(Backend):
         torch = self._torch = import_torch(self.name)
         self.path = path
         check_model_path(Path(path))
-        if threads:
-            torch.set_num_threads(int(threads))
+        # `threads` is not applied here: torch's thread count is process-wide, so the application
+        # sets it (alexnet-run --threads does, at its entry point: runtime.cliutil.set_torch_threads).
         self._device = resolve_torch_device(torch, device)
         extra = {EXTRA_FILE: ""}
         try:
