@@ -28,7 +28,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from alexnet.augment import TrainTransform
-from alexnet.datasets_local import read_cifar10, read_imagefolder, read_stl10
+from alexnet.datasets_local import DataError, read_cifar10, read_imagefolder, read_stl10
 from alexnet.synthetic import SYNTHETIC_CLASSES, render_synthetic
 from runtime.errors import DeployError
 from runtime.preprocess import PreprocessSpec, load_image, preprocess_image
@@ -43,9 +43,6 @@ SYNTHETIC_VAL_PER_CLASS = 50
 SYNTHETIC_IMAGE_SIZE = 64
 IMAGENET_CROP_SCALE = (0.08, 1.0)  # torchvision's RandomResizedCrop default
 
-
-class DataError(DeployError, ValueError):
-    """A dataset is missing, incomplete or inconsistent."""
 
 
 @dataclass

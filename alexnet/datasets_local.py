@@ -11,10 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.errors import DeployError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
 STL10_FILES = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt"]
 
+
+
+class DataError(DeployError, ValueError):
+    """A dataset is missing, incomplete or inconsistent."""
 
 def _require(root: Path, names: list[str], what: str) -> None:
     if not root.is_dir():
@@ -43,7 +49,7 @@ def _load_cifar_pickle(path: Path) -> dict:
         try:
             data = _NumpyOnlyUnpickler(handle, encoding="bytes").load()
         except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-            raise ValueError(f"{path} is not an official CIFAR-10 python batch: {exc}") from None
+            raise DataError(f"{path} is not an official CIFAR-10 python batch: {exc}") from None
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
 
 
@@ -53,17 +59,17 @@ def read_cifar10(location: str, split: str) -> tuple[np.ndarray, list[int], list
     _require(root, CIFAR10_FILES, "CIFAR-10 (python version, cifar-10-batches-py)")
     meta = _load_cifar_pickle(root / "batches.meta")
     if "label_names" not in meta:
-        raise ValueError(f"{root / 'batches.meta'} is not an official CIFAR-10 meta file: no 'label_names' entry")
+        raise DataError(f"{root / 'batches.meta'} is not an official CIFAR-10 meta file: no 'label_names' entry")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta["label_names"]]
     files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     pixels, labels = [], []
     for name in files:
         batch = _load_cifar_pickle(root / name)
         if "data" not in batch or "labels" not in batch:
-            raise ValueError(f"{root / name} is not an official CIFAR-10 python batch: no 'data'/'labels' entries")
+            raise DataError(f"{root / name} is not an official CIFAR-10 python batch: no 'data'/'labels' entries")
         data = np.asarray(batch["data"], dtype=np.uint8)  # (N, 3072): R plane, G plane, B plane, row-major
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(batch["labels"]):
-            raise ValueError(f"{root / name}: expected data (N, 3072) with N labels, got {data.shape} "
+            raise DataError(f"{root / name}: expected data (N, 3072) with N labels, got {data.shape} "
                              f"and {len(batch['labels'])} labels")
         pixels.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.extend(int(label) for label in batch["labels"])
@@ -77,15 +83,15 @@ def read_stl10(location: str, split: str) -> tuple[np.ndarray, list[int], list[s
     prefix = "train" if split == "train" else "test"
     raw = np.fromfile(root / f"{prefix}_X.bin", dtype=np.uint8)
     if raw.size % (3 * 96 * 96):
-        raise ValueError(f"{root / (prefix + '_X.bin')} has {raw.size} bytes, not a multiple of one 3x96x96 image")
+        raise DataError(f"{root / (prefix + '_X.bin')} has {raw.size} bytes, not a multiple of one 3x96x96 image")
     # Stored column-major per image: (N, 3, 96 [x], 96 [y]) -> (N, y, x, 3)
     pixels = np.ascontiguousarray(raw.reshape(-1, 3, 96, 96).transpose(0, 3, 2, 1))
     labels = np.fromfile(root / f"{prefix}_y.bin", dtype=np.uint8).astype(int) - 1  # 1-based on disk
     names = [line.strip() for line in (root / "class_names.txt").read_text().splitlines() if line.strip()]
     if len(labels) != len(pixels):
-        raise ValueError(f"STL-10 {prefix}: {len(pixels)} images but {len(labels)} labels")
+        raise DataError(f"STL-10 {prefix}: {len(pixels)} images but {len(labels)} labels")
     if len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
-        raise ValueError(f"STL-10 {prefix}: labels outside 1..{len(names)}")
+        raise DataError(f"STL-10 {prefix}: labels outside 1..{len(names)}")
     return pixels, labels.tolist(), names
 
 
@@ -124,7 +130,7 @@ def read_imagefolder(location: str, split: str, *, seed: int = 0, val_fraction: 
             chosen = order[:n_val] if split == "val" else order[n_val:]
             samples += [(paths[i], index) for i in sorted(chosen)]
     if not names:
-        raise ValueError(f"{root}: no class folders found (expected {root}/train/<class>/ and {root}/val/<class>/, or {root}/<class>/)")
+        raise DataError(f"{root}: no class folders found (expected {root}/train/<class>/ and {root}/val/<class>/, or {root}/<class>/)")
     if not samples:
-        raise ValueError(f"{root}: no images found for split {split!r} (suffixes: {', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DataError(f"{root}: no images found for split {split!r} (suffixes: {', '.join(sorted(IMAGE_SUFFIXES))})")
     return [p for p, _ in samples], [label for _, label in samples], names

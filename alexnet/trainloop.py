@@ -14,13 +14,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from alexnet.checkpoint import CheckpointError
 from alexnet.metrics import topk_accuracy
 from alexnet.model import VARIANTS
+from runtime.errors import DeployError
 
 
-class TrainError(CheckpointError):
-    """A run cannot start or continue (bad resume file, bad arguments)."""
+class TrainError(DeployError, ValueError):
+    """A run cannot start or continue (bad arguments, bad resume file, no such device)."""
 
 
 class DivergenceError(TrainError):
@@ -148,7 +148,7 @@ def build_optimizer(model: nn.Module, args: TrainArgs) -> torch.optim.Optimizer:
         return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, fused=fused or None)
     if args.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=args.lr, fused=fused or None)
-    raise ValueError(f"unknown optimizer {args.optimizer!r}; choose sgd or adamw")
+    raise TrainError(f"unknown optimizer {args.optimizer!r}; choose sgd or adamw")
 
 
 def learning_rate(step: int, steps_per_epoch: int, args: TrainArgs) -> float:
@@ -162,7 +162,7 @@ def learning_rate(step: int, steps_per_epoch: int, args: TrainArgs) -> float:
         return args.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
     if args.schedule == "step":
         return args.lr * args.gamma ** (step // (args.step_size * steps_per_epoch))
-    raise ValueError(f"unknown schedule {args.schedule!r}; choose cosine or step")
+    raise TrainError(f"unknown schedule {args.schedule!r}; choose cosine or step")
 
 
 def pick_device(name: str) -> torch.device:
@@ -174,9 +174,9 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
+        raise TrainError("--device cuda: no CUDA device is available")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--device mps: MPS is not available on this machine")
+        raise TrainError("--device mps: MPS is not available on this machine")
     return device
 
 
@@ -184,7 +184,7 @@ def autocast(device: torch.device, amp: str):
     if amp == "none":
         return torch.autocast(device.type, enabled=False)
     if device.type != "cuda":
-        raise ValueError(f"--amp {amp} needs a CUDA device (this run is on {device.type})")
+        raise TrainError(f"--amp {amp} needs a CUDA device (this run is on {device.type})")
     return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from benchmarks.artifacts import Artifacts, Skip, artifact_bytes
+from runtime.errors import first_line
 
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -146,7 +147,7 @@ class CompileRunner(TorchRunner):
             with torch.inference_mode():
                 compiled(torch.zeros(1, 3, size, size, device=self._device, dtype=self.dtype))
         except Exception as exc:  # inductor raises many kinds (BackendCompilerFailed, CppCompileError...)
-            raise Skip(f"torch.compile failed here: {_first_line(exc)}") from None
+            raise Skip(f"torch.compile failed here: {first_line(exc)}") from None
         return compiled
 
 
@@ -306,15 +307,6 @@ class CoreMLRunner(Runner):
 
     def close(self) -> None:
         self.predictor.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    """A one-line reason; TorchScript puts the real one last, after its traceback."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    line = lines[-1] if lines[0].startswith("The following operation failed in the TorchScript") else lines[0]
-    return line[:200]
 
 
 RUNNERS: dict[str, type[Runner]] = {r.backend: r for r in (EagerRunner, CompileRunner, TorchScriptRunner,

@@ -20,7 +20,7 @@ from torch import nn
 from alexnet import __version__
 from alexnet.checkpoint import Checkpoint, file_sha256, load_checkpoint
 from runtime import outputs
-from runtime.errors import DeployError
+from runtime.errors import DeployError, first_line  # noqa: F401 (first_line: the exporters' import)
 from runtime.metadata import ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
 
@@ -32,11 +32,6 @@ COREML_INPUTS = ("image", "tensor")
 
 class ExportError(DeployError, RuntimeError):
     """An export could not be made (bad options, unwritable output, converter failure)."""
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def resolve_output(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike | None) -> Path:

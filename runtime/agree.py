@@ -17,7 +17,7 @@ import click
 import numpy as np
 
 from runtime.cli import collect_images
-from runtime.errors import DeployError
+from runtime.errors import DeployError, first_line
 
 
 def _probabilities(model: Path, images: list[str]) -> tuple[str, np.ndarray]:
@@ -52,7 +52,7 @@ def main(models: tuple[Path, ...], image_dirs: tuple[str, ...]) -> None:
         try:
             backend, probs = _probabilities(model, images)
         except DeployError as exc:
-            click.echo(f"{str(model)[-35:]:<36}skipped: {str(exc).splitlines()[0]}")
+            click.echo(f"{str(model)[-35:]:<36}skipped: {first_line(exc)}")
             continue
         if reference is None:
             reference = probs

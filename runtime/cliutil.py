@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Any, Callable
 
 import click
 
 from runtime.errors import DeployError
+
+DEBUG_ENV = "ALEXNET_DEBUG"  # ALEXNET_DEBUG=1: library errors keep their full traceback (and causes)
 
 
 def set_torch_threads(threads: int | None) -> None:
@@ -20,13 +23,19 @@ def set_torch_threads(threads: int | None) -> None:
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into `click.ClickException` (one line on stderr, exit 1)."""
+    """Turn library errors into `click.ClickException` (one line on stderr, exit 1).
+
+    With ALEXNET_DEBUG=1 in the environment the error propagates with its traceback and its
+    chained causes instead, for a bug report.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except DeployError as exc:
+            if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                raise
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
             raise click.Abort() from None

@@ -11,3 +11,16 @@ class MetadataError(DeployError, ValueError):
     """Metadata (an artifact's or checkpoint's class names, preprocessing, input shape) is missing,
     unreadable or out of bounds. Defined here, not in runtime.metadata, so runtime.preprocess
     can raise it too; runtime.metadata re-exports it."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line (at most 200 characters), for a one-line error.
+
+    Engines put multi-line reports in their messages; the first line says what failed, except
+    TorchScript's, whose real reason comes last, after its own traceback.
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    line = lines[-1] if lines[0].startswith("The following operation failed in the TorchScript") else lines[0]
+    return line[:200]

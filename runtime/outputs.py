@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from runtime.errors import DeployError
+from runtime.errors import DeployError, first_line
 
 STDOUT = "-"
 TEMP_TAG = "alexnet"
@@ -167,8 +167,7 @@ def _guarded(path: str | os.PathLike, what: str | None, action: Callable[[], Any
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc)
 
 
 def _check_space(path: str | os.PathLike, parent: Path, expected_bytes: int | None, what: str | None) -> None:

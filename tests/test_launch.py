@@ -40,3 +40,18 @@ def test_own_import_errors_are_not_blamed_on_an_extra(monkeypatch):
     monkeypatch.setitem(COMMANDS, "alexnet-broken", ("runtime.no_such_module", "train"))
     with pytest.raises(ImportError):
         launch.launch("alexnet-broken")
+
+
+def test_debug_env_shows_the_traceback(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from runtime.cli import main
+    from runtime.errors import DeployError
+
+    (tmp_path / "x.png").write_bytes(b"")
+    args = ["-m", str(tmp_path), str(tmp_path / "x.png")]  # a directory is not a model: a DeployError
+    quiet = CliRunner().invoke(main, args)
+    assert quiet.exit_code == 1 and "Error:" in quiet.output and not isinstance(quiet.exception, DeployError)
+    monkeypatch.setenv("ALEXNET_DEBUG", "1")
+    loud = CliRunner().invoke(main, args)
+    assert loud.exit_code == 1 and isinstance(loud.exception, DeployError)

@@ -68,7 +68,4 @@ def main(resume: str | None, **options) -> None:
         resolve_recipe(TrainArgs(**options)).validate()
     except TrainError as exc:
         raise click.UsageError(str(exc)) from None
-    try:
-        train(args, resume=resume, echo=click.echo, explicit=explicit)
-    except ValueError as exc:  # bad combinations found once data and model are known
-        raise click.ClickException(str(exc).splitlines()[0]) from None
+    train(args, resume=resume, echo=click.echo, explicit=explicit)  # its errors are DeployErrors: handle_errors

@@ -21,6 +21,7 @@ from runtime.backends import (Backend, BackendUnavailableError, ModelIO, ModelLo
                                run_failed)
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
+from runtime.errors import first_line
 
 _COMPUTE_UNITS = {"auto": "ALL", "cpu": "CPU_ONLY", "mps": "CPU_AND_GPU"}
 
@@ -74,7 +75,7 @@ class CoreMLBackend(Backend):
         try:
             self.model = ct.models.MLModel(str(path), compute_units=units)
         except Exception as exc:  # coremltools raises plain Exception/RuntimeError for bad packages
-            raise ModelLoadError(f"coremltools cannot load {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+            raise ModelLoadError(f"coremltools cannot load {path}: {first_line(exc)}") from None
         self.device = _COMPUTE_UNITS[device]
         text = self.model.user_defined_metadata.get(METADATA_KEY)
         self.metadata = ArtifactMetadata.from_json(text, source=path) if text else None

@@ -19,6 +19,7 @@ import numpy as np
 
 from runtime.backends import Backend, BackendUnavailableError, ModelIO, ModelLoadError, check_model_path, run_failed
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
+from runtime.errors import first_line
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -91,7 +92,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
         except Exception as exc:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail, ...)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelLoadError(f"onnxruntime cannot load {path}: {first}") from None
         active = self.session.get_providers()
         # A provider that fails to initialise (e.g. CUDA libraries missing) is silently dropped.

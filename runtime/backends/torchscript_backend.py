@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from runtime.backends import Backend, BackendUnavailableError, ModelIO, ModelLoadError, check_model_path, run_failed
-from runtime.errors import DeployError
+from runtime.errors import DeployError, first_line
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 EXTRA_FILE = f"{METADATA_KEY}.json"
@@ -76,7 +76,7 @@ class TorchScriptBackend(Backend):
         try:
             self.module = torch.jit.load(str(path), map_location=self._device, _extra_files=extra).eval()
         except (RuntimeError, ValueError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelLoadError(f"{path} is not a loadable TorchScript archive: {first}") from None
         text = extra[EXTRA_FILE]
         self.metadata = ArtifactMetadata.from_json(text, source=path) if text else None
