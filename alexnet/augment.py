@@ -11,10 +11,8 @@ import math
 import numpy as np
 from PIL import Image
 
-from runtime.preprocess import PreprocessSpec, normalize, to_rgb
+from runtime.preprocess import INTERPOLATIONS, PreprocessSpec, normalize, to_rgb
 
-_RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
-             "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
 
 
 def random_resized_crop(image: Image.Image, size: int, rng: np.random.Generator, *,
@@ -38,7 +36,7 @@ def random_resized_crop(image: Image.Image, size: int, rng: np.random.Generator,
         w, h = (width, int(round(width / ratio[0]))) if in_ratio < ratio[0] else (
             (int(round(height * ratio[1])), height) if in_ratio > ratio[1] else (width, height))
         top, left = (height - h) // 2, (width - w) // 2
-    return image.resize((size, size), _RESAMPLE[interpolation], box=(left, top, left + w, top + h))
+    return image.resize((size, size), INTERPOLATIONS[interpolation], box=(left, top, left + w, top + h))
 
 
 def random_crop_with_padding(image: Image.Image, size: int, rng: np.random.Generator, padding: int = 4) -> Image.Image:

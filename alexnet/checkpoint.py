@@ -35,11 +35,12 @@ from alexnet import __version__
 from alexnet.model import AlexNet, AlexNetConfig
 from runtime import outputs
 from runtime.errors import DeployError
+from runtime.metadata import METADATA_KEY
 from runtime.preprocess import PreprocessSpec
 
 FORMAT_NAME = "alexnet-deploy-checkpoint"
 FORMAT_VERSION = 1
-SAFETENSORS_KEY = "alexnet_deploy"
+SAFETENSORS_KEY = METADATA_KEY  # the safetensors header key: the artifacts' metadata key
 
 
 class CheckpointError(DeployError, ValueError):

@@ -76,9 +76,6 @@ def artifact_bytes(path: str | os.PathLike | None) -> int | None:
     return path.stat().st_size + sum(p.stat().st_size for p in extra)
 
 
-SUFFIX = {"torchscript": ".pt", "onnx": ".onnx", "coreml": ".mlpackage"}
-
-
 @dataclass
 class Artifacts:
     """Exports of one Source, made on first request and reused."""
@@ -103,9 +100,10 @@ class Artifacts:
     def _export(self, fmt: str, precision: str) -> Path:
         try:
             from export import export_artifact
+            from export.common import SUFFIXES
         except ImportError as exc:
             raise Skip(f"cannot export {fmt}: the export package is not available ({exc})") from None
-        output = self.workdir / f"model-{precision}{SUFFIX[fmt]}"
+        output = self.workdir / f"model-{precision}{SUFFIXES[fmt]}"
         # Core ML: a tensor input takes the same float batch as every other backend (an image input is batch 1).
         extra = {"coreml_input": "tensor"} if fmt == "coreml" else {}
         try:

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from export.common import ExportError, first_line, trace, weight_bytes, write_file
-from runtime.metadata import METADATA_KEY, ArtifactMetadata
+from runtime.backends.torchscript_backend import EXTRA_FILE  # where the runtime reads the metadata
+from runtime.metadata import ArtifactMetadata
 
-EXTRA_FILE = f"{METADATA_KEY}.json"  # what runtime.backends.torchscript_backend reads
 
 
 def export_torchscript(model: nn.Module, example: torch.Tensor, metadata: ArtifactMetadata, output: Path) -> Path:

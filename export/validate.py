@@ -26,12 +26,11 @@ from PIL import Image
 from alexnet.checkpoint import Checkpoint, load_checkpoint
 from export.common import ExportError, first_line
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
-from runtime.preprocess import normalize, preprocess_image
+from runtime.preprocess import IMAGE_SUFFIXES, normalize, preprocess_image
 
 FP32_ATOL = 1e-4
 FP16_RTOL = 1e-2  # of the logits' scale
 MIN_TOP1_FP16 = 0.99
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 @dataclass
@@ -68,7 +67,7 @@ def validation_inputs(metadata: ArtifactMetadata, data: str | Path | None = None
     if data is not None:
         paths = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:images]
         if not paths:
-            raise ExportError(f"--data {data}: no images ({', '.join(IMAGE_SUFFIXES)}) found there")
+            raise ExportError(f"--data {data}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found there")
         arrays += [preprocess_image(p, spec) for p in paths]
     elif images:
         from alexnet.synthetic import render_synthetic

@@ -14,15 +14,11 @@ import click
 
 from runtime.backends import BACKEND_CHOICES, DEVICES
 from runtime.cliutil import handle_errors, set_torch_threads
-from runtime.preprocess import MAX_CROP
+from runtime.preprocess import IMAGE_SUFFIXES, MAX_CROP
 
 DEMO_DIR = "demo-out"  # where the demo writes its artifacts
 MODEL_ENV = "ALEXNET_MODEL"
 ARTIFACT_SUFFIXES = (".onnx", ".pt") + ((".mlpackage", ".mlmodel") if sys.platform == "darwin" else ())
-IMAGE_SUFFIXES = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff",
-    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".qoi", ".avif", ".jp2", ".j2k", ".heic",
-})
 PROGRESS_MIN = 20  # show a progress bar from this many images on
 # Control (ESC, CSI, newline), format (bidi overrides, zero-width) and separator characters:
 # escaped in human output, since class names and file names come from untrusted files.

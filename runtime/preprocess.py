@@ -33,7 +33,14 @@ MAX_RESIZE = 2048  # shorter side after resizing (>= crop; for_image_size(MAX_CR
 # code in the process may change or disable.
 MAX_RESIZED_PIXELS = 89_478_485
 
-_INTERPOLATIONS = {
+# Image files, by suffix: what folder walks (alexnet-run, datasets, export --data) pick up. The
+# formats Pillow decodes without plugins; anything else in a folder is skipped, not an error.
+IMAGE_SUFFIXES = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".qoi", ".avif", ".jp2", ".j2k",
+})
+
+INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
@@ -63,8 +70,8 @@ class PreprocessSpec:
     interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.interpolation, str) or self.interpolation not in _INTERPOLATIONS:
-            raise MetadataError(f"unknown interpolation {short_repr(self.interpolation)}; choose one of {', '.join(_INTERPOLATIONS)}")
+        if not isinstance(self.interpolation, str) or self.interpolation not in INTERPOLATIONS:
+            raise MetadataError(f"unknown interpolation {short_repr(self.interpolation)}; choose one of {', '.join(INTERPOLATIONS)}")
         object.__setattr__(self, "resize", _bounded_int("resize", self.resize, MAX_RESIZE))
         object.__setattr__(self, "crop", _bounded_int("crop", self.crop, MAX_CROP))
         if self.crop > self.resize:
@@ -229,7 +236,7 @@ def resize_shorter_side(image: Image.Image, size: int, interpolation: str = "bil
             f"{name}: refused, a {width}x{height} image resized to shorter side {size} would be {new_width}x{new_height} "
             f"({new_width * new_height:,} pixels, more than the {MAX_RESIZED_PIXELS:,} allowed); its aspect ratio is too extreme"
         )
-    return image.resize((new_width, new_height), _INTERPOLATIONS[interpolation])
+    return image.resize((new_width, new_height), INTERPOLATIONS[interpolation])
 
 
 def center_crop(image: Image.Image, size: int) -> Image.Image:
