@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,6 @@ class Checkpoint:
     preprocess: PreprocessSpec
     training: dict[str, Any] | None = None
     package_version: str = __version__
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = {

@@ -1,7 +1,7 @@
 """Train AlexNet: checkpoints every epoch, resume, metrics.jsonl, curves.png, DDP under torchrun.
 
     alexnet-train --data synthetic --image-size 64 --epochs 4 --out runs/demo
-    torchrun --nproc_per_node=2 -m alexnet.train --data synthetic --out runs/ddp
+    torchrun --nproc_per_node=2 -m alexnet.cli.train --data synthetic --out runs/ddp
 """
 
 from __future__ import annotations
@@ -221,9 +221,3 @@ def _write_epoch_files(out: Path, ckpt: Checkpoint, training: dict, history: lis
     from alexnet.plots import save_curves
 
     save_curves(history, out / "curves.png")
-
-
-if __name__ == "__main__":  # torchrun -m alexnet.train ...
-    from alexnet.cli.train import main
-
-    main()

@@ -17,7 +17,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -182,7 +182,3 @@ def weight_problems(program: Any, checkpoint: Checkpoint, image_input: bool) -> 
         if found.shape != expected.shape or not np.allclose(found.astype(np.float32), expected, rtol=2 ** -10, atol=1e-7):
             problems.append(f"weight {name} differs from the checkpoint beyond fp16 rounding")
     return problems
-
-
-def validate_all(results: Sequence[ValidationResult]) -> bool:
-    return all(r.passed for r in results)

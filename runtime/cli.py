@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from runtime.backends import BACKEND_CHOICES, DEVICES
+from runtime.backends import DEVICES, backend_names
 from runtime.cliutil import handle_errors, set_torch_threads
 from runtime.preprocess import IMAGE_SUFFIXES, MAX_CROP
 
@@ -29,6 +29,22 @@ def printable(text: str) -> str:
     """`text` for a terminal: every character in _UNPRINTABLE written as its escape (\\x1b, \\u202e)."""
     return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _UNPRINTABLE else c
                    for c in str(text))
+
+
+class BackendChoice(click.Choice):
+    """auto or any backend `runtime.load` knows: built in, registered, or an installed plugin,
+    discovered when the command runs (not when this module is imported)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> list[str]:
+        return ["auto", *backend_names()]
+
+    @choices.setter
+    def choices(self, value: Any) -> None:
+        pass  # always discovered
 
 
 class Triple(click.ParamType):
@@ -131,7 +147,7 @@ def _print_predictions(predictor: Any, images: list[str], topk: int, logits: boo
 @click.option("--model", "-m", type=click.Path(exists=True, path_type=Path), default=None,
               help=f"Artifact (.onnx, .pt, .mlpackage) or checkpoint (.pth, .safetensors). "
                    f"Default: ${MODEL_ENV}, else the newest artifact under ./{DEMO_DIR}/.")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
+@click.option("--backend", type=BackendChoice(), default="auto", show_default=True,
               help="Engine; auto picks it from the model file.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="auto: the fastest available (onnxruntime: CUDA > CoreML > OpenVINO > CPU); mps = Apple GPU.")

@@ -166,6 +166,15 @@ def test_registered_backend_is_used(tmp_path):
     predictor = runtime.load(tmp_path / "weights.npy", backend="numpy-test")
     [p] = predictor.predict(np.full((32, 32, 3), 255, np.uint8), topk=1)
     assert p.labels and predictor.backend_name == "numpy-test"
+    # alexnet-run offers every backend runtime.load knows, plugins and registered ones included
+    from click.testing import CliRunner
+
+    from runtime.cli import main
+
+    Image.new("RGB", (40, 40), "white").save(tmp_path / "x.png")
+    result = CliRunner().invoke(main, ["-m", str(tmp_path / "weights.npy"), "--backend", "numpy-test",
+                                       str(tmp_path / "x.png")])
+    assert result.exit_code == 0, result.output
 
 
 def test_foreign_onnx_needs_labels(tmp_path):

@@ -75,7 +75,7 @@ def test_two_epochs_equal_one_then_resume_bit_for_bit(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_sigkill_then_resume(tmp_path):
-    command = [sys.executable, "-m", "alexnet.train", *TINY, "--epochs", "4", "--out", str(tmp_path)]
+    command = [sys.executable, "-m", "alexnet.cli.train", *TINY, "--epochs", "4", "--out", str(tmp_path)]
     process = subprocess.Popen(command, env=tiny_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
     while not (tmp_path / "last.pth").exists() and time.time() < deadline and process.poll() is None:
@@ -95,7 +95,7 @@ def test_sigkill_then_resume(tmp_path):
 @pytest.mark.slow
 def test_ddp_two_processes_gloo(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-               "-m", "alexnet.train", *TINY, "--epochs", "1", "--device", "cpu", "--out", str(tmp_path)]
+               "-m", "alexnet.cli.train", *TINY, "--epochs", "1", "--device", "cpu", "--out", str(tmp_path)]
     result = subprocess.run(command, env=tiny_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stdout.count("epoch 1/1") == 1  # rank 0 alone prints

@@ -54,7 +54,7 @@ def main(resume: str | None, **options) -> None:
       alexnet-train --data cifar10:~/data/cifar-10-batches-py --variant cifar --epochs 30 --out runs/cifar
       alexnet-train --data ~/data/imagenet --recipe paper --epochs 90 --workers 8 --amp bf16 --out runs/in1k
       alexnet-train --out runs/demo --resume runs/demo/last.pth      # after a crash or Ctrl-C
-      torchrun --nproc_per_node=2 -m alexnet.train --data synthetic --out runs/ddp
+      torchrun --nproc_per_node=2 -m alexnet.cli.train --data synthetic --out runs/ddp
     """
     from alexnet.train import train
 
@@ -69,3 +69,7 @@ def main(resume: str | None, **options) -> None:
     except TrainError as exc:
         raise click.UsageError(str(exc)) from None
     train(args, resume=resume, echo=click.echo, explicit=explicit)  # its errors are DeployErrors: handle_errors
+
+
+if __name__ == "__main__":  # torchrun -m alexnet.cli.train ... (the module is imported once, as __main__)
+    main()

@@ -34,7 +34,6 @@ from runtime.metadata import ArtifactMetadata
 from runtime.preprocess import special_file_kind
 
 ENTRY_POINT_GROUP = "alexnet_deploy.backends"
-BACKEND_CHOICES = ("auto", "onnxruntime", "coreml", "torchscript", "pytorch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 # name -> "module:attribute", imported on first use.
