@@ -14,7 +14,6 @@ from PIL import Image
 from runtime.preprocess import INTERPOLATIONS, PreprocessSpec, normalize, to_rgb
 
 
-
 def random_resized_crop(image: Image.Image, size: int, rng: np.random.Generator, *,
                         scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
                         interpolation: str = "bilinear") -> Image.Image:

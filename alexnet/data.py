@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, NoReturn, Sequence
+from typing import Any, NoReturn
 
 import numpy as np
 import torch

@@ -8,7 +8,8 @@ so the accuracy a user sees is the accuracy of what they ship.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset

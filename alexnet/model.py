@@ -49,7 +49,7 @@ class AlexNetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AlexNetConfig":
+    def from_dict(cls, data: dict[str, Any]) -> AlexNetConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

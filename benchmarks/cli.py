@@ -6,16 +6,17 @@ import os
 import shlex
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from alexnet.model import VARIANTS
 from benchmarks.runners import BACKENDS
 from runtime.cliutil import handle_errors
-from runtime.preprocess import MAX_CROP
 from runtime.outputs import is_stdout
+from runtime.preprocess import MAX_CROP
 
 ALIASES = {"compile": "torch.compile", "ort": "onnxruntime", "ov": "openvino", "eager": "pytorch"}
 DEVICES = ("cpu", "cuda", "mps")

@@ -14,9 +14,10 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any
 
 LIBRARIES = ("torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "coremltools", "alexnet-deploy")
 
@@ -175,7 +176,6 @@ def measure_matmul(device: str = "cpu", precision: str = "fp32", sizes: tuple[in
             a = torch.randn(n, n, device=device).to(dtype)
             b = torch.randn(n, n, device=device).to(dtype)
             rates[n] = 2 * n**3 / _best_seconds(lambda: torch.mm(a, b), sync, repeats, clock) / 1e9
-            del a, b
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
     return rates

@@ -12,7 +12,6 @@ from runtime.backends.torchscript_backend import EXTRA_FILE  # where the runtime
 from runtime.metadata import ArtifactMetadata
 
 
-
 def export_torchscript(model: nn.Module, example: torch.Tensor, metadata: ArtifactMetadata, output: Path) -> Path:
     """Trace `model` on `example` (N, 3, H, W), freeze it and save it atomically to `output`.
 

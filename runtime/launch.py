@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 # Our own top-level packages: an ImportError naming one of these is a bug, never a missing extra.
 OWN_PACKAGES = frozenset({"alexnet", "export", "runtime", "benchmarks"})

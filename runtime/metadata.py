@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from runtime.errors import MetadataError
 from runtime.preprocess import PreprocessSpec, short_repr
@@ -66,7 +67,7 @@ class ArtifactMetadata:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "ArtifactMetadata":
+    def from_dict(cls, data: Any) -> ArtifactMetadata:
         """From untrusted JSON: every field is type- and bounds-checked; any fault is a one-line MetadataError."""
         if not isinstance(data, dict):
             raise MetadataError(f"{METADATA_KEY} metadata must be a JSON object")
@@ -93,7 +94,7 @@ class ArtifactMetadata:
             raise _malformed(str(exc)) from None
 
     @classmethod
-    def from_json(cls, text: str | bytes, source: str | os.PathLike | None = None) -> "ArtifactMetadata":
+    def from_json(cls, text: str | bytes, source: str | os.PathLike | None = None) -> ArtifactMetadata:
         """Parse the embedded JSON; `source` (the artifact's path) prefixes any error."""
         try:
             try:

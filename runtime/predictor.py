@@ -11,8 +11,9 @@ comes from `predictor.metadata`, which `runtime.load` reads from the artifact.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -197,7 +198,7 @@ class Predictor:
     def close(self) -> None:
         self.backend.close()
 
-    def __enter__(self) -> "Predictor":
+    def __enter__(self) -> Predictor:
         return self
 
     def __exit__(self, *exc: object) -> None:

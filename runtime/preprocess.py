@@ -14,7 +14,7 @@ import os
 import stat
 import warnings
 from dataclasses import asdict, dataclass, fields
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -47,7 +47,7 @@ INTERPOLATIONS = {
     "lanczos": Image.Resampling.LANCZOS,
 }
 
-ImageInput = Union[str, os.PathLike, Image.Image]
+ImageInput = str | os.PathLike | Image.Image
 
 
 class ImageLoadError(DeployError, ValueError):
@@ -80,7 +80,7 @@ class PreprocessSpec:
         object.__setattr__(self, "std", _triple("std", self.std, positive=True))
 
     @classmethod
-    def for_image_size(cls, size: int, **kwargs: Any) -> "PreprocessSpec":
+    def for_image_size(cls, size: int, **kwargs: Any) -> PreprocessSpec:
         """The torchvision convention: resize to size*256/224, crop `size` (224 -> 256/224)."""
         return cls(resize=int(round(_bounded_int("image size", size, MAX_CROP) * 256 / 224)), crop=size, **kwargs)
 
@@ -90,7 +90,7 @@ class PreprocessSpec:
         return data
 
     @classmethod
-    def from_dict(cls, data: Any) -> "PreprocessSpec":
+    def from_dict(cls, data: Any) -> PreprocessSpec:
         """From untrusted JSON: any bad or missing-typed field raises a one-line MetadataError."""
         if not isinstance(data, dict):
             raise MetadataError(f"preprocess must be an object, got {short_repr(data)}")

@@ -252,8 +252,8 @@ def test_coreml_spec_labels_metadata_weights(ckpt, coreml, kind):
 
 
 def test_coreml_weight_check_catches_a_difference(ckpt, coreml):
-    from coremltools.converters.mil.frontend.milproto.load import load as load_program
     import coremltools as ct
+    from coremltools.converters.mil.frontend.milproto.load import load as load_program
 
     from export.validate import weight_problems
 

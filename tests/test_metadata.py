@@ -2,7 +2,15 @@ import json
 
 import pytest
 
-from runtime.metadata import MAX_BATCH, MAX_CLASSES, MAX_NAME_LENGTH, METADATA_KEY, SCHEMA_VERSION, ArtifactMetadata, MetadataError
+from runtime.metadata import (
+    MAX_BATCH,
+    MAX_CLASSES,
+    MAX_NAME_LENGTH,
+    METADATA_KEY,
+    SCHEMA_VERSION,
+    ArtifactMetadata,
+    MetadataError,
+)
 from runtime.preprocess import MAX_CROP, PreprocessSpec
 
 pytestmark = pytest.mark.runtime

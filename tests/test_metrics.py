@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from alexnet.metrics import classification_report, confusion_matrix, cross_entropy, format_confusion, per_class_scores, topk_accuracy
+from alexnet.metrics import (
+    classification_report,
+    confusion_matrix,
+    cross_entropy,
+    format_confusion,
+    per_class_scores,
+    topk_accuracy,
+)
 
 LOGITS = np.array([
     [5.0, 1.0, 0.0, 2.0],  # top-1 class 0, top-2 {0, 3}

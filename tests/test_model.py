@@ -46,7 +46,7 @@ def test_paper_variant_is_the_published_network():
     assert [c.out_channels for c in convs] == [96, 256, 384, 384, 256]
     assert [c.groups for c in convs] == [1, 2, 1, 2, 2]
     lrns = [m for m in features if isinstance(m, torch.nn.LocalResponseNorm)]
-    assert len(lrns) == 2 and all((l.size, l.beta, l.k) == (5, 0.75, 2.0) for l in lrns)
+    assert len(lrns) == 2 and all((n.size, n.beta, n.k) == (5, 0.75, 2.0) for n in lrns)
     assert summarize(build_alexnet(variant="paper")).rows[0].output_shape == (96, 55, 55)  # 227 -> 55
 
 

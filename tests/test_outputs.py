@@ -250,7 +250,8 @@ def test_json_is_strict_and_names_the_bad_value():
 def test_checkpoint_save_full_disk_runtime_error_is_one_line(tmp_path, monkeypatch):
     import torch
 
-    from alexnet.checkpoint import CheckpointError, atomic_write as alias, save_checkpoint
+    from alexnet.checkpoint import CheckpointError, save_checkpoint
+    from alexnet.checkpoint import atomic_write as alias
     from tests.test_checkpoint import make_checkpoint
 
     assert alias is atomic_write  # alexnet.train imports it from alexnet.checkpoint

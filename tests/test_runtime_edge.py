@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from tiny_onnx import CLASS_NAMES, SIZE, TINY_ONNX, build_tiny_onnx, reference_logits
 
 import runtime
 from runtime.cli import main as run_main
-from tiny_onnx import CLASS_NAMES, SIZE, TINY_ONNX, build_tiny_onnx, reference_logits
 
 pytestmark = pytest.mark.runtime
 

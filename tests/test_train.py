@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from alexnet.checkpoint import CheckpointError, load_checkpoint
+from alexnet.checkpoint import load_checkpoint
 from alexnet.cli.train import main as train_cli
 from alexnet.train import train
 from alexnet.trainloop import TrainArgs, learning_rate

@@ -42,7 +42,7 @@ _BUILTIN = {
     "coreml": "runtime.backends.coreml_backend:CoreMLBackend",
     "torchscript": "runtime.backends.torchscript_backend:TorchScriptBackend",
 }
-_registered: dict[str, type["Backend"]] = {}
+_registered: dict[str, type[Backend]] = {}
 
 # Checkpoints (run by the `pytorch` plugin) and TorchScript archives share suffixes.
 _CHECKPOINT_SUFFIXES = (".pth", ".safetensors", ".ckpt", ".bin")

@@ -17,11 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backends import (Backend, BackendUnavailableError, ModelIO, ModelLoadError, check_model_path, platform_name,
-                               run_failed)
+from runtime.backends import (
+    Backend,
+    BackendUnavailableError,
+    ModelIO,
+    ModelLoadError,
+    check_model_path,
+    platform_name,
+    run_failed,
+)
+from runtime.errors import first_line
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
-from runtime.errors import first_line
 
 _COMPUTE_UNITS = {"auto": "ALL", "cpu": "CPU_ONLY", "mps": "CPU_AND_GPU"}
 

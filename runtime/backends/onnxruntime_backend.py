@@ -12,14 +12,15 @@ An explicit `providers` list overrides `device`. The session is created once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from runtime.backends import Backend, BackendUnavailableError, ModelIO, ModelLoadError, check_model_path, run_failed
-from runtime.metadata import METADATA_KEY, ArtifactMetadata
 from runtime.errors import first_line
+from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
