@@ -11,7 +11,7 @@ EDGE_OUT ?= edge-out
 # The torch-free tests: those marked `runtime` at module level.
 EDGE_TESTS = $(shell grep -l '^pytestmark = pytest.mark.runtime' tests/test_*.py)
 
-.PHONY: setup demo test test-edge clean
+.PHONY: setup demo lint test test-edge clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ demo: setup
 	$(BIN)/alexnet-run --backend onnxruntime --model $(OUT)/run/best.onnx --topk 3 $(OUT)/images/val/circle $(OUT)/images/val/star
 	$(PY) -m runtime.agree $(OUT)/run/best.pth $(OUT)/run/best.pt $(OUT)/run/best.onnx $(OUT)/run/best.mlpackage --images $(OUT)/images/val
 	$(BIN)/alexnet-bench $(OUT)/run/best.pth --backends pytorch,torchscript,onnxruntime --batch-sizes 1,8 --min-time 1 --repeats 2 --image-size 224 --quiet
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: setup
 	$(PY) -m pytest -q

@@ -14,9 +14,15 @@ from PIL import Image
 from runtime.preprocess import INTERPOLATIONS, PreprocessSpec, normalize, to_rgb
 
 
-def random_resized_crop(image: Image.Image, size: int, rng: np.random.Generator, *,
-                        scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                        interpolation: str = "bilinear") -> Image.Image:
+def random_resized_crop(
+    image: Image.Image,
+    size: int,
+    rng: np.random.Generator,
+    *,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    interpolation: str = "bilinear",
+) -> Image.Image:
     """torchvision's RandomResizedCrop: a random area fraction and aspect ratio, resized to size x size."""
     width, height = image.size
     area = width * height
@@ -32,8 +38,11 @@ def random_resized_crop(image: Image.Image, size: int, rng: np.random.Generator,
             break
     else:  # fall back to a centre crop with the ratio clamped into range
         in_ratio = width / height
-        w, h = (width, int(round(width / ratio[0]))) if in_ratio < ratio[0] else (
-            (int(round(height * ratio[1])), height) if in_ratio > ratio[1] else (width, height))
+        w, h = (
+            (width, int(round(width / ratio[0])))
+            if in_ratio < ratio[0]
+            else ((int(round(height * ratio[1])), height) if in_ratio > ratio[1] else (width, height))
+        )
         top, left = (height - h) // 2, (width - w) // 2
     return image.resize((size, size), INTERPOLATIONS[interpolation], box=(left, top, left + w, top + h))
 
@@ -58,7 +67,9 @@ class TrainTransform:
     are the classes).
     """
 
-    def __init__(self, spec: PreprocessSpec, *, kind: str = "resized", scale: tuple[float, float] = (0.08, 1.0)) -> None:
+    def __init__(
+        self, spec: PreprocessSpec, *, kind: str = "resized", scale: tuple[float, float] = (0.08, 1.0)
+    ) -> None:
         if kind not in ("resized", "padded", "flip"):
             raise ValueError(f"unknown augmentation {kind!r}")
         self.spec, self.kind, self.scale = spec, kind, scale
@@ -68,7 +79,9 @@ class TrainTransform:
         if self.kind == "padded":
             image = random_crop_with_padding(image, self.spec.crop, rng)
         elif self.kind == "resized":
-            image = random_resized_crop(image, self.spec.crop, rng, scale=self.scale, interpolation=self.spec.interpolation)
+            image = random_resized_crop(
+                image, self.spec.crop, rng, scale=self.scale, interpolation=self.spec.interpolation
+            )
         if rng.random() < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return normalize(image, self.spec)

@@ -60,5 +60,12 @@ class PyTorchBackend(Backend):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         # (N, 3, H, W) -> (N, classes), in eval mode (build_model sets it)
-        return run_module(torch, self.model, batch, self._device, torch.float32, path=self.path,
-                          expected=f"(N, 3, {self.io.input_shape[2]}, {self.io.input_shape[3]})")
+        return run_module(
+            torch,
+            self.model,
+            batch,
+            self._device,
+            torch.float32,
+            path=self.path,
+            expected=f"(N, 3, {self.io.input_shape[2]}, {self.io.input_shape[3]})",
+        )

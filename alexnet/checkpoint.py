@@ -90,7 +90,9 @@ def load_state_into(model: AlexNet, state: dict[str, torch.Tensor]) -> None:
     where = f"AlexNet(variant={model.config.variant!r}, num_classes={model.config.num_classes})"
     for name, tensor in expected.items():
         if name not in state:
-            raise CheckpointError(f"checkpoint does not fit {where}: layer {name} {tuple(tensor.shape)} is missing from the checkpoint")
+            raise CheckpointError(
+                f"checkpoint does not fit {where}: layer {name} {tuple(tensor.shape)} is missing from the checkpoint"
+            )
         if tuple(state[name].shape) != tuple(tensor.shape):
             raise CheckpointError(
                 f"checkpoint does not fit {where}: layer {name} has shape {tuple(state[name].shape)} "
@@ -98,7 +100,9 @@ def load_state_into(model: AlexNet, state: dict[str, torch.Tensor]) -> None:
             )
     unexpected = [name for name in state if name not in expected]
     if unexpected:
-        raise CheckpointError(f"checkpoint does not fit {where}: unexpected layer {unexpected[0]} {tuple(state[unexpected[0]].shape)}")
+        raise CheckpointError(
+            f"checkpoint does not fit {where}: unexpected layer {unexpected[0]} {tuple(state[unexpected[0]].shape)}"
+        )
     model.load_state_dict(state, strict=True)
 
 
@@ -129,7 +133,9 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike) -> Path:
             del header["model_state"]
             header.pop("training", None)  # weights-only format: optimizer state stays in .pth
             metadata = {SAFETENSORS_KEY: outputs.dumps_json(header)}
-            atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata), expected_bytes=_tensor_bytes(state))
+            atomic_write(
+                path, lambda tmp: save_file(state, tmp, metadata=metadata), expected_bytes=_tensor_bytes(state)
+            )
         else:
             data = checkpoint.to_dict()
             data["model_state"] = state
@@ -145,7 +151,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Read a checkpoint in any supported form, never unpickling arbitrary objects."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists() else f"checkpoint {path} is not a file")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist" if not path.exists() else f"checkpoint {path} is not a file"
+        )
     if path.suffix == ".safetensors":
         return _load_safetensors(path, map_location)
     try:
@@ -155,8 +163,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         if refused is None:
             raise CheckpointError(_unreadable(path, exc)) from None
         # Not torch's text: it suggests retrying with weights_only=False, the one thing not to do with this file.
-        raise CheckpointError(f"{path} contains code or objects outside the allowed set (tensors and plain "
-                              f"containers): the global {refused}; it will not be loaded") from None
+        raise CheckpointError(
+            f"{path} contains code or objects outside the allowed set (tensors and plain "
+            f"containers): the global {refused}; it will not be loaded"
+        ) from None
     except Exception as exc:  # torch.load on foreign bytes raises many types (RuntimeError, struct.error, ...)
         raise CheckpointError(_unreadable(path, exc)) from None
     if not isinstance(data, dict):
@@ -189,7 +199,9 @@ def _unreadable(path: Path, exc: Exception) -> str:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in archive.namelist()):
-                    return f"{path} is not a PyTorch checkpoint: a zip archive without the data.pkl that torch.save writes"
+                    return (
+                        f"{path} is not a PyTorch checkpoint: a zip archive without the data.pkl that torch.save writes"
+                    )
         else:
             with open(path, "rb") as handle:
                 if handle.read(1) != b"\x80":
@@ -198,7 +210,9 @@ def _unreadable(path: Path, exc: Exception) -> str:
         pass  # torch's own reason below
     # Skip torch's weights_only boilerplate (which suggests the unsafe retry) for its actual reason.
     boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.strip().startswith(boilerplate)]
+    lines = [
+        line.strip() for line in str(exc).splitlines() if line.strip() and not line.strip().startswith(boilerplate)
+    ]
     detail = lines[0].removeprefix("WeightsUnpickler error:").strip() if lines else ""
     return f"{path} is not a readable PyTorch checkpoint: {detail or type(exc).__name__}"
 
@@ -208,10 +222,13 @@ def _from_dict(data: dict[str, Any], path: Path) -> Checkpoint:
 
     version = data.get("format_version", 0)
     if isinstance(version, bool) or not isinstance(version, int):
-        raise CheckpointError(f"{path} is a malformed alexnet-deploy checkpoint: format_version must be an integer, "
-                              f"got {version!r:.40}")
+        raise CheckpointError(
+            f"{path} is a malformed alexnet-deploy checkpoint: format_version must be an integer, got {version!r:.40}"
+        )
     if version > FORMAT_VERSION:
-        raise CheckpointError(f"{path} uses checkpoint format {version}, newer than this alexnet-deploy ({FORMAT_VERSION}); upgrade")
+        raise CheckpointError(
+            f"{path} uses checkpoint format {version}, newer than this alexnet-deploy ({FORMAT_VERSION}); upgrade"
+        )
     try:
         if not isinstance(data.get("model_state"), dict):
             raise TypeError("model_state must be a dict of tensors")
@@ -231,7 +248,9 @@ def _from_bare_state_dict(state: dict[str, torch.Tensor], path: Path) -> Checkpo
     """torchvision's layout: the class count comes from the last layer's shape."""
     last = state.get("classifier.6.weight")
     if last is None or "features.0.weight" not in state:
-        raise CheckpointError(f"{path} is a state_dict but not in torchvision's AlexNet layout (no features.0/classifier.6)")
+        raise CheckpointError(
+            f"{path} is a state_dict but not in torchvision's AlexNet layout (no features.0/classifier.6)"
+        )
     num_classes = int(last.shape[0])
     names = imagenet_class_names() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
     checkpoint = Checkpoint(

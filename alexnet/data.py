@@ -45,7 +45,6 @@ SYNTHETIC_IMAGE_SIZE = 64
 IMAGENET_CROP_SCALE = (0.08, 1.0)  # torchvision's RandomResizedCrop default
 
 
-
 @dataclass
 class DataBundle:
     train: Dataset  # items: (float32 tensor (3, S, S), int label), augmented
@@ -65,9 +64,22 @@ class ImageDataset(Dataset):
     worker count) gives the same augmentations run after run.
     """
 
-    def __init__(self, sources: Sequence[Any], labels: Sequence[int], transform: Callable, *, train: bool,
-                 pixels: np.ndarray | None = None) -> None:
-        self.sources, self.labels, self.transform, self.train, self.pixels = list(sources), list(labels), transform, train, pixels
+    def __init__(
+        self,
+        sources: Sequence[Any],
+        labels: Sequence[int],
+        transform: Callable,
+        *,
+        train: bool,
+        pixels: np.ndarray | None = None,
+    ) -> None:
+        self.sources, self.labels, self.transform, self.train, self.pixels = (
+            list(sources),
+            list(labels),
+            transform,
+            train,
+            pixels,
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -100,7 +112,7 @@ def reraise_worker_error(exc: DeployError) -> NoReturn:
         prefix = ("" if module in ("__main__", "builtins") else module + ".") + type(exc).__qualname__ + ": "
         for line in reversed(lines):
             if line.startswith(prefix):
-                raise type(exc)(line[len(prefix):]) from None
+                raise type(exc)(line[len(prefix) :]) from None
     raise exc
 
 
@@ -138,22 +150,24 @@ def _render_split(split: str, count: int, image_size: int, seed: int) -> tuple[n
 
 
 def _split_source(data: str) -> tuple[str, str]:
-    """"cifar10:~/x" -> ("cifar10", "/home/me/x"); the shell leaves a "~" after a colon alone."""
+    """ "cifar10:~/x" -> ("cifar10", "/home/me/x"); the shell leaves a "~" after a colon alone."""
     for kind in ("cifar10", "stl10"):
         if data.startswith(kind + ":"):
-            return kind, os.path.expanduser(data[len(kind) + 1:])
+            return kind, os.path.expanduser(data[len(kind) + 1 :])
     return ("synthetic", "") if data == "synthetic" else ("folder", os.path.expanduser(data))
 
 
-def _arrays(data: str, split: str, image_size: int | None, seed: int, val_fraction: float,
-            synthetic_counts: tuple[int, int]) -> tuple[Any, list[int], list[str], np.ndarray | None, str]:
+def _arrays(
+    data: str, split: str, image_size: int | None, seed: int, val_fraction: float, synthetic_counts: tuple[int, int]
+) -> tuple[Any, list[int], list[str], np.ndarray | None, str]:
     """(sources, labels, class_names, pixels or None, display name) of one split."""
     kind, location = _split_source(data)
     try:
         if kind == "synthetic":
             count = synthetic_counts[0 if split == "train" else 1] * len(SYNTHETIC_CLASSES)
-            pixels, labels = _render_split("train" if split == "train" else "val", count,
-                                           image_size or SYNTHETIC_IMAGE_SIZE, seed)
+            pixels, labels = _render_split(
+                "train" if split == "train" else "val", count, image_size or SYNTHETIC_IMAGE_SIZE, seed
+            )
             return range(count), labels, list(SYNTHETIC_CLASSES), pixels, "synthetic"
         if kind == "cifar10":
             pixels, labels, names = read_cifar10(location, split)
@@ -182,9 +196,15 @@ def default_preprocess(data: str, image_size: int | None) -> PreprocessSpec:
     return PreprocessSpec.for_image_size(image_size or (96 if kind == "stl10" else 224))
 
 
-def load_data(data: str, *, image_size: int | None = None, seed: int = 0, val_fraction: float = 0.2,
-              synthetic_train_per_class: int = SYNTHETIC_TRAIN_PER_CLASS,
-              synthetic_val_per_class: int = SYNTHETIC_VAL_PER_CLASS) -> DataBundle:
+def load_data(
+    data: str,
+    *,
+    image_size: int | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    synthetic_train_per_class: int = SYNTHETIC_TRAIN_PER_CLASS,
+    synthetic_val_per_class: int = SYNTHETIC_VAL_PER_CLASS,
+) -> DataBundle:
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     spec = default_preprocess(data, image_size)
@@ -193,11 +213,14 @@ def load_data(data: str, *, image_size: int | None = None, seed: int = 0, val_fr
     val_src, val_labels, val_names, val_px, _ = _arrays(data, "val", image_size, seed, val_fraction, counts)
     if names != val_names:
         only_train, only_val = sorted(set(names) - set(val_names)), sorted(set(val_names) - set(names))
-        raise DataError(f"{data}: train and val classes differ (only in train: {', '.join(only_train) or '-'}; "
-                        f"only in val: {', '.join(only_val) or '-'})")
+        raise DataError(
+            f"{data}: train and val classes differ (only in train: {', '.join(only_train) or '-'}; "
+            f"only in val: {', '.join(only_val) or '-'})"
+        )
     kind, _ = _split_source(data)
-    augment = TrainTransform(spec, kind={"cifar10": "padded", "synthetic": "flip"}.get(kind, "resized"),
-                             scale=IMAGENET_CROP_SCALE)
+    augment = TrainTransform(
+        spec, kind={"cifar10": "padded", "synthetic": "flip"}.get(kind, "resized"), scale=IMAGENET_CROP_SCALE
+    )
     return DataBundle(
         train=ImageDataset(train_src, train_labels, augment, train=True, pixels=train_px),
         val=ImageDataset(val_src, val_labels, _eval_transform(spec), train=False, pixels=val_px),
@@ -207,14 +230,22 @@ def load_data(data: str, *, image_size: int | None = None, seed: int = 0, val_fr
     )
 
 
-def load_eval_split(data: str, *, split: str = "val", preprocess: PreprocessSpec, seed: int = 0,
-                    val_fraction: float = 0.2, synthetic_val_per_class: int = SYNTHETIC_VAL_PER_CLASS,
-                    synthetic_train_per_class: int = SYNTHETIC_TRAIN_PER_CLASS) -> tuple[Dataset, list[str]]:
+def load_eval_split(
+    data: str,
+    *,
+    split: str = "val",
+    preprocess: PreprocessSpec,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    synthetic_val_per_class: int = SYNTHETIC_VAL_PER_CLASS,
+    synthetic_train_per_class: int = SYNTHETIC_TRAIN_PER_CLASS,
+) -> tuple[Dataset, list[str]]:
     """One split with eval preprocessing; for `synthetic` the same images training validated on."""
     if split not in ("train", "val"):
         raise DataError(f"unknown split {split!r}; choose train or val")
     kind, _ = _split_source(data)
     size = preprocess.resize if kind == "synthetic" else None
-    sources, labels, names, pixels, _ = _arrays(data, split, size, seed, val_fraction,
-                                                (synthetic_train_per_class, synthetic_val_per_class))
+    sources, labels, names, pixels, _ = _arrays(
+        data, split, size, seed, val_fraction, (synthetic_train_per_class, synthetic_val_per_class)
+    )
     return ImageDataset(sources, labels, _eval_transform(preprocess), train=False, pixels=pixels), names

@@ -18,25 +18,31 @@ CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batch
 STL10_FILES = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt"]
 
 
-
 class DataError(DeployError, ValueError):
     """A dataset is missing, incomplete or inconsistent."""
+
 
 def _require(root: Path, names: list[str], what: str) -> None:
     if not root.is_dir():
         raise FileNotFoundError(f"{what} directory {root} does not exist; expected files: {', '.join(names)}")
     missing = [n for n in names if not (root / n).is_file()]
     if missing:
-        raise FileNotFoundError(f"{what} directory {root} is incomplete: missing {', '.join(missing)} "
-                                f"(expected: {', '.join(names)})")
+        raise FileNotFoundError(
+            f"{what} directory {root} is incomplete: missing {', '.join(missing)} (expected: {', '.join(names)})"
+        )
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """The official CIFAR-10 batches hold dicts of bytes, lists and numpy arrays; allow nothing else."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
 
     def find_class(self, module: str, name: str):  # noqa: ANN201
         if (module, name) in self.ALLOWED:
@@ -69,8 +75,10 @@ def read_cifar10(location: str, split: str) -> tuple[np.ndarray, list[int], list
             raise DataError(f"{root / name} is not an official CIFAR-10 python batch: no 'data'/'labels' entries")
         data = np.asarray(batch["data"], dtype=np.uint8)  # (N, 3072): R plane, G plane, B plane, row-major
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(batch["labels"]):
-            raise DataError(f"{root / name}: expected data (N, 3072) with N labels, got {data.shape} "
-                             f"and {len(batch['labels'])} labels")
+            raise DataError(
+                f"{root / name}: expected data (N, 3072) with N labels, got {data.shape} "
+                f"and {len(batch['labels'])} labels"
+            )
         pixels.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.extend(int(label) for label in batch["labels"])
     return np.ascontiguousarray(np.concatenate(pixels)), labels, names
@@ -105,17 +113,23 @@ def _images_in(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def read_imagefolder(location: str, split: str, *, seed: int = 0, val_fraction: float = 0.2) -> tuple[list[Path], list[int], list[str]]:
+def read_imagefolder(
+    location: str, split: str, *, seed: int = 0, val_fraction: float = 0.2
+) -> tuple[list[Path], list[int], list[str]]:
     """DIR/train/<class>/*, DIR/val/<class>/* — or DIR/<class>/* split per class by a seeded shuffle."""
     root = Path(location)
     if not root.is_dir():
-        raise FileNotFoundError(f"data directory {root} does not exist (expected DIR/train/<class>/*, DIR/val/<class>/* "
-                                f"or DIR/<class>/*; or use synthetic, cifar10:DIR, stl10:DIR)")
+        raise FileNotFoundError(
+            f"data directory {root} does not exist (expected DIR/train/<class>/*, DIR/val/<class>/* "
+            f"or DIR/<class>/*; or use synthetic, cifar10:DIR, stl10:DIR)"
+        )
     has_train, has_val = (root / "train").is_dir(), (root / "val").is_dir()
     if has_train != has_val:  # half a split layout; a class called "train" is more likely a mistake
         present, absent = ("train", "val") if has_train else ("val", "train")
-        raise FileNotFoundError(f"{root} has {present}/ but no {absent}/ (expected {root}/train/<class>/ and "
-                                f"{root}/val/<class>/, or class folders directly in {root})")
+        raise FileNotFoundError(
+            f"{root} has {present}/ but no {absent}/ (expected {root}/train/<class>/ and "
+            f"{root}/val/<class>/, or class folders directly in {root})"
+        )
     if has_train:
         classes_root = root / split
         names = [d.name for d in _class_dirs(classes_root)]
@@ -130,7 +144,9 @@ def read_imagefolder(location: str, split: str, *, seed: int = 0, val_fraction: 
             chosen = order[:n_val] if split == "val" else order[n_val:]
             samples += [(paths[i], index) for i in sorted(chosen)]
     if not names:
-        raise DataError(f"{root}: no class folders found (expected {root}/train/<class>/ and {root}/val/<class>/, or {root}/<class>/)")
+        raise DataError(
+            f"{root}: no class folders found (expected {root}/train/<class>/ and {root}/val/<class>/, or {root}/<class>/)"
+        )
     if not samples:
         raise DataError(f"{root}: no images found for split {split!r} (suffixes: {', '.join(sorted(IMAGE_SUFFIXES))})")
     return [p for p, _ in samples], [label for _, label in samples], names

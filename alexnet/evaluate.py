@@ -40,8 +40,15 @@ class RelabeledDataset(Dataset):
         return image, self.mapping[int(label)]
 
 
-def evaluate(logits_fn: LogitsFn, dataset: Dataset, class_names: list[str], *, batch_size: int = 64,
-             workers: int = 0, progress: bool = True) -> dict:
+def evaluate(
+    logits_fn: LogitsFn,
+    dataset: Dataset,
+    class_names: list[str],
+    *,
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: bool = True,
+) -> dict:
     """Run every image of `dataset` through `logits_fn`; return the classification report plus speed."""
     from tqdm import tqdm
 
@@ -50,7 +57,9 @@ def evaluate(logits_fn: LogitsFn, dataset: Dataset, class_names: list[str], *, b
     model_seconds = 0.0
     start = time.perf_counter()
     # UnwrappedLoader: a worker's ImageLoadError keeps its own one-line message (naming the file).
-    for images, targets in tqdm(UnwrappedLoader(loader), desc="evaluating", unit="batch", disable=not progress, leave=False):
+    for images, targets in tqdm(
+        UnwrappedLoader(loader), desc="evaluating", unit="batch", disable=not progress, leave=False
+    ):
         batch = images.numpy().astype(np.float32, copy=False)
         tick = time.perf_counter()
         logits.append(np.asarray(logits_fn(batch), dtype=np.float32))
@@ -75,5 +84,7 @@ def format_report(report: dict, class_names: list[str]) -> str:
         f"{'class':<24}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
     ]
     for row in report["per_class"]:
-        lines.append(f"{row['class'][:23]:<24}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>9}")
+        lines.append(
+            f"{row['class'][:23]:<24}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>9}"
+        )
     return "\n".join(lines)

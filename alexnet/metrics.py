@@ -55,8 +55,13 @@ def classification_report(logits: np.ndarray, labels: np.ndarray, class_names: l
     scores = per_class_scores(matrix)
     present = scores["support"] > 0  # macro averages over classes that occur
     per_class = [
-        {"class": name, "precision": float(scores["precision"][i]), "recall": float(scores["recall"][i]),
-         "f1": float(scores["f1"][i]), "support": int(scores["support"][i])}
+        {
+            "class": name,
+            "precision": float(scores["precision"][i]),
+            "recall": float(scores["recall"][i]),
+            "f1": float(scores["f1"][i]),
+            "support": int(scores["support"][i]),
+        }
         for i, name in enumerate(class_names)
     ]
     return {

@@ -67,30 +67,55 @@ def _features(variant: str) -> nn.Sequential:
     if variant == "torchvision":
         # Index layout (features.0, .3, .6, .8, .10) must match torchvision's exactly.
         return nn.Sequential(
-            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), relu(), pool(),
-            nn.Conv2d(64, 192, kernel_size=5, padding=2), relu(), pool(),
-            nn.Conv2d(192, 384, kernel_size=3, padding=1), relu(),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1), relu(),
-            nn.Conv2d(256, 256, kernel_size=3, padding=1), relu(), pool(),
+            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+            relu(),
+            pool(),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2),
+            relu(),
+            pool(),
+            nn.Conv2d(192, 384, kernel_size=3, padding=1),
+            relu(),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1),
+            relu(),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1),
+            relu(),
+            pool(),
         )
     if variant == "paper":
         # PyTorch's LRN divides alpha by `size`; the paper's formula does not, so the
         # paper's alpha=1e-4 becomes 5e-4 here: b = a / (k + 1e-4 * sum(a^2)) ** 0.75.
         lrn = lambda: nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)  # noqa: E731
         return nn.Sequential(
-            nn.Conv2d(3, 96, kernel_size=11, stride=4), relu(), lrn(), pool(),  # 227 -> 55 -> 27
-            nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=2), relu(), lrn(), pool(),  # 27 -> 13
-            nn.Conv2d(256, 384, kernel_size=3, padding=1), relu(),  # conv3 crosses both GPUs
-            nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=2), relu(),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=2), relu(), pool(),  # 13 -> 6
+            nn.Conv2d(3, 96, kernel_size=11, stride=4),
+            relu(),
+            lrn(),
+            pool(),  # 227 -> 55 -> 27
+            nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=2),
+            relu(),
+            lrn(),
+            pool(),  # 27 -> 13
+            nn.Conv2d(256, 384, kernel_size=3, padding=1),
+            relu(),  # conv3 crosses both GPUs
+            nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=2),
+            relu(),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=2),
+            relu(),
+            pool(),  # 13 -> 6
         )
     if variant == "cifar":
         return nn.Sequential(
-            nn.Conv2d(3, 96, kernel_size=11, stride=4, padding=4), relu(),  # 32 -> 8, no pool
-            nn.Conv2d(96, 256, kernel_size=5, padding=2), relu(), pool(),  # 8 -> 3
-            nn.Conv2d(256, 384, kernel_size=3, padding=1), relu(),
-            nn.Conv2d(384, 384, kernel_size=3, padding=1), relu(),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1), relu(), pool(),  # 3 -> 1
+            nn.Conv2d(3, 96, kernel_size=11, stride=4, padding=4),
+            relu(),  # 32 -> 8, no pool
+            nn.Conv2d(96, 256, kernel_size=5, padding=2),
+            relu(),
+            pool(),  # 8 -> 3
+            nn.Conv2d(256, 384, kernel_size=3, padding=1),
+            relu(),
+            nn.Conv2d(384, 384, kernel_size=3, padding=1),
+            relu(),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1),
+            relu(),
+            pool(),  # 3 -> 1
         )
     raise ValueError(f"unknown AlexNet variant {variant!r}; choose one of {', '.join(VARIANTS)}")
 

@@ -55,7 +55,14 @@ def save_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path)
         ax.set_yticks(range(n), class_names)
         for (i, j), value in np.ndenumerate(matrix):
             if value:
-                ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
-                        color="white" if rows[i, 0] and value / rows[i, 0] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(value),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if rows[i, 0] and value / rows[i, 0] > 0.5 else "black",
+                )
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
     _save(fig, path)

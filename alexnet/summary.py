@@ -45,7 +45,9 @@ class ModelSummary:
         }
 
     def format_table(self) -> str:
-        lines = [f"AlexNet variant={self.variant} classes={self.num_classes} input=3x{self.image_size}x{self.image_size}"]
+        lines = [
+            f"AlexNet variant={self.variant} classes={self.num_classes} input=3x{self.image_size}x{self.image_size}"
+        ]
         header = f"{'layer':<14}{'type':<19}{'output':>16}{'params':>14}{'MACs':>16}"
         lines += [header, "-" * len(header)]
         for r in self.rows:
@@ -53,7 +55,9 @@ class ModelSummary:
             lines.append(f"{r.name:<14}{r.kind:<19}{shape:>16}{r.parameters:>14,}{r.macs:>16,}")
         lines.append("-" * len(header))
         lines.append(f"{'total':<49}{self.total_parameters:>14,}{self.total_macs:>16,}")
-        lines.append(f"weights: {self.total_parameters * 4 / 2**20:.1f} MiB fp32; {2 * self.total_macs / 1e9:.3f} GFLOPs per image")
+        lines.append(
+            f"weights: {self.total_parameters * 4 / 2**20:.1f} MiB fp32; {2 * self.total_macs / 1e9:.3f} GFLOPs per image"
+        )
         return "\n".join(lines)
 
 

@@ -20,7 +20,14 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 SYNTHETIC_CLASSES: tuple[str, ...] = (
-    "circle", "square", "triangle", "cross", "ring", "star", "stripes", "checker",
+    "circle",
+    "square",
+    "triangle",
+    "cross",
+    "ring",
+    "star",
+    "stripes",
+    "checker",
 )
 SPLITS = ("train", "val")
 
@@ -54,7 +61,9 @@ def _contrasting_colour(rng: np.random.Generator, background_mean: np.ndarray) -
     return tuple(int(c) for c in colour)
 
 
-def _polygon(cx: float, cy: float, radius: float, angle: float, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+def _polygon(
+    cx: float, cy: float, radius: float, angle: float, points: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
     """Unit-circle `points` (x, y) scaled by `radius`, rotated by `angle`, moved to (cx, cy)."""
     cos, sin = math.cos(angle), math.sin(angle)
     return [(cx + radius * (x * cos - y * sin), cy + radius * (x * sin + y * cos)) for x, y in points]
@@ -78,8 +87,13 @@ def _draw_shape(draw: ImageDraw.ImageDraw, label: int, cx: float, cy: float, r: 
     elif name == "triangle":
         draw.polygon(_polygon(cx, cy, r, angle, [(0, -1), (0.87, 0.5), (-0.87, 0.5)]), fill=colour)
     elif name == "star":
-        pts = [(math.cos(k * math.pi / 5 - math.pi / 2) * (1 if k % 2 == 0 else 0.4),
-                math.sin(k * math.pi / 5 - math.pi / 2) * (1 if k % 2 == 0 else 0.4)) for k in range(10)]
+        pts = [
+            (
+                math.cos(k * math.pi / 5 - math.pi / 2) * (1 if k % 2 == 0 else 0.4),
+                math.sin(k * math.pi / 5 - math.pi / 2) * (1 if k % 2 == 0 else 0.4),
+            )
+            for k in range(10)
+        ]
         draw.polygon(_polygon(cx, cy, r, angle, pts), fill=colour)
     elif name == "cross":
         for bar in ([(-1, -0.25), (1, -0.25), (1, 0.25), (-1, 0.25)], [(-0.25, -1), (0.25, -1), (0.25, 1), (-0.25, 1)]):
@@ -111,8 +125,15 @@ def render_synthetic(index: int, *, split: str, image_size: int, seed: int = 0) 
     return Image.fromarray(pixels, "RGB"), label
 
 
-def write_synthetic_imagefolder(out_dir: str | os.PathLike, *, per_class: int, image_size: int = 64, seed: int = 0,
-                                val_per_class: int | None = None, progress: bool = False) -> dict[str, int]:
+def write_synthetic_imagefolder(
+    out_dir: str | os.PathLike,
+    *,
+    per_class: int,
+    image_size: int = 64,
+    seed: int = 0,
+    val_per_class: int | None = None,
+    progress: bool = False,
+) -> dict[str, int]:
     """Write OUT/train/<class>/*.png and OUT/val/<class>/*.png; returns images written per split.
 
     Each PNG is written to a temp name and renamed, so an interrupted run leaves no half files.

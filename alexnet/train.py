@@ -1,7 +1,7 @@
 """Train AlexNet: checkpoints every epoch, resume, metrics.jsonl, curves.png, DDP under torchrun.
 
-    alexnet-train --data synthetic --image-size 64 --epochs 4 --out runs/demo
-    torchrun --nproc_per_node=2 -m alexnet.cli.train --data synthetic --out runs/ddp
+alexnet-train --data synthetic --image-size 64 --epochs 4 --out runs/demo
+torchrun --nproc_per_node=2 -m alexnet.cli.train --data synthetic --out runs/ddp
 """
 
 from __future__ import annotations
@@ -61,8 +61,10 @@ def _resume_args(path: str, args: TrainArgs, explicit: set[str]) -> tuple[TrainA
     for name in sorted(explicit - RESUME_OVERRIDABLE):
         if getattr(args, name) != getattr(stored, name):
             flag = "--" + name.replace("_", "-")
-            raise TrainError(f"{flag} {getattr(args, name)} differs from the resumed run's {getattr(stored, name)} "
-                             f"({path} is variant {ckpt.config.variant!r} with {ckpt.config.num_classes} classes)")
+            raise TrainError(
+                f"{flag} {getattr(args, name)} differs from the resumed run's {getattr(stored, name)} "
+                f"({path} is variant {ckpt.config.variant!r} with {ckpt.config.num_classes} classes)"
+            )
     for name in RESUME_OVERRIDABLE & (explicit | {"out"}):
         setattr(stored, name, getattr(args, name))
     return stored, {"model": ckpt.model_state, "config": ckpt.config, "class_names": ckpt.class_names, **ckpt.training}
@@ -82,9 +84,11 @@ def _write_metrics(out: Path, history: list[dict]) -> None:
 
 
 def _format_row(row: dict) -> str:
-    return (f"epoch {row['epoch']}/{row['epochs']}  train loss {row['train_loss']:.4f}  acc {row['train_top1']:.3f}  "
-            f"val loss {row['val_loss']:.4f}  top1 {row['val_top1']:.3f}  top5 {row['val_top5']:.3f}  "
-            f"lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s")
+    return (
+        f"epoch {row['epoch']}/{row['epochs']}  train loss {row['train_loss']:.4f}  acc {row['train_top1']:.3f}  "
+        f"val loss {row['val_loss']:.4f}  top1 {row['val_top1']:.3f}  top5 {row['val_top5']:.3f}  "
+        f"lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s"
+    )
 
 
 def train(args: TrainArgs, resume: str | None = None, echo=print, explicit: set[str] | None = None) -> list[dict]:
@@ -135,12 +139,25 @@ def _remove_if_empty(created: list[Path]) -> None:
             return
 
 
-def _run(args: TrainArgs, state: dict | None, resume: str | None, out: Path, device: torch.device,
-         rank: int, world: int, echo) -> list[dict]:
+def _run(
+    args: TrainArgs,
+    state: dict | None,
+    resume: str | None,
+    out: Path,
+    device: torch.device,
+    rank: int,
+    world: int,
+    echo,
+) -> list[dict]:
     train_per = args.synthetic_train_per_class or SYNTHETIC_TRAIN_PER_CLASS
     val_per = args.synthetic_val_per_class or SYNTHETIC_VAL_PER_CLASS
-    bundle = load_data(args.data, image_size=args.image_size, seed=args.seed,
-                       synthetic_train_per_class=train_per, synthetic_val_per_class=val_per)
+    bundle = load_data(
+        args.data,
+        image_size=args.image_size,
+        seed=args.seed,
+        synthetic_train_per_class=train_per,
+        synthetic_val_per_class=val_per,
+    )
     num_classes = args.num_classes or len(bundle.class_names)
     if num_classes != len(bundle.class_names):
         raise TrainError(f"--num-classes {num_classes} but {args.data} has {len(bundle.class_names)} classes")
@@ -157,18 +174,36 @@ def _run(args: TrainArgs, state: dict | None, resume: str | None, out: Path, dev
     history, start_epoch, best = [], 0, -1.0
     if state is not None:
         if state["config"] != config or state["class_names"] != bundle.class_names:
-            raise TrainError(f"--resume {resume} was trained as {state['config']} on other classes than {args.data} now has")
+            raise TrainError(
+                f"--resume {resume} was trained as {state['config']} on other classes than {args.data} now has"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         history, start_epoch, best = list(state["history"]), int(state["epoch"]), float(state["best_top1"])
-    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
+    net = (
+        torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if world > 1
+        else model
+    )
 
-    sampler = DistributedSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=args.seed) if world > 1 else None
+    sampler = (
+        DistributedSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
+        if world > 1
+        else None
+    )
     generator = torch.Generator()
-    train_loader = DataLoader(bundle.train, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
-                              num_workers=args.workers, generator=generator, drop_last=len(bundle.train) > args.batch_size,
-                              pin_memory=device.type == "cuda", persistent_workers=False)
+    train_loader = DataLoader(
+        bundle.train,
+        batch_size=args.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=args.workers,
+        generator=generator,
+        drop_last=len(bundle.train) > args.batch_size,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
     val_loader = DataLoader(bundle.val, batch_size=args.batch_size * 2, num_workers=args.workers)
 
     from tqdm import tqdm
@@ -178,19 +213,32 @@ def _run(args: TrainArgs, state: dict | None, resume: str | None, out: Path, dev
         generator.manual_seed(args.seed * 7919 + epoch * 31 + rank)  # this epoch's shuffle and worker seeds
         if sampler is not None:
             sampler.set_epoch(epoch)
-        with tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch",
-                  disable=rank != 0, leave=False) as progress:
-            result = train_one_epoch(net, train_loader, optimizer, scaler, args, device, epoch,
-                                     epoch * len(train_loader), progress)
+        with tqdm(
+            total=len(train_loader),
+            desc=f"epoch {epoch + 1}/{args.epochs}",
+            unit="batch",
+            disable=rank != 0,
+            leave=False,
+        ) as progress:
+            result = train_one_epoch(
+                net, train_loader, optimizer, scaler, args, device, epoch, epoch * len(train_loader), progress
+            )
         totals = result["totals"]
         if world > 1:  # loss sum, correct, images over all ranks (NCCL reduces device tensors only)
             totals = totals.to(device)
             dist.all_reduce(totals)
             totals = totals.cpu()
         if rank == 0:
-            row = {"epoch": epoch + 1, "epochs": args.epochs, "train_loss": float(totals[0] / totals[2]),
-                   "train_top1": float(totals[1] / totals[2]), **validate(model, val_loader, device, args),
-                   "lr": result["lr"], "images_per_s": float(totals[2]) / result["seconds"], "seconds": result["seconds"]}
+            row = {
+                "epoch": epoch + 1,
+                "epochs": args.epochs,
+                "train_loss": float(totals[0] / totals[2]),
+                "train_top1": float(totals[1] / totals[2]),
+                **validate(model, val_loader, device, args),
+                "lr": result["lr"],
+                "images_per_s": float(totals[2]) / result["seconds"],
+                "seconds": result["seconds"],
+            }
             for key in ("train_loss", "val_loss", "val_top1", "val_top5"):
                 if not math.isfinite(row[key]):
                     what = "validation loss" if key == "val_loss" else key.replace("_", " ")
@@ -207,17 +255,32 @@ def _run(args: TrainArgs, state: dict | None, resume: str | None, out: Path, dev
     return history
 
 
-def _save_epoch(out: Path, model, optimizer, scaler, args: TrainArgs, config, bundle, history, epoch, best, improved) -> None:
+def _save_epoch(
+    out: Path, model, optimizer, scaler, args: TrainArgs, config, bundle, history, epoch, best, improved
+) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if not _finite(state):  # last.pth keeps the previous (finite) epoch; best.pth is never non-finite
         raise diverged("the weights hold nan/inf", epoch - 1, None, history[-1]["lr"], args)
-    training = {"epoch": epoch, "best_top1": best, "history": history, "args": args.to_dict(),
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
-    ckpt = Checkpoint(config=config, model_state=state, class_names=bundle.class_names,
-                      preprocess=bundle.preprocess, training=training)
+    training = {
+        "epoch": epoch,
+        "best_top1": best,
+        "history": history,
+        "args": args.to_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+    }
+    ckpt = Checkpoint(
+        config=config,
+        model_state=state,
+        class_names=bundle.class_names,
+        preprocess=bundle.preprocess,
+        training=training,
+    )
     try:
         _write_epoch_files(out, ckpt, training, history, improved)
-    except OutputError as exc:  # metrics.jsonl / curves.png on a full disk; checkpoints raise CheckpointError themselves
+    except (
+        OutputError
+    ) as exc:  # metrics.jsonl / curves.png on a full disk; checkpoints raise CheckpointError themselves
         raise TrainError(str(exc)) from exc
 
 

@@ -66,6 +66,7 @@ class TrainArgs:
         The one check for the CLI, the `train()` API and `--resume` (whose arguments come from a
         checkpoint). Knobs left to the recipe (None) must be resolved first (`resolve_recipe`).
         """
+
         def fail(name: str, rule: str) -> TrainError:
             return TrainError(f"--{name.replace('_', '-')} must be {rule} (got {getattr(self, name)!r})")
 
@@ -118,10 +119,24 @@ class TrainArgs:
 # 6e-4 overshoot in the first epoch. The paper's SGD at lr 0.01 barely leaves chance level in that
 # budget (AlexNet has no normalization layers). "paper" is the 2012 recipe for long runs.
 RECIPES = {
-    "default": dict(optimizer="adamw", lr=4e-4, weight_decay=0.05, schedule="cosine", warmup_epochs=0.3, dropout=0.0,
-                    label_smoothing=0.1),
-    "paper": dict(optimizer="sgd", lr=0.01, weight_decay=5e-4, schedule="step", warmup_epochs=0.0, dropout=0.5,
-                  label_smoothing=0.0),
+    "default": dict(
+        optimizer="adamw",
+        lr=4e-4,
+        weight_decay=0.05,
+        schedule="cosine",
+        warmup_epochs=0.3,
+        dropout=0.0,
+        label_smoothing=0.1,
+    ),
+    "paper": dict(
+        optimizer="sgd",
+        lr=0.01,
+        weight_decay=5e-4,
+        schedule="step",
+        warmup_epochs=0.0,
+        dropout=0.5,
+        label_smoothing=0.0,
+    ),
 }
 
 
@@ -188,8 +203,17 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, scaler, args: TrainArgs,
-                    device: torch.device, epoch: int, first_step: int, progress) -> dict:
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scaler,
+    args: TrainArgs,
+    device: torch.device,
+    epoch: int,
+    first_step: int,
+    progress,
+) -> dict:
     """One pass over `loader`; returns summed loss/correct/count (summed, so ranks can all-reduce)."""
     model.train()
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
@@ -212,13 +236,18 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         value = loss.item()  # the step's one sync; a non-finite loss is divergence (with fp16 too: the
         if not math.isfinite(value):  # scaler skips steps whose *gradients* overflow, not a nan/inf loss)
             raise diverged(f"loss is {value}", epoch, i + 1, lr, args)
-        batch = torch.tensor([value * len(labels), (logits.argmax(1) == labels).sum().item(), len(labels)],
-                             dtype=torch.float64)
+        batch = torch.tensor(
+            [value * len(labels), (logits.argmax(1) == labels).sum().item(), len(labels)], dtype=torch.float64
+        )
         totals += batch
         if progress is not None:
             elapsed = time.perf_counter() - start
-            progress.set_postfix(loss=f"{totals[0] / totals[2]:.3f}", acc=f"{totals[1] / totals[2]:.3f}",
-                                 img_s=f"{totals[2] / max(elapsed, 1e-9):.0f}", lr=f"{lr:.2e}")
+            progress.set_postfix(
+                loss=f"{totals[0] / totals[2]:.3f}",
+                acc=f"{totals[1] / totals[2]:.3f}",
+                img_s=f"{totals[2] / max(elapsed, 1e-9):.0f}",
+                lr=f"{lr:.2e}",
+            )
             progress.update(1)
     totals_time = time.perf_counter() - start
     return {"totals": totals, "seconds": totals_time, "lr": lr}
@@ -228,8 +257,9 @@ def diverged(what: str, epoch: int, step: int | None, lr: float, args: TrainArgs
     """The one-line error for a run whose loss or weights went non-finite (`epoch` 0-based)."""
     where = f"at epoch {epoch + 1}, step {step}" if step is not None else f"after epoch {epoch + 1}"
     recipe_lr = RECIPES.get(args.recipe, RECIPES["default"])["lr"]
-    return DivergenceError(f"training diverged: {what} {where} (lr {lr:.3g}); "
-                           f"lower --lr (the {args.recipe} recipe's is {recipe_lr:g})")
+    return DivergenceError(
+        f"training diverged: {what} {where} (lr {lr:.3g}); lower --lr (the {args.recipe} recipe's is {recipe_lr:g})"
+    )
 
 
 @torch.no_grad()
@@ -247,7 +277,11 @@ def validate(model: nn.Module, loader: DataLoader, device: torch.device, args: T
     logits, labels = torch.cat(logits_all), torch.cat(labels_all)
     loss = nn.functional.cross_entropy(logits, labels).item()
     logits_np, labels_np = logits.numpy(), labels.numpy()
-    return {"val_loss": loss, "val_top1": topk_accuracy(logits_np, labels_np, 1), "val_top5": topk_accuracy(logits_np, labels_np, 5)}
+    return {
+        "val_loss": loss,
+        "val_top1": topk_accuracy(logits_np, labels_np, 1),
+        "val_top5": topk_accuracy(logits_np, labels_np, 5),
+    }
 
 
 def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:

@@ -36,12 +36,22 @@ class Source:
         return self.checkpoint.build_model()
 
     def describe(self) -> dict[str, Any]:
-        return {"checkpoint": str(self.checkpoint_path) if self.given else None,
-                "fresh": not self.given, "image_size": self.image_size, **self.config.to_dict()}
+        return {
+            "checkpoint": str(self.checkpoint_path) if self.given else None,
+            "fresh": not self.given,
+            "image_size": self.image_size,
+            **self.config.to_dict(),
+        }
 
 
-def open_source(checkpoint: str | os.PathLike | None, workdir: Path, *, variant: str = "torchvision",
-                num_classes: int = 1000, image_size: int | None = None) -> Source:
+def open_source(
+    checkpoint: str | os.PathLike | None,
+    workdir: Path,
+    *,
+    variant: str = "torchvision",
+    num_classes: int = 1000,
+    image_size: int | None = None,
+) -> Source:
     """Load `checkpoint`, or build and save a fresh model of `variant` when it is None."""
     from alexnet.checkpoint import Checkpoint, imagenet_class_names, load_checkpoint, save_checkpoint
     from alexnet.model import build_alexnet
@@ -57,8 +67,12 @@ def open_source(checkpoint: str | os.PathLike | None, workdir: Path, *, variant:
         raise DeployError(str(exc)) from None
     size = image_size or model.config.default_image_size
     names = imagenet_class_names() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
-    ckpt = Checkpoint(config=model.config, model_state=model.state_dict(), class_names=names,
-                      preprocess=PreprocessSpec.for_image_size(size))
+    ckpt = Checkpoint(
+        config=model.config,
+        model_state=model.state_dict(),
+        class_names=names,
+        preprocess=PreprocessSpec.for_image_size(size),
+    )
     path = save_checkpoint(ckpt, workdir / f"fresh-{variant}.pth")
     return Source(path, ckpt, size, given=False)
 
@@ -107,7 +121,16 @@ class Artifacts:
         # Core ML: a tensor input takes the same float batch as every other backend (an image input is batch 1).
         extra = {"coreml_input": "tensor"} if fmt == "coreml" else {}
         try:
-            return Path(export_artifact(self.source.checkpoint_path, fmt, output, batch_size=None,
-                                        precision=precision, image_size=self.source.image_size, **extra))
+            return Path(
+                export_artifact(
+                    self.source.checkpoint_path,
+                    fmt,
+                    output,
+                    batch_size=None,
+                    precision=precision,
+                    image_size=self.source.image_size,
+                    **extra,
+                )
+            )
         except DeployError as exc:
             raise Skip(f"cannot export {fmt} ({precision}): {exc}") from None

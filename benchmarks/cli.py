@@ -97,38 +97,112 @@ Examples:
 
 @click.command(epilog=EPILOG)
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
-@click.option("--backends", default="all", show_default=True,
-              help=f"Comma-separated: {', '.join(BACKENDS)} (or all). PyTorch eager fp32 always runs: it is the baseline.")
-@click.option("--devices", default="auto", show_default=True, help="Comma-separated: cpu, cuda, mps, or auto (all present).")
+@click.option(
+    "--backends",
+    default="all",
+    show_default=True,
+    help=f"Comma-separated: {', '.join(BACKENDS)} (or all). PyTorch eager fp32 always runs: it is the baseline.",
+)
+@click.option(
+    "--devices", default="auto", show_default=True, help="Comma-separated: cpu, cuda, mps, or auto (all present)."
+)
 @click.option("--batch-sizes", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads for every backend [default: physical cores].")
-@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Untimed calls per row before timing.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Intra-op threads for every backend [default: physical cores].",
+)
+@click.option(
+    "--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Untimed calls per row before timing."
+)
 @click.option("--iterations", type=click.IntRange(min=1), default=None, help="Timed calls per row, over all rounds.")
-@click.option("--min-time", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds timed per row, over all rounds [default: 2].")
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Rounds: every row is timed in this many interleaved blocks; their spread shows the noise.")
-@click.option("--variant", type=click.Choice(VARIANTS), default="torchvision", show_default=True,
-              help="Model variant, without a checkpoint.")
-@click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True, help="Classes, without a checkpoint.")
-@click.option("--image-size", type=click.IntRange(min=1, max=MAX_CROP), default=None, help="Input size [default: the variant's or checkpoint's].")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
-              help="Write every figure as JSON (- for stdout; the table then goes to stderr).")
-@click.option("--markdown", type=click.Path(dir_okay=False), default=None,
-              help="Write the Markdown report (- for stdout; the table then goes to stderr).")
+@click.option(
+    "--min-time",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds timed per row, over all rounds [default: 2].",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Rounds: every row is timed in this many interleaved blocks; their spread shows the noise.",
+)
+@click.option(
+    "--variant",
+    type=click.Choice(VARIANTS),
+    default="torchvision",
+    show_default=True,
+    help="Model variant, without a checkpoint.",
+)
+@click.option(
+    "--num-classes", type=click.IntRange(min=1), default=1000, show_default=True, help="Classes, without a checkpoint."
+)
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=1, max=MAX_CROP),
+    default=None,
+    help="Input size [default: the variant's or checkpoint's].",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write every figure as JSON (- for stdout; the table then goes to stderr).",
+)
+@click.option(
+    "--markdown",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the Markdown report (- for stdout; the table then goes to stderr).",
+)
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write latency/throughput plots (PNG).")
-@click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Keep the exported artifacts here [default: a temporary directory].")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep the exported artifacts here [default: a temporary directory].",
+)
 @click.option("--note", default=None, help="Conditions of the run, written into the outputs (e.g. 'quiet machine').")
-@click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
-              help="wall: elapsed time. cpu: the process's CPU time, with one thread on the CPU: steadier on a shared machine.")
-@click.option("--quick", is_flag=True,
-              help="Measure the machine's limits once and briefly (for a first look; the floors are rougher).")
+@click.option(
+    "--clock",
+    type=click.Choice(["wall", "cpu"]),
+    default="wall",
+    show_default=True,
+    help="wall: elapsed time. cpu: the process's CPU time, with one thread on the CPU: steadier on a shared machine.",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Measure the machine's limits once and briefly (for a first look; the floors are rougher).",
+)
 @click.option("--quiet", is_flag=True, help="No progress line.")
 @handle_errors
-def main(checkpoint: str | None, backends: str, devices: str, batch_sizes: str, threads: int | None, warmup: int,
-         iterations: int | None, min_time: float | None, repeats: int, variant: str, num_classes: int,
-         image_size: int | None, json_out: str | None, markdown: str | None, plot: str | None,
-         workdir: str | None, note: str | None, clock: str, quick: bool, quiet: bool) -> None:
+def main(
+    checkpoint: str | None,
+    backends: str,
+    devices: str,
+    batch_sizes: str,
+    threads: int | None,
+    warmup: int,
+    iterations: int | None,
+    min_time: float | None,
+    repeats: int,
+    variant: str,
+    num_classes: int,
+    image_size: int | None,
+    json_out: str | None,
+    markdown: str | None,
+    plot: str | None,
+    workdir: str | None,
+    note: str | None,
+    clock: str,
+    quick: bool,
+    quiet: bool,
+) -> None:
     """Benchmark AlexNet inference per backend, device and batch size, beside the machine's physical floor.
 
     Without CHECKPOINT a freshly initialized model is timed (speed does not depend on the weights).
@@ -141,7 +215,9 @@ def main(checkpoint: str | None, backends: str, devices: str, batch_sizes: str, 
     backend_list, device_list, sizes = parse_backends(backends), parse_devices(devices), parse_batch_sizes(batch_sizes)
     if clock == "cpu":
         if threads not in (None, 1) or device_list != ["cpu"]:
-            raise click.UsageError("--clock cpu measures one thread on the CPU: use it with --devices cpu (and --threads 1)")
+            raise click.UsageError(
+                "--clock cpu measures one thread on the CPU: use it with --devices cpu (and --threads 1)"
+            )
         threads = 1
     check_outputs(json_out, markdown, plot)  # before the long run: a result nobody can write is lost
 
@@ -154,15 +230,38 @@ def main(checkpoint: str | None, backends: str, devices: str, batch_sizes: str, 
 
     threads = threads or physical_cores()
     torch.set_num_threads(threads)
-    settings = Settings(backend_list, device_list, sizes, Budget(iterations=iterations, min_time=min_time, rounds=repeats),
-                        warmup=warmup, threads=threads, remeasure=not quick, clock=clock,
-                        measure={"sizes": (1024,), "mbytes": 64, "repeats": 2} if quick else {})
-    command = canonical_command(checkpoint, dict(
-        backends=",".join(backend_list), devices=",".join(device_list), batch_sizes=",".join(map(str, sizes)),
-        threads=threads, warmup=warmup, iterations=iterations, min_time=min_time, repeats=repeats,
-        variant=None if checkpoint else variant, num_classes=None if checkpoint else num_classes,
-        image_size=image_size, clock=None if clock == "wall" else clock, quick=quick,
-        json=json_out, markdown=markdown, plot=plot))
+    settings = Settings(
+        backend_list,
+        device_list,
+        sizes,
+        Budget(iterations=iterations, min_time=min_time, rounds=repeats),
+        warmup=warmup,
+        threads=threads,
+        remeasure=not quick,
+        clock=clock,
+        measure={"sizes": (1024,), "mbytes": 64, "repeats": 2} if quick else {},
+    )
+    command = canonical_command(
+        checkpoint,
+        dict(
+            backends=",".join(backend_list),
+            devices=",".join(device_list),
+            batch_sizes=",".join(map(str, sizes)),
+            threads=threads,
+            warmup=warmup,
+            iterations=iterations,
+            min_time=min_time,
+            repeats=repeats,
+            variant=None if checkpoint else variant,
+            num_classes=None if checkpoint else num_classes,
+            image_size=image_size,
+            clock=None if clock == "wall" else clock,
+            quick=quick,
+            json=json_out,
+            markdown=markdown,
+            plot=plot,
+        ),
+    )
     model_options = dict(variant=variant, num_classes=num_classes, image_size=image_size)
     say, done = _progress(not quiet)
     try:
@@ -202,8 +301,9 @@ def check_outputs(json_out: str | None, markdown: str | None, plot: str | None) 
         raise click.UsageError(str(exc)) from None
 
 
-def _run(checkpoint: str | None, workdir: Path, model_options: dict[str, Any], settings: Any,
-         say: Callable[[str], None]) -> dict[str, Any]:
+def _run(
+    checkpoint: str | None, workdir: Path, model_options: dict[str, Any], settings: Any, say: Callable[[str], None]
+) -> dict[str, Any]:
     """Open the model, run the suite; the pieces of the report (machine described before and after)."""
     from dataclasses import asdict
 
@@ -218,7 +318,14 @@ def _run(checkpoint: str | None, workdir: Path, model_options: dict[str, Any], s
     cost = roofline.model_cost(source.build_model(), source.image_size)
     result = run_suite(Artifacts(source, workdir), cost, settings, progress=say)
     machine["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    config = {"backends": list(settings.backends), "devices": list(settings.devices),
-              "batch_sizes": list(settings.batch_sizes), "threads": settings.threads, "warmup": settings.warmup,
-              "quick": not settings.remeasure, "clock": settings.clock, **asdict(settings.budget)}
+    config = {
+        "backends": list(settings.backends),
+        "devices": list(settings.devices),
+        "batch_sizes": list(settings.batch_sizes),
+        "threads": settings.threads,
+        "warmup": settings.warmup,
+        "quick": not settings.remeasure,
+        "clock": settings.clock,
+        **asdict(settings.budget),
+    }
     return {"result": result, "machine": machine, "model": {**source.describe(), **cost.to_dict()}, "settings": config}

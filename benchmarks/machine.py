@@ -25,8 +25,12 @@ LIBRARIES = ("torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "openvi
 def cpu_model() -> str:
     if sys.platform == "darwin":
         try:
-            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
-                                  text=True, timeout=5).stdout.strip() or platform.processor()
+            return (
+                subprocess.run(
+                    ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
+                ).stdout.strip()
+                or platform.processor()
+            )
         except (OSError, subprocess.SubprocessError):
             return platform.processor()
     try:
@@ -100,9 +104,14 @@ def describe_machine(threads: int | None = None) -> dict[str, Any]:
     }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        info["cuda"] = {"device": props.name, "count": torch.cuda.device_count(),
-                        "memory_gib": props.total_memory / 2**30, "capability": f"{props.major}.{props.minor}",
-                        "cuda_version": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+        info["cuda"] = {
+            "device": props.name,
+            "count": torch.cuda.device_count(),
+            "memory_gib": props.total_memory / 2**30,
+            "capability": f"{props.major}.{props.minor}",
+            "cuda_version": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+        }
     try:
         import onnxruntime
 
@@ -126,15 +135,20 @@ class Limits:
         return self.matmul_gflops.get(precision, self.matmul_gflops["fp32"])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "matmul_gflops": self.matmul_gflops,
-                "bandwidth_gbps": self.bandwidth_gbps, "details": self.details}
+        return {
+            "device": self.device,
+            "matmul_gflops": self.matmul_gflops,
+            "bandwidth_gbps": self.bandwidth_gbps,
+            "details": self.details,
+        }
 
 
 Clock = Callable[[], float]
 
 
-def _best_seconds(fn: Callable[[], object], sync: Callable[[], None], repeats: int,
-                  clock: Clock = time.perf_counter) -> float:
+def _best_seconds(
+    fn: Callable[[], object], sync: Callable[[], None], repeats: int, clock: Clock = time.perf_counter
+) -> float:
     fn()
     sync()  # the first call pays for allocation and thread start-up
     best = float("inf")
@@ -157,8 +171,13 @@ def _sync_for(torch: Any, device: str) -> Callable[[], None]:
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
-def measure_matmul(device: str = "cpu", precision: str = "fp32", sizes: tuple[int, ...] | None = None,
-                   repeats: int = 3, clock: Clock = time.perf_counter) -> dict[int, float]:
+def measure_matmul(
+    device: str = "cpu",
+    precision: str = "fp32",
+    sizes: tuple[int, ...] | None = None,
+    repeats: int = 3,
+    clock: Clock = time.perf_counter,
+) -> dict[int, float]:
     """GFLOP/s of an (n x n) @ (n x n) matmul in torch for each n: 2 n^3 / seconds."""
     import torch
 
@@ -181,8 +200,9 @@ def measure_matmul(device: str = "cpu", precision: str = "fp32", sizes: tuple[in
     return rates
 
 
-def measure_matmul_numpy(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 3,
-                         clock: Clock = time.perf_counter) -> dict[int, float]:
+def measure_matmul_numpy(
+    sizes: tuple[int, ...] = (1024, 2048), repeats: int = 3, clock: Clock = time.perf_counter
+) -> dict[int, float]:
     """The same on the CPU through numpy's BLAS: another library, another chance at the peak."""
     import numpy as np
 
@@ -194,8 +214,12 @@ def measure_matmul_numpy(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 3
     return rates
 
 
-def measure_matmul_onnxruntime(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 3,
-                               threads: int | None = None, clock: Clock = time.perf_counter) -> dict[int, float]:
+def measure_matmul_onnxruntime(
+    sizes: tuple[int, ...] = (1024, 2048),
+    repeats: int = 3,
+    threads: int | None = None,
+    clock: Clock = time.perf_counter,
+) -> dict[int, float]:
     """The same through onnxruntime's MLAS GEMM (what its convolutions run on); {} without onnxruntime."""
     try:
         import numpy as np
@@ -206,9 +230,11 @@ def measure_matmul_onnxruntime(sizes: tuple[int, ...] = (1024, 2048), repeats: i
     rates = {}
     for n in sizes:
         graph = helper.make_graph(
-            [helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+            [helper.make_node("MatMul", ["a", "b"], ["c"])],
+            "matmul",
             [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in ("a", "b")],
-            [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+            [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = min(model.ir_version, 9)  # readable by older onnxruntime releases too
         options = ort.SessionOptions()
@@ -224,8 +250,9 @@ def measure_matmul_onnxruntime(sizes: tuple[int, ...] = (1024, 2048), repeats: i
 CPU_SIZES = (1024, 2048)
 
 
-def measure_bandwidth(device: str = "cpu", mbytes: int = 256, repeats: int = 5,
-                      clock: Clock = time.perf_counter) -> dict[str, float]:
+def measure_bandwidth(
+    device: str = "cpu", mbytes: int = 256, repeats: int = 5, clock: Clock = time.perf_counter
+) -> dict[str, float]:
     """GB/s of a copy (read + write counted) and of a sum (read only) over a buffer larger than caches."""
     import torch
 
@@ -238,9 +265,15 @@ def measure_bandwidth(device: str = "cpu", mbytes: int = 256, repeats: int = 5,
     return {"copy": 2 * 4 * n / copy_s / 1e9, "read": 4 * n / sum_s / 1e9}
 
 
-def measure_limits(device: str = "cpu", precisions: tuple[str, ...] = ("fp32",), *,
-                   sizes: tuple[int, ...] | None = None, mbytes: int = 256, repeats: int = 3,
-                   clock: Clock = time.perf_counter) -> Limits:
+def measure_limits(
+    device: str = "cpu",
+    precisions: tuple[str, ...] = ("fp32",),
+    *,
+    sizes: tuple[int, ...] | None = None,
+    mbytes: int = 256,
+    repeats: int = 3,
+    clock: Clock = time.perf_counter,
+) -> Limits:
     """The best matmul rate per precision and the best bandwidth on `device` (threads as set in torch).
 
     On the CPU the fp32 matmul is timed in torch, numpy and onnxruntime, and the fastest

@@ -17,8 +17,15 @@ from runtime import outputs
 SCHEMA = "alexnet-bench/1"
 
 
-def build_document(result: Result, *, command: str, machine: dict[str, Any], model: dict[str, Any],
-                   settings: dict[str, Any], note: str | None = None) -> dict[str, Any]:
+def build_document(
+    result: Result,
+    *,
+    command: str,
+    machine: dict[str, Any],
+    model: dict[str, Any],
+    settings: dict[str, Any],
+    note: str | None = None,
+) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "command": command,
@@ -26,8 +33,10 @@ def build_document(result: Result, *, command: str, machine: dict[str, Any], mod
         "settings": settings,
         "machine": machine,
         "model": model,
-        "limits": {device: {**lim.to_dict(), "floors": [f.to_dict() for f in result.floors[device]]}
-                   for device, lim in result.limits.items()},
+        "limits": {
+            device: {**lim.to_dict(), "floors": [f.to_dict() for f in result.floors[device]]}
+            for device, lim in result.limits.items()
+        },
         "rows": [row.to_dict() for row in result.rows],
         "warnings": list(result.warnings),
     }
@@ -50,32 +59,44 @@ def _machine_line(m: dict[str, Any]) -> str:
     load = m.get("load_average")
     load_text = f"; load average at start {load[0]:.2f}" if load else ""
     memory = f", {m['memory_gib']:.0f} GiB RAM" if m.get("memory_gib") else ""
-    return (f"{m['cpu']}, {m['physical_cores']} cores / {m['logical_cpus']} threads{memory}{gpu}; "
-            f"{m['os']}; Python {m['python']}; {versions}; benchmark threads {m['threads']}{load_text}")
+    return (
+        f"{m['cpu']}, {m['physical_cores']} cores / {m['logical_cpus']} threads{memory}{gpu}; "
+        f"{m['os']}; Python {m['python']}; {versions}; benchmark threads {m['threads']}{load_text}"
+    )
 
 
 def _model_line(model: dict[str, Any]) -> str:
     weights = model["weight_bytes"]["fp32"] / 1e6
     source = f"checkpoint `{model['checkpoint']}`" if model.get("checkpoint") else "freshly initialized weights"
-    return (f"AlexNet `{model['variant']}`, {model['num_classes']} classes, {model['image_size']}x{model['image_size']} "
-            f"input, {model['parameters'] / 1e6:.1f} M parameters ({weights:.1f} MB fp32), "
-            f"{model['flops_per_image'] / 1e9:.3f} GFLOP per image; {source}")
+    return (
+        f"AlexNet `{model['variant']}`, {model['num_classes']} classes, {model['image_size']}x{model['image_size']} "
+        f"input, {model['parameters'] / 1e6:.1f} M parameters ({weights:.1f} MB fp32), "
+        f"{model['flops_per_image'] / 1e9:.3f} GFLOP per image; {source}"
+    )
 
 
 def _limits_table(device: str, lim: dict[str, Any]) -> list[str]:
     rates = ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in lim["matmul_gflops"].items())
-    lines = [f"### Physical limit: {device}", "",
-             f"Measured matrix multiply: {rates}; memory bandwidth: {lim['bandwidth_gbps']:.1f} GB/s.", "",
-             "| precision | batch | compute ms | memory ms | floor ms | bound by | max images/s | layer by layer ms |",
-             "|---|--:|--:|--:|--:|---|--:|--:|"]
+    lines = [
+        f"### Physical limit: {device}",
+        "",
+        f"Measured matrix multiply: {rates}; memory bandwidth: {lim['bandwidth_gbps']:.1f} GB/s.",
+        "",
+        "| precision | batch | compute ms | memory ms | floor ms | bound by | max images/s | layer by layer ms |",
+        "|---|--:|--:|--:|--:|---|--:|--:|",
+    ]
     for f in lim["floors"]:
-        lines.append(f"| {f['precision']} | {f['batch_size']} | {f['compute_ms']:.2f} | {f['memory_ms']:.2f} | "
-                     f"{f['floor_ms']:.2f} | {f['bound']} | {f['max_throughput']:.1f} | {_f(f.get('layer_floor_ms'))} |")
+        lines.append(
+            f"| {f['precision']} | {f['batch_size']} | {f['compute_ms']:.2f} | {f['memory_ms']:.2f} | "
+            f"{f['floor_ms']:.2f} | {f['bound']} | {f['max_throughput']:.1f} | {_f(f.get('layer_floor_ms'))} |"
+        )
     return lines + [""]
 
 
-HEADER = ("| backend | variant | batch | p50 ms | p90 ms | p99 ms | min ms | mean ± std ms | spread | images/s | "
-          "speed-up | of floor | size MB | rel. diff |")
+HEADER = (
+    "| backend | variant | batch | p50 ms | p90 ms | p99 ms | min ms | mean ± std ms | spread | images/s | "
+    "speed-up | of floor | size MB | rel. diff |"
+)
 COLUMNS = HEADER.count("|") - 1
 
 
@@ -86,10 +107,12 @@ def _result_line(r: dict[str, Any]) -> str:
     s = r["latency_ms"]
     size = _f(r["artifact_bytes"] / 1e6 if r["artifact_bytes"] else None, ".1f")
     diff = _f(r["max_rel_diff"], ".1e")
-    return (f"| {r['backend']} | {r['variant']} | {r['batch_size']} | {s['p50']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} | {s['min']:.2f} | "
-            f"{s['mean']:.2f} ± {s['std']:.2f} | {s['spread']:.0%} | {r['throughput_ips']:.1f} | "
-            f"{_f(r['speedup'], '.2f', 'x')} | {_f(r['floor_fraction'] and 100 * r['floor_fraction'], '.0f', '%')} | "
-            f"{size} | {diff} |")
+    return (
+        f"| {r['backend']} | {r['variant']} | {r['batch_size']} | {s['p50']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} | {s['min']:.2f} | "
+        f"{s['mean']:.2f} ± {s['std']:.2f} | {s['spread']:.0%} | {r['throughput_ips']:.1f} | "
+        f"{_f(r['speedup'], '.2f', 'x')} | {_f(r['floor_fraction'] and 100 * r['floor_fraction'], '.0f', '%')} | "
+        f"{size} | {diff} |"
+    )
 
 
 def results_table(doc: dict[str, Any], device: str) -> list[str]:
@@ -103,13 +126,18 @@ def results_table(doc: dict[str, Any], device: str) -> list[str]:
 
 def fastest_table(doc: dict[str, Any], device: str) -> list[str]:
     """Per batch size: the fastest fp32 row other than eager, against eager and against the floor."""
-    ok = [r for r in doc["rows"] if r["device"] == device and r["status"] == "ok" and r["precision"] == "fp32"
-          and r["backend"] != "pytorch"]
+    ok = [
+        r
+        for r in doc["rows"]
+        if r["device"] == device and r["status"] == "ok" and r["precision"] == "fp32" and r["backend"] != "pytorch"
+    ]
     lines = ["| batch | fastest fp32 backend | p50 ms | speed-up vs eager | of floor |", "|--:|---|--:|--:|--:|"]
     for n in sorted({r["batch_size"] for r in ok}):
         best = min((r for r in ok if r["batch_size"] == n), key=lambda r: r["latency_ms"]["p50"])
-        lines.append(f"| {n} | {best['backend']} {best['variant']} | {best['latency_ms']['p50']:.2f} | "
-                     f"{_f(best['speedup'], '.2f', 'x')} | {_f(best['floor_fraction'] and 100 * best['floor_fraction'], '.0f', '%')} |")
+        lines.append(
+            f"| {n} | {best['backend']} {best['variant']} | {best['latency_ms']['p50']:.2f} | "
+            f"{_f(best['speedup'], '.2f', 'x')} | {_f(best['floor_fraction'] and 100 * best['floor_fraction'], '.0f', '%')} |"
+        )
     return lines if len(lines) > 2 else []
 
 
@@ -118,10 +146,16 @@ def render_markdown(doc: dict[str, Any]) -> str:
     if doc.get("note"):
         lines += [f"Conditions: {doc['note']}", ""]
     clock = doc["settings"].get("clock", "wall")
-    clock_text = ("the process's CPU time (one thread; time spent descheduled is not counted)" if clock == "cpu"
-                  else "wall time")
-    lines += [f"- Date: {doc['machine']['date']}", f"- Machine: {_machine_line(doc['machine'])}",
-              f"- Model: {_model_line(doc['model'])}", f"- Clock: {clock_text}", ""]
+    clock_text = (
+        "the process's CPU time (one thread; time spent descheduled is not counted)" if clock == "cpu" else "wall time"
+    )
+    lines += [
+        f"- Date: {doc['machine']['date']}",
+        f"- Machine: {_machine_line(doc['machine'])}",
+        f"- Model: {_model_line(doc['model'])}",
+        f"- Clock: {clock_text}",
+        "",
+    ]
     devices = list(dict.fromkeys(r["device"] for r in doc["rows"]))
     for device in devices:
         lines += [f"## {device}", ""]
@@ -131,10 +165,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
         fastest = fastest_table(doc, device)
         if fastest:
             lines += ["### Fastest deployed backend", ""] + fastest + [""]
-    lines += ["p50/p90/p99: latency percentiles over all timed iterations; spread: how far apart the rounds' "
-              "medians were; images/s: batch / mean latency; speed-up: PyTorch eager fp32 p50 / this p50 (same "
-              "device and batch); of floor: the physical floor / this p50; rel. diff: max |logits - eager "
-              "logits| / max |eager logits|.", ""]
+    lines += [
+        "p50/p90/p99: latency percentiles over all timed iterations; spread: how far apart the rounds' "
+        "medians were; images/s: batch / mean latency; speed-up: PyTorch eager fp32 p50 / this p50 (same "
+        "device and batch); of floor: the physical floor / this p50; rel. diff: max |logits - eager "
+        "logits| / max |eager logits|.",
+        "",
+    ]
     if doc["warnings"]:
         lines += ["**Warnings**", ""] + [f"- {w}" for w in doc["warnings"]] + [""]
     return "\n".join(lines)
@@ -152,7 +189,9 @@ def plot_format(path: str | os.PathLike) -> str:
     fmt = Path(path).suffix.lstrip(".").lower() or "png"
     supported = Figure().canvas.get_supported_filetypes()
     if fmt not in supported:
-        raise ValueError(f"matplotlib cannot write .{fmt} plots; use one of {', '.join('.' + s for s in sorted(supported))}")
+        raise ValueError(
+            f"matplotlib cannot write .{fmt} plots; use one of {', '.join('.' + s for s in sorted(supported))}"
+        )
     return fmt
 
 

@@ -39,10 +39,15 @@ class ModelCost:
         return self.parameters * BYTES_PER_WEIGHT[precision]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "num_classes": self.num_classes, "image_size": self.image_size,
-                "parameters": self.parameters, "flops_per_image": self.flops,
-                "weight_bytes": {p: self.weight_bytes(p) for p in BYTES_PER_WEIGHT},
-                "layers": [{"name": n, "kind": k, "flops": f, "parameters": w} for n, k, f, w in self.layers]}
+        return {
+            "variant": self.variant,
+            "num_classes": self.num_classes,
+            "image_size": self.image_size,
+            "parameters": self.parameters,
+            "flops_per_image": self.flops,
+            "weight_bytes": {p: self.weight_bytes(p) for p in BYTES_PER_WEIGHT},
+            "layers": [{"name": n, "kind": k, "flops": f, "parameters": w} for n, k, f, w in self.layers],
+        }
 
 
 def model_cost(model: Any, image_size: int | None = None) -> ModelCost:
@@ -51,8 +56,14 @@ def model_cost(model: Any, image_size: int | None = None) -> ModelCost:
 
     summary = summarize(model, image_size)
     layers = tuple((r.name, r.kind, 2 * r.macs, r.parameters) for r in summary.rows if r.macs)
-    return ModelCost(summary.variant, summary.num_classes, summary.image_size,
-                     summary.total_parameters, 2 * summary.total_macs, layers)
+    return ModelCost(
+        summary.variant,
+        summary.num_classes,
+        summary.image_size,
+        summary.total_parameters,
+        2 * summary.total_macs,
+        layers,
+    )
 
 
 @dataclass(frozen=True)
@@ -77,16 +88,23 @@ class Floor:
         return self.batch_size / (self.floor_ms / 1e3)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"batch_size": self.batch_size, "precision": self.precision, "compute_ms": self.compute_ms,
-                "memory_ms": self.memory_ms, "floor_ms": self.floor_ms, "bound": self.bound,
-                "layer_floor_ms": self.layer_floor_ms,
-                "max_throughput": self.max_throughput}
+        return {
+            "batch_size": self.batch_size,
+            "precision": self.precision,
+            "compute_ms": self.compute_ms,
+            "memory_ms": self.memory_ms,
+            "floor_ms": self.floor_ms,
+            "bound": self.bound,
+            "layer_floor_ms": self.layer_floor_ms,
+            "max_throughput": self.max_throughput,
+        }
 
 
 def floor(cost: ModelCost, batch_size: int, *, gflops: float, gbps: float, precision: str = "fp32") -> Floor:
     """The floor for one batch of `batch_size` at a matmul rate of `gflops` and bandwidth of `gbps`."""
     if gflops <= 0 or gbps <= 0:
         raise ValueError(f"rates must be positive, got {gflops} GFLOP/s and {gbps} GB/s")
+
     def ms(flops: float, params: int) -> tuple[float, float]:
         return batch_size * flops / (gflops * 1e6), params * BYTES_PER_WEIGHT[precision] / (gbps * 1e6)
 

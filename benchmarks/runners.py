@@ -66,6 +66,7 @@ class Runner(abc.ABC):
 
 # --- PyTorch: eager, torch.compile, TorchScript -------------------------------------------------
 
+
 def torch_device(device: str) -> Any:
     import torch
 
@@ -234,6 +235,7 @@ class OnnxRuntimeRunner(Runner):
 
 # --- OpenVINO ----------------------------------------------------------------------------------------
 
+
 class OpenVinoRunner(Runner):
     """OpenVINO on the CPU, reading the exported ONNX directly (that file is what ships)."""
 
@@ -280,6 +282,7 @@ class OpenVinoRunner(Runner):
 
 # --- Core ML -------------------------------------------------------------------------------------------
 
+
 class CoreMLRunner(Runner):
     """Core ML through runtime (macOS only): cpu = CPU_ONLY, mps = all compute units (GPU/ANE)."""
 
@@ -309,16 +312,21 @@ class CoreMLRunner(Runner):
         self.predictor.close()
 
 
-RUNNERS: dict[str, type[Runner]] = {r.backend: r for r in (EagerRunner, CompileRunner, TorchScriptRunner,
-                                                           OnnxRuntimeRunner, OpenVinoRunner, CoreMLRunner)}
+RUNNERS: dict[str, type[Runner]] = {
+    r.backend: r
+    for r in (EagerRunner, CompileRunner, TorchScriptRunner, OnnxRuntimeRunner, OpenVinoRunner, CoreMLRunner)
+}
 BACKENDS = tuple(RUNNERS)
 
 
 def variants(backend: str, device: str) -> list[str]:
     """The configurations benchmarked per backend and device (eager fp32 is the baseline)."""
     if backend == "pytorch":
-        return {"cpu": ["fp32", "fp32 channels_last"], "mps": ["fp32", "fp16"],
-                "cuda": ["fp32", "fp16", "bf16", "fp16 channels_last"]}[device]
+        return {
+            "cpu": ["fp32", "fp32 channels_last"],
+            "mps": ["fp32", "fp16"],
+            "cuda": ["fp32", "fp16", "bf16", "fp16 channels_last"],
+        }[device]
     if backend == "torch.compile":
         return ["fp32", "fp16"] if device == "cuda" else ["fp32"]
     if backend == "torchscript":

@@ -79,13 +79,23 @@ class Result:
 
 
 def _runner_row(runner: Runner, batch_size: int | None, **values: Any) -> Row:
-    return Row(runner.backend, runner.variant, runner.device, batch_size, precision=runner.precision,
-               artifact=runner.artifact, artifact_bytes=runner.artifact_bytes, build_s=runner.build_s,
-               info=dict(runner.info), **values)
+    return Row(
+        runner.backend,
+        runner.variant,
+        runner.device,
+        batch_size,
+        precision=runner.precision,
+        artifact=runner.artifact,
+        artifact_bytes=runner.artifact_bytes,
+        build_s=runner.build_s,
+        info=dict(runner.info),
+        **values,
+    )
 
 
-def run_suite(artifacts: Artifacts, cost: roofline.ModelCost, settings: Settings,
-              progress: Callable[[str], None] | None = None) -> Result:
+def run_suite(
+    artifacts: Artifacts, cost: roofline.ModelCost, settings: Settings, progress: Callable[[str], None] | None = None
+) -> Result:
     """Benchmark everything in `settings`; never raises for one backend's failure (its row says why)."""
     say = progress or (lambda _msg: None)
     rows: list[Row] = []
@@ -103,8 +113,9 @@ def run_suite(artifacts: Artifacts, cost: roofline.ModelCost, settings: Settings
             continue
         precisions = tuple(dict.fromkeys(r.precision for r in runners))
         say(f"{device}: measuring matmul rate and memory bandwidth")
-        measure = functools.partial(measure_limits, device, precisions, clock=CLOCKS[settings.clock],
-                                    **settings.measure)
+        measure = functools.partial(
+            measure_limits, device, precisions, clock=CLOCKS[settings.clock], **settings.measure
+        )
         measured = [measure()]
         ready = []
         for runner in runners:
@@ -126,8 +137,11 @@ def run_suite(artifacts: Artifacts, cost: roofline.ModelCost, settings: Settings
             for runner in ready:
                 runner.close()
         limits[device] = best_limits(measured)
-        floors[device] = [roofline.floor(cost, n, gflops=limits[device].gflops(p), gbps=limits[device].bandwidth_gbps,
-                                         precision=p) for p in precisions for n in settings.batch_sizes]
+        floors[device] = [
+            roofline.floor(cost, n, gflops=limits[device].gflops(p), gbps=limits[device].bandwidth_gbps, precision=p)
+            for p in precisions
+            for n in settings.batch_sizes
+        ]
     _add_comparisons(rows, cost, limits)
     return Result(rows, limits, floors, _warnings(rows))
 
@@ -156,16 +170,26 @@ def _time_batch(runners: list[Runner], n: int, size: int, settings: Settings, sa
     for round_index in range(settings.budget.rounds):
         shift = round_index % max(len(active), 1)
         for runner in active[shift:] + active[:shift]:  # rotate: nobody always runs first or last
-            say(f"{runner.device} batch {n}: round {round_index + 1}/{settings.budget.rounds} {runner.backend} {runner.variant}")
+            say(
+                f"{runner.device} batch {n}: round {round_index + 1}/{settings.budget.rounds} {runner.backend} {runner.variant}"
+            )
             time.sleep(PAUSE_S)
             runner.sync()
-            times[runner].append(time_block(runner.step, runner.sync, min_iterations=min_iterations,
-                                            min_seconds=min_seconds, clock=CLOCKS[settings.clock]))
+            times[runner].append(
+                time_block(
+                    runner.step,
+                    runner.sync,
+                    min_iterations=min_iterations,
+                    min_seconds=min_seconds,
+                    clock=CLOCKS[settings.clock],
+                )
+            )
     reference = next((outputs[r] for r in active if (r.backend, r.variant) == BASELINE), None)
     for runner in active:
         stats = summarize(times[runner])
-        row = _runner_row(runner, n, latency_ms=stats.to_dict(), throughput_ips=throughput(n, stats.mean),
-                          warmup_s=warm_s[runner])
+        row = _runner_row(
+            runner, n, latency_ms=stats.to_dict(), throughput_ips=throughput(n, stats.mean), warmup_s=warm_s[runner]
+        )
         if reference is not None:
             row.max_rel_diff = _rel_diff(outputs[runner], reference)
         rows.append(row)
@@ -181,8 +205,11 @@ def _rel_diff(out: np.ndarray, ref: np.ndarray) -> float | None:
 
 def _add_comparisons(rows: list[Row], cost: roofline.ModelCost, limits: dict[str, Limits]) -> None:
     """Speed-up against eager fp32 on the same device and batch size, and the fraction of the floor."""
-    base = {(r.device, r.batch_size): r.latency_ms["p50"] for r in rows
-            if r.status == "ok" and (r.backend, r.variant) == BASELINE}
+    base = {
+        (r.device, r.batch_size): r.latency_ms["p50"]
+        for r in rows
+        if r.status == "ok" and (r.backend, r.variant) == BASELINE
+    }
     for row in rows:
         if row.status != "ok":
             continue
@@ -190,8 +217,9 @@ def _add_comparisons(rows: list[Row], cost: roofline.ModelCost, limits: dict[str
         if (row.device, row.batch_size) in base:
             row.speedup = base[(row.device, row.batch_size)] / p50
         lim = limits[row.device]
-        bound = roofline.floor(cost, row.batch_size, gflops=lim.gflops(row.precision), gbps=lim.bandwidth_gbps,
-                               precision=row.precision)
+        bound = roofline.floor(
+            cost, row.batch_size, gflops=lim.gflops(row.precision), gbps=lim.bandwidth_gbps, precision=row.precision
+        )
         row.floor_ms, row.bound = bound.floor_ms, bound.bound
         row.floor_fraction = roofline.floor_fraction(bound.floor_ms, p50)
 
@@ -201,7 +229,9 @@ def _warnings(rows: list[Row]) -> list[str]:
     if not noisy:
         return []
     worst = max(noisy, key=lambda r: r.latency_ms["spread"])
-    return [f"{len(noisy)} of {sum(r.status == 'ok' for r in rows)} rows have round medians more than "
-            f"{SPREAD_WARNING:.0%} apart (worst: {worst.label} on {worst.device} at batch {worst.batch_size}, "
-            f"{worst.latency_ms['spread']:.0%}); the machine is busy or throttling: compare with care, "
-            f"or rerun with more --repeats / --min-time on a quiet machine"]
+    return [
+        f"{len(noisy)} of {sum(r.status == 'ok' for r in rows)} rows have round medians more than "
+        f"{SPREAD_WARNING:.0%} apart (worst: {worst.label} on {worst.device} at batch {worst.batch_size}, "
+        f"{worst.latency_ms['spread']:.0%}); the machine is busy or throttling: compare with care, "
+        f"or rerun with more --repeats / --min-time on a quiet machine"
+    ]

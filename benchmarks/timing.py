@@ -48,8 +48,14 @@ class Budget:
         return 1, self.min_time / self.rounds
 
 
-def time_block(step: Callable[[], object], sync: Callable[[], None], *, min_iterations: int = 1,
-               min_seconds: float = 0.0, clock: Callable[[], float] = time.perf_counter) -> list[float]:
+def time_block(
+    step: Callable[[], object],
+    sync: Callable[[], None],
+    *,
+    min_iterations: int = 1,
+    min_seconds: float = 0.0,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[float]:
     """Seconds per call of `step`, each measured up to `sync()` (the device has finished).
 
     Runs at least `min_iterations` calls and keeps going until `min_seconds` have passed.

@@ -18,13 +18,28 @@ from pathlib import Path
 from export.common import COREML_INPUTS, FORMATS, PRECISIONS, ExportError
 from export.validate import ValidationResult, validate_artifact
 
-__all__ = ["FORMATS", "PRECISIONS", "COREML_INPUTS", "ExportError", "ValidationResult", "export_artifact",
-           "validate_artifact"]
+__all__ = [
+    "FORMATS",
+    "PRECISIONS",
+    "COREML_INPUTS",
+    "ExportError",
+    "ValidationResult",
+    "export_artifact",
+    "validate_artifact",
+]
 
 
-def export_artifact(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike | None = None, *,
-                    batch_size: int | None = None, opset: int = 18, precision: str = "fp32",
-                    image_size: int | None = None, coreml_input: str = "image") -> Path:
+def export_artifact(
+    checkpoint: str | os.PathLike,
+    fmt: str,
+    output: str | os.PathLike | None = None,
+    *,
+    batch_size: int | None = None,
+    opset: int = 18,
+    precision: str = "fp32",
+    image_size: int | None = None,
+    coreml_input: str = "image",
+) -> Path:
     """Write `checkpoint` as a `fmt` artifact and return its path.
 
     batch_size: None for a dynamic batch (Core ML image input is always batch 1).
@@ -43,9 +58,13 @@ def export_artifact(checkpoint: str | os.PathLike, fmt: str, output: str | os.Pa
         from export.to_coreml import export_coreml
 
         batch = 1 if coreml_input == "image" else batch_size
-        metadata = common.export_metadata(checkpoint, ckpt, fmt=fmt, batch_size=batch, image_size=size, precision=precision)
+        metadata = common.export_metadata(
+            checkpoint, ckpt, fmt=fmt, batch_size=batch, image_size=size, precision=precision
+        )
         return export_coreml(model, metadata, output, coreml_input=coreml_input)
-    metadata = common.export_metadata(checkpoint, ckpt, fmt=fmt, batch_size=batch_size, image_size=size, precision=precision)
+    metadata = common.export_metadata(
+        checkpoint, ckpt, fmt=fmt, batch_size=batch_size, image_size=size, precision=precision
+    )
     module = common.for_precision(model, precision)
     example = common.example_input(batch_size, size)
     if fmt == "torchscript":

@@ -55,8 +55,10 @@ def check_options(fmt: str, batch_size: int | None, precision: str, coreml_input
     if coreml_input not in COREML_INPUTS:
         raise ExportError(f"unknown Core ML input kind {coreml_input!r}; choose image or tensor")
     if fmt == "coreml" and coreml_input == "image" and batch_size not in (None, 1):
-        raise ExportError(f"a Core ML image input takes one image at a time, not batches of {batch_size}; "
-                          "use coreml_input='tensor' (--coreml-input tensor) for a batch")
+        raise ExportError(
+            f"a Core ML image input takes one image at a time, not batches of {batch_size}; "
+            "use coreml_input='tensor' (--coreml-input tensor) for a batch"
+        )
 
 
 def check_output(output: Path, fmt: str, checkpoint: str | os.PathLike) -> None:
@@ -66,7 +68,9 @@ def check_output(output: Path, fmt: str, checkpoint: str | os.PathLike) -> None:
         raise ExportError(f"the {fmt} artifact would overwrite the checkpoint {checkpoint}; choose another output (-o)")
     if fmt == "coreml" and output.suffix != ".mlpackage":
         # coremltools saves an ML Program only as a .mlpackage directory.
-        raise ExportError(f"cannot write {output}: a Core ML ML Program is a .mlpackage (got {output.suffix or 'no suffix'})")
+        raise ExportError(
+            f"cannot write {output}: a Core ML ML Program is a .mlpackage (got {output.suffix or 'no suffix'})"
+        )
     try:
         outputs.check_output_path(output, directory_ok=fmt == "coreml")
     except outputs.OutputError as exc:
@@ -83,12 +87,21 @@ def resolve_image_size(checkpoint: Checkpoint, model: nn.Module, image_size: int
     size = int(image_size or checkpoint.preprocess.crop)
     minimum = getattr(model, "min_image_size", 1)
     if size < minimum:
-        raise ExportError(f"--image-size {size} is too small for AlexNet variant {checkpoint.config.variant!r} (minimum {minimum})")
+        raise ExportError(
+            f"--image-size {size} is too small for AlexNet variant {checkpoint.config.variant!r} (minimum {minimum})"
+        )
     return size
 
 
-def export_metadata(checkpoint_path: str | os.PathLike, checkpoint: Checkpoint, *, fmt: str, batch_size: int | None,
-                    image_size: int, precision: str) -> ArtifactMetadata:
+def export_metadata(
+    checkpoint_path: str | os.PathLike,
+    checkpoint: Checkpoint,
+    *,
+    fmt: str,
+    batch_size: int | None,
+    image_size: int,
+    precision: str,
+) -> ArtifactMetadata:
     """What the artifact carries: classes, preprocessing, model config, input, provenance."""
     spec = checkpoint.preprocess
     if image_size != spec.crop:

@@ -94,8 +94,15 @@ def _inputs(ct: Any, metadata: ArtifactMetadata, coreml_input: str) -> list[Any]
     _, _, height, width = metadata.input_shape
     if coreml_input == "image":
         spec = metadata.preprocess
-        return [ct.ImageType(name=INPUT_NAME, shape=(1, 3, height, width), scale=1.0 / 255.0,
-                             bias=[-m for m in spec.mean], color_layout=ct.colorlayout.RGB)]
+        return [
+            ct.ImageType(
+                name=INPUT_NAME,
+                shape=(1, 3, height, width),
+                scale=1.0 / 255.0,
+                bias=[-m for m in spec.mean],
+                color_layout=ct.colorlayout.RGB,
+            )
+        ]
     batch = metadata.batch_size or ct.RangeDim(lower_bound=1, upper_bound=MAX_BATCH, default=1)
     return [ct.TensorType(name=INPUT_NAME, shape=(batch, 3, height, width))]
 
@@ -114,10 +121,14 @@ def convert(model: nn.Module, metadata: ArtifactMetadata, coreml_input: str = "i
         with warnings.catch_warnings(), quiet_logger("coremltools"):
             warnings.simplefilter("ignore")
             mlmodel = ct.convert(
-                traced, inputs=_inputs(ct, metadata, coreml_input), outputs=[ct.TensorType(name=OUTPUT_NAME)],
+                traced,
+                inputs=_inputs(ct, metadata, coreml_input),
+                outputs=[ct.TensorType(name=OUTPUT_NAME)],
                 classifier_config=ct.ClassifierConfig(list(metadata.class_names), predicted_feature_name=LABEL_NAME),
-                convert_to="mlprogram", compute_precision=precision,
-                minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET), skip_model_load=True,
+                convert_to="mlprogram",
+                compute_precision=precision,
+                minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
+                skip_model_load=True,
             )
     except Exception as exc:  # coremltools raises plain ValueError/RuntimeError/NotImplementedError
         raise ExportError(f"Core ML conversion failed: {first_line(exc)}") from None
@@ -143,7 +154,9 @@ def _describe(mlmodel: Any, metadata: ArtifactMetadata, coreml_input: str) -> No
     mlmodel.short_description = f"AlexNet ({variant} variant), {metadata.num_classes} classes, {metadata.precision}"
     mlmodel.version = metadata.package_version or "0"
     mlmodel.input_description[INPUT_NAME] = (
-        "RGB image, normalization inside the model" if coreml_input == "image" else "normalized float tensor (N, 3, H, W)"
+        "RGB image, normalization inside the model"
+        if coreml_input == "image"
+        else "normalized float tensor (N, 3, H, W)"
     )
     mlmodel.output_description[LABEL_NAME] = "the most likely class"
     mlmodel.output_description[OUTPUT_NAME] = "class name -> logit (raw score, no softmax)"

@@ -16,8 +16,15 @@ from runtime.metadata import METADATA_KEY, ArtifactMetadata
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, metadata: ArtifactMetadata, output: Path, *,
-                opset: int = 18, dynamic_batch: bool = True) -> Path:
+def export_onnx(
+    model: nn.Module,
+    example: torch.Tensor,
+    metadata: ArtifactMetadata,
+    output: Path,
+    *,
+    opset: int = 18,
+    dynamic_batch: bool = True,
+) -> Path:
     """Export `model` (input `example`, (N, 3, H, W)) to `output`; batch dimension dynamic unless fixed."""
     import onnx
 
@@ -27,11 +34,22 @@ def export_onnx(model: nn.Module, example: torch.Tensor, metadata: ArtifactMetad
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
     try:
         # The exporter reports its progress on stdout and warns about untested versions; keep the CLI quiet.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), quiet_logger("torch.onnx"), quiet_logger("onnxscript"):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            quiet_logger("torch.onnx"),
+            quiet_logger("onnxscript"),
+        ):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                model.eval(), (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_shapes=dynamic_shapes, dynamo=True, opset_version=opset, external_data=False,
+                model.eval(),
+                (example,),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=dynamic_shapes,
+                dynamo=True,
+                opset_version=opset,
+                external_data=False,
                 verbose=False,
             )
     except Exception as exc:  # the exporter wraps everything in its own error classes
@@ -41,8 +59,10 @@ def export_onnx(model: nn.Module, example: torch.Tensor, metadata: ArtifactMetad
     if written != opset:
         # The exporter writes opset 18+ and down-converts on request; when that fails it keeps
         # its own opset without raising, which would silently ignore --opset.
-        raise ExportError(f"the ONNX exporter could not produce opset {opset} (it wrote opset {written}); "
-                          f"use --opset {max(written or 18, 18)} or newer")
+        raise ExportError(
+            f"the ONNX exporter could not produce opset {opset} (it wrote opset {written}); "
+            f"use --opset {max(written or 18, 18)} or newer"
+        )
     proto.producer_name = "alexnet-deploy"
     proto.doc_string = f"AlexNet ({metadata.model_config.get('variant', '?')}), {metadata.num_classes} classes"
     entry = proto.metadata_props.add()

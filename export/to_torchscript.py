@@ -25,6 +25,9 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, metadata: Artifa
     except RuntimeError as exc:
         raise ExportError(f"TorchScript tracing failed: {first_line(exc)}") from None
     extra = {EXTRA_FILE: metadata.to_json()}
-    write_file(output, lambda tmp: torch.jit.save(frozen, tmp, _extra_files=extra),
-               expected_bytes=weight_bytes(model, metadata.precision))
+    write_file(
+        output,
+        lambda tmp: torch.jit.save(frozen, tmp, _extra_files=extra),
+        expected_bytes=weight_bytes(model, metadata.precision),
+    )
     return output

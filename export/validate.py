@@ -48,13 +48,16 @@ class ValidationResult:
         verdict = "PASS" if self.passed else "FAIL"
         if self.max_abs is None:
             return f"{self.fmt}: {verdict} ({self.note})"
-        return (f"{self.fmt}: {verdict}  max abs diff {self.max_abs:.2e} (atol {self.atol:.1e}), max rel diff "
-                f"{self.max_rel:.2e}, top-1 agreement {self.top1:.1%} on {self.count} inputs"
-                + (f"; {self.note}" if self.note else ""))
+        return (
+            f"{self.fmt}: {verdict}  max abs diff {self.max_abs:.2e} (atol {self.atol:.1e}), max rel diff "
+            f"{self.max_rel:.2e}, top-1 agreement {self.top1:.1%} on {self.count} inputs"
+            + (f"; {self.note}" if self.note else "")
+        )
 
 
-def validation_inputs(metadata: ArtifactMetadata, data: str | Path | None = None, *, random: int = 8,
-                      images: int = 16, seed: int = 0) -> np.ndarray:
+def validation_inputs(
+    metadata: ArtifactMetadata, data: str | Path | None = None, *, random: int = 8, images: int = 16, seed: int = 0
+) -> np.ndarray:
     """(random + images, 3, S, S) float32: random-pixel images, then real images, all preprocessed.
 
     The random inputs are uniform 8-bit pixels, normalized: a Core ML image input receives
@@ -72,8 +75,10 @@ def validation_inputs(metadata: ArtifactMetadata, data: str | Path | None = None
     elif images:
         from alexnet.synthetic import render_synthetic
 
-        arrays += [preprocess_image(render_synthetic(i, split="val", image_size=spec.resize, seed=seed)[0], spec)
-                   for i in range(images)]
+        arrays += [
+            preprocess_image(render_synthetic(i, split="val", image_size=spec.resize, seed=seed)[0], spec)
+            for i in range(images)
+        ]
     return np.stack(arrays).astype(np.float32)
 
 
@@ -97,8 +102,9 @@ def reference_logits(checkpoint: Checkpoint, batch: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(batch)).numpy()
 
 
-def validate_artifact(path: str | Path, checkpoint_path: str | Path, *, atol: float | None = None,
-                      data: str | Path | None = None) -> ValidationResult:
+def validate_artifact(
+    path: str | Path, checkpoint_path: str | Path, *, atol: float | None = None, data: str | Path | None = None
+) -> ValidationResult:
     """Load `path` back with its runtime and compare it with the checkpoint's PyTorch model."""
     import runtime
 
@@ -117,8 +123,11 @@ def validate_artifact(path: str | Path, checkpoint_path: str | Path, *, atol: fl
 def check_coreml_package(path: Path, checkpoint: Checkpoint) -> ValidationResult:
     """Structural checks of a .mlpackage where Core ML cannot predict (Linux, Windows)."""
     problems = coreml_problems(path, checkpoint)
-    note = "; ".join(problems) if problems else (
-        "numerical validation needs macOS; spec, input/outputs, labels, metadata and weights checked")
+    note = (
+        "; ".join(problems)
+        if problems
+        else ("numerical validation needs macOS; spec, input/outputs, labels, metadata and weights checked")
+    )
     return ValidationResult("coreml", not problems, note=note)
 
 
@@ -179,6 +188,6 @@ def weight_problems(program: Any, checkpoint: Checkpoint, image_input: bool) -> 
             if np.any(expected):  # the optimizer drops all-zero biases into the op
                 problems.append(f"weight {name} is missing from the package")
             continue
-        if found.shape != expected.shape or not np.allclose(found.astype(np.float32), expected, rtol=2 ** -10, atol=1e-7):
+        if found.shape != expected.shape or not np.allclose(found.astype(np.float32), expected, rtol=2**-10, atol=1e-7):
             problems.append(f"weight {name} differs from the checkpoint beyond fp16 rounding")
     return problems

@@ -24,7 +24,21 @@ from runtime.predictor import InputError, Prediction, Predictor, softmax
 from runtime.preprocess import ImageLoadError, PreprocessSpec
 
 __all__ = [
-    "ArtifactMetadata", "BackendUnavailableError", "DeployError", "ImageLoadError", "InputError", "MetadataError",
-    "ModelLoadError", "ModelRunError", "Prediction", "Predictor", "PreprocessSpec", "backend_names", "detect_backend", "load",
-    "read_labels", "register_backend", "softmax",
+    "ArtifactMetadata",
+    "BackendUnavailableError",
+    "DeployError",
+    "ImageLoadError",
+    "InputError",
+    "MetadataError",
+    "ModelLoadError",
+    "ModelRunError",
+    "Prediction",
+    "Predictor",
+    "PreprocessSpec",
+    "backend_names",
+    "detect_backend",
+    "load",
+    "read_labels",
+    "register_backend",
+    "softmax",
 ]

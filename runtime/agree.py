@@ -35,8 +35,14 @@ def _probabilities(model: Path, images: list[str]) -> tuple[str, np.ndarray]:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--images", "image_dirs", multiple=True, required=True, type=click.Path(exists=True),
-              help="Image files or folders (walked).")
+@click.option(
+    "--images",
+    "image_dirs",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True),
+    help="Image files or folders (walked).",
+)
 def main(models: tuple[Path, ...], image_dirs: tuple[str, ...]) -> None:
     """Compare MODELS' predictions on the same images; the first model is the reference.
 
@@ -58,7 +64,9 @@ def main(models: tuple[Path, ...], image_dirs: tuple[str, ...]) -> None:
             reference = probs
         same = int((probs.argmax(1) == reference.argmax(1)).sum())
         disagreements += len(images) - same
-        click.echo(f"{str(model)[-35:]:<36}{backend:<13}{f'{same}/{len(images)}':>12}{np.abs(probs - reference).max():>11.2e}")
+        click.echo(
+            f"{str(model)[-35:]:<36}{backend:<13}{f'{same}/{len(images)}':>12}{np.abs(probs - reference).max():>11.2e}"
+        )
     if reference is None:
         raise click.ClickException("no model could run here")
     sys.exit(1 if disagreements else 0)

@@ -27,8 +27,9 @@ _UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 def printable(text: str) -> str:
     """`text` for a terminal: every character in _UNPRINTABLE written as its escape (\\x1b, \\u202e)."""
-    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _UNPRINTABLE else c
-                   for c in str(text))
+    return "".join(
+        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _UNPRINTABLE else c for c in str(text)
+    )
 
 
 class BackendChoice(click.Choice):
@@ -124,7 +125,9 @@ def _print_predictions(predictor: Any, images: list[str], topk: int, logits: boo
     from tqdm import tqdm
 
     failed = []
-    with tqdm(total=len(images), unit="img", file=sys.stderr, disable=True if len(images) < PROGRESS_MIN else None) as bar:
+    with tqdm(
+        total=len(images), unit="img", file=sys.stderr, disable=True if len(images) < PROGRESS_MIN else None
+    ) as bar:
         for prediction in predictor.iter_predict(images, topk, logits=logits):
             if not prediction.ok:
                 failed.append(prediction)
@@ -144,28 +147,70 @@ def _print_predictions(predictor: Any, images: list[str], topk: int, logits: boo
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("inputs", nargs=-1, required=True, metavar="IMAGES_OR_DIRS...")
-@click.option("--model", "-m", type=click.Path(exists=True, path_type=Path), default=None,
-              help=f"Artifact (.onnx, .pt, .mlpackage) or checkpoint (.pth, .safetensors). "
-                   f"Default: ${MODEL_ENV}, else the newest artifact under ./{DEMO_DIR}/.")
-@click.option("--backend", type=BackendChoice(), default="auto", show_default=True,
-              help="Engine; auto picks it from the model file.")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
-              help="auto: the fastest available (onnxruntime: CUDA > CoreML > OpenVINO > CPU); mps = Apple GPU.")
+@click.option(
+    "--model",
+    "-m",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help=f"Artifact (.onnx, .pt, .mlpackage) or checkpoint (.pth, .safetensors). "
+    f"Default: ${MODEL_ENV}, else the newest artifact under ./{DEMO_DIR}/.",
+)
+@click.option(
+    "--backend",
+    type=BackendChoice(),
+    default="auto",
+    show_default=True,
+    help="Engine; auto picks it from the model file.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="auto: the fastest available (onnxruntime: CUDA > CoreML > OpenVINO > CPU); mps = Apple GPU.",
+)
 @click.option("--topk", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Images run together (default: the artifact's fixed batch, else 32).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images run together (default: the artifact's fixed batch, else 32).",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the backend.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per image.")
 @click.option("--logits", is_flag=True, help="With --json: add every class's raw logit.")
-@click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Class names, one per line (or a JSON list): for a model without alexnet-deploy metadata.")
-@click.option("--image-size", type=click.IntRange(min=1, max=MAX_CROP), default=None, help="Override the crop size (foreign models).")
+@click.option(
+    "--labels",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Class names, one per line (or a JSON list): for a model without alexnet-deploy metadata.",
+)
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=1, max=MAX_CROP),
+    default=None,
+    help="Override the crop size (foreign models).",
+)
 @click.option("--mean", type=Triple(), default=None, help="Override normalization mean, e.g. 0.485,0.456,0.406.")
-@click.option("--std", type=Triple(positive=True), default=None, help="Override normalization std, e.g. 0.229,0.224,0.225.")
+@click.option(
+    "--std", type=Triple(positive=True), default=None, help="Override normalization std, e.g. 0.229,0.224,0.225."
+)
 @handle_errors
-def main(inputs: tuple[str, ...], model: Path | None, backend: str, device: str, topk: int, batch_size: int | None,
-         threads: int | None, as_json: bool, logits: bool, labels: str | None, image_size: int | None,
-         mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> None:
+def main(
+    inputs: tuple[str, ...],
+    model: Path | None,
+    backend: str,
+    device: str,
+    topk: int,
+    batch_size: int | None,
+    threads: int | None,
+    as_json: bool,
+    logits: bool,
+    labels: str | None,
+    image_size: int | None,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+) -> None:
     """Classify images: the top-k classes of each, from an exported AlexNet.
 
     Class names, preprocessing and input size come from the artifact itself. Directories
@@ -184,19 +229,34 @@ def main(inputs: tuple[str, ...], model: Path | None, backend: str, device: str,
     if logits and not as_json:
         raise click.UsageError("--logits only applies to --json output")
     model = model or default_model()
-    predictor = runtime.load(model, backend, device, labels=labels, image_size=image_size, mean=mean, std=std,
-                             threads=threads, batch_size=batch_size)
+    predictor = runtime.load(
+        model,
+        backend,
+        device,
+        labels=labels,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        threads=threads,
+        batch_size=batch_size,
+    )
     set_torch_threads(threads)  # torch backends: process-wide, so here at the entry point, not in the library
     images, skipped = collect_images(inputs)
     if skipped:
-        click.echo(f"skipped {len(skipped)} file(s) without an image suffix: {printable(', '.join(skipped[:5]))}"
-                   f"{', ...' if len(skipped) > 5 else ''}", err=True)
+        click.echo(
+            f"skipped {len(skipped)} file(s) without an image suffix: {printable(', '.join(skipped[:5]))}"
+            f"{', ...' if len(skipped) > 5 else ''}",
+            err=True,
+        )
     if not images:
         raise click.UsageError(f"no image files found in {printable(', '.join(inputs))}")
     if not as_json:
         m = predictor.metadata
-        click.echo(f"model: {model} ({predictor.backend_name} on {predictor.device}, {m.num_classes} classes, "
-                   f"input {'x'.join(map(str, m.input_shape[1:]))}, {m.precision})", err=True)
+        click.echo(
+            f"model: {model} ({predictor.backend_name} on {predictor.device}, {m.num_classes} classes, "
+            f"input {'x'.join(map(str, m.input_shape[1:]))}, {m.precision})",
+            err=True,
+        )
 
     failed = _print_predictions(predictor, images, topk, logits, as_json)
     predictor.close()

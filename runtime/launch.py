@@ -28,8 +28,10 @@ COMMANDS = {
 
 def missing_extra_message(script: str, missing: str) -> str:
     extra = COMMANDS[script][1]
-    return (f"Error: {script} needs the [{extra}] extra ({missing} is not installed); "
-            f"pip install 'alexnet-deploy[{extra}]' (this install has only the runtime: alexnet-run)")
+    return (
+        f"Error: {script} needs the [{extra}] extra ({missing} is not installed); "
+        f"pip install 'alexnet-deploy[{extra}]' (this install has only the runtime: alexnet-run)"
+    )
 
 
 def launch(script: str) -> None:

@@ -21,8 +21,10 @@ from runtime.metadata import ArtifactMetadata, MetadataError, check_batch_size, 
 from runtime.predictor import InputError, Predictor
 from runtime.preprocess import PreprocessSpec, SpecialFileError, open_regular
 
-FOREIGN_HINT = ("pass --labels FILE (one class name per line) and, unless the model fixes its input size, "
-                "--image-size N (--mean/--std default to ImageNet's)")
+FOREIGN_HINT = (
+    "pass --labels FILE (one class name per line) and, unless the model fixes its input size, "
+    "--image-size N (--mean/--std default to ImageNet's)"
+)
 
 
 def load(
@@ -56,8 +58,9 @@ def load(
     name = detect_backend(path) if backend == "auto" else backend
     engine = get_backend(name)(path, device=device, threads=threads, providers=providers)
     try:
-        metadata = resolve_metadata(engine, path, labels=labels, preprocess=preprocess,
-                                    image_size=image_size, mean=mean, std=std)
+        metadata = resolve_metadata(
+            engine, path, labels=labels, preprocess=preprocess, image_size=image_size, mean=mean, std=std
+        )
         engine.configure(metadata)
         return Predictor(engine, metadata, batch_size=batch_size)
     except BaseException:
@@ -93,24 +96,37 @@ def read_labels(path: str | os.PathLike) -> list[str]:
         raise InputError(f"labels file {path}: {exc}") from None
 
 
-def resolve_metadata(engine: Backend, path: Path, *, labels: Sequence[str] | str | os.PathLike | None = None,
-                     preprocess: PreprocessSpec | None = None, image_size: int | None = None,
-                     mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> ArtifactMetadata:
+def resolve_metadata(
+    engine: Backend,
+    path: Path,
+    *,
+    labels: Sequence[str] | str | os.PathLike | None = None,
+    preprocess: PreprocessSpec | None = None,
+    image_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> ArtifactMetadata:
     """The embedded metadata with the user's overrides applied, checked against the graph."""
     embedded, io = engine.metadata, engine.io
     if len(io.input_shape) != 4 or io.input_shape[1] not in (None, 3):
-        raise MetadataError(f"{path} takes inputs of shape {io.input_shape}; alexnet-deploy runs image classifiers "
-                            f"that take (N, 3, H, W)")
+        raise MetadataError(
+            f"{path} takes inputs of shape {io.input_shape}; alexnet-deploy runs image classifiers "
+            f"that take (N, 3, H, W)"
+        )
     if isinstance(labels, (str, os.PathLike)):
         labels = read_labels(labels)
     if embedded is None and labels is None:
-        raise MetadataError(f"{path} carries no alexnet-deploy metadata (a model not exported by alexnet-deploy); "
-                            f"to run it anyway, {FOREIGN_HINT}")
+        raise MetadataError(
+            f"{path} carries no alexnet-deploy metadata (a model not exported by alexnet-deploy); "
+            f"to run it anyway, {FOREIGN_HINT}"
+        )
     class_names = tuple(labels) if labels is not None else embedded.class_names
     if io.num_outputs is not None and io.num_outputs != len(class_names):
         source = "the labels given" if labels is not None else "its metadata"
-        raise MetadataError(f"{path} outputs {io.num_outputs} classes but {source} name {len(class_names)}; "
-                            f"pass --labels with {io.num_outputs} names")
+        raise MetadataError(
+            f"{path} outputs {io.num_outputs} classes but {source} name {len(class_names)}; "
+            f"pass --labels with {io.num_outputs} names"
+        )
 
     spec = preprocess or (embedded.preprocess if embedded else None)
     graph_size = io.input_shape[2] if len(io.input_shape) == 4 and io.input_shape[2] == io.input_shape[3] else None
@@ -128,12 +144,20 @@ def resolve_metadata(engine: Backend, path: Path, *, labels: Sequence[str] | str
 
     height, width = io.input_shape[2:4] if len(io.input_shape) == 4 else (None, None)
     if (height is not None and height != spec.crop) or (width is not None and width != spec.crop):
-        raise MetadataError(f"{path} takes {height}x{width} inputs, but preprocessing crops {spec.crop}x{spec.crop}; "
-                            f"drop --image-size or set it to {height}")
+        raise MetadataError(
+            f"{path} takes {height}x{width} inputs, but preprocessing crops {spec.crop}x{spec.crop}; "
+            f"drop --image-size or set it to {height}"
+        )
     batch = _batch_size(io.input_shape[0], embedded.batch_size if embedded else None, path)
     precision = embedded.precision if embedded else ("fp16" if io.input_dtype == np.float16 else "fp32")
-    values = dict(class_names=class_names, preprocess=spec, input_shape=(batch, 3, spec.crop, spec.crop),
-                  input_name=io.input_name, output_name=io.output_name, precision=precision)
+    values = dict(
+        class_names=class_names,
+        preprocess=spec,
+        input_shape=(batch, 3, spec.crop, spec.crop),
+        input_name=io.input_name,
+        output_name=io.output_name,
+        precision=precision,
+    )
     if embedded is not None:
         return dataclasses.replace(embedded, **values)
     return ArtifactMetadata(model_config={}, format=engine.format, **values)
@@ -143,5 +167,7 @@ def _batch_size(graph: int | None, embedded: int | None, path: Path) -> int | No
     """The graph's fixed batch wins; it must agree with the metadata when both say one."""
     graph = check_batch_size(graph, f"{path}: the graph's batch size")  # bounded: every call is padded to it
     if graph is not None and embedded is not None and graph != embedded:
-        raise MetadataError(f"{path}: the graph takes batches of {graph} but its metadata says {embedded}; re-export it")
+        raise MetadataError(
+            f"{path}: the graph takes batches of {graph} but its metadata says {embedded}; re-export it"
+        )
     return graph if graph is not None else embedded

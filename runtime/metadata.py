@@ -27,8 +27,18 @@ MAX_BATCH = 1_024  # a fixed batch size (the predictor pads every call to it)
 _TEXT_FIELDS = ("input_name", "output_name", "format", "source_sha256", "package_version", "torch_version")
 _REQUIRED = ("class_names", "preprocess", "model_config", "input_shape")
 
-__all__ = ["ArtifactMetadata", "MetadataError", "check_class_names", "check_batch_size", "METADATA_KEY", "SCHEMA_VERSION",
-           "PRECISIONS", "MAX_CLASSES", "MAX_NAME_LENGTH", "MAX_BATCH"]
+__all__ = [
+    "ArtifactMetadata",
+    "MetadataError",
+    "check_class_names",
+    "check_batch_size",
+    "METADATA_KEY",
+    "SCHEMA_VERSION",
+    "PRECISIONS",
+    "MAX_CLASSES",
+    "MAX_NAME_LENGTH",
+    "MAX_BATCH",
+]
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,9 @@ class ArtifactMetadata:
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise _malformed(f"schema_version must be a non-negative integer, got {short_repr(version)}")
         if version > SCHEMA_VERSION:
-            raise MetadataError(f"metadata schema version {version} is newer than this runtime ({SCHEMA_VERSION}); upgrade alexnet-deploy")
+            raise MetadataError(
+                f"metadata schema version {version} is newer than this runtime ({SCHEMA_VERSION}); upgrade alexnet-deploy"
+            )
         missing = [key for key in _REQUIRED if key not in data]
         if missing:
             raise _malformed(f"missing {', '.join(missing)}")
@@ -87,9 +99,15 @@ class ArtifactMetadata:
             precision = data.get("precision", "fp32")
             if not isinstance(precision, str) or precision not in PRECISIONS:
                 raise MetadataError(f"precision must be one of {', '.join(PRECISIONS)}, got {short_repr(precision)}")
-            return cls(class_names=check_class_names(data["class_names"]), preprocess=spec,
-                       model_config=dict(data["model_config"]), input_shape=_input_shape(data["input_shape"], spec.crop),
-                       precision=precision, schema_version=version, **values)
+            return cls(
+                class_names=check_class_names(data["class_names"]),
+                preprocess=spec,
+                model_config=dict(data["model_config"]),
+                input_shape=_input_shape(data["input_shape"], spec.crop),
+                precision=precision,
+                schema_version=version,
+                **values,
+            )
         except MetadataError as exc:
             raise _malformed(str(exc)) from None
 
@@ -141,12 +159,15 @@ def _input_shape(shape: Any, crop: int) -> tuple[int | None, int, int, int]:
         raise MetadataError(f"input_shape must be [batch, 3, height, width], got {short_repr(shape)}")
     batch = check_batch_size(shape[0], "input_shape batch")
     if list(shape[1:]) != [3, crop, crop] or any(isinstance(d, bool) for d in shape[1:]):
-        raise MetadataError(f"input_shape {short_repr(list(shape))} does not match 3-channel {crop}x{crop} inputs "
-                            f"(the preprocess crop)")
+        raise MetadataError(
+            f"input_shape {short_repr(list(shape))} does not match 3-channel {crop}x{crop} inputs (the preprocess crop)"
+        )
     return batch, 3, crop, crop
 
 
 def _text(key: str, value: Any) -> str:
     if not isinstance(value, str) or len(value) > MAX_NAME_LENGTH:
-        raise MetadataError(f"{key} must be a string of at most {MAX_NAME_LENGTH:,} characters, got {short_repr(value)}")
+        raise MetadataError(
+            f"{key} must be a string of at most {MAX_NAME_LENGTH:,} characters, got {short_repr(value)}"
+        )
     return value

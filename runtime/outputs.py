@@ -53,8 +53,9 @@ def is_stdout(path: str | os.PathLike | None) -> bool:
     return path is not None and os.fspath(path) == STDOUT
 
 
-def check_output_path(path: str | os.PathLike, *, what: str | None = None, directory_ok: bool = False,
-                      stdout_ok: bool = False) -> Path:
+def check_output_path(
+    path: str | os.PathLike, *, what: str | None = None, directory_ok: bool = False, stdout_ok: bool = False
+) -> Path:
     """Refuse, before any long work, an output that could not be written. what: how messages name
     it ("--json"); directory_ok: it is a directory (.mlpackage); stdout_ok: the caller takes ``-``."""
     if is_stdout(path) and not stdout_ok:
@@ -120,8 +121,9 @@ def _missing_parent(path: Path) -> str | None:
     return f"directory {parent} does not exist"
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], Any], *, expected_bytes: int | None = None,
-                 what: str | None = None) -> Path:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[str], Any], *, expected_bytes: int | None = None, what: str | None = None
+) -> Path:
     """Call `write(tmp)` on a temp file beside `path`, fsync it and rename it over `path`; a device
     or FIFO gets `write(path)`. Returns the path written (a symlink's target).
 
@@ -177,7 +179,9 @@ def _check_space(path: str | os.PathLike, parent: Path, expected_bytes: int | No
     except OSError:
         return  # a file system that does not say: the write itself will tell
     if free is not None and free < expected_bytes + SPACE_MARGIN:
-        need, have = ((f"{n / 1e6:.0f}" if n >= 10e6 else f"{n / 1e6:.1f}") for n in (expected_bytes + SPACE_MARGIN, free))
+        need, have = (
+            (f"{n / 1e6:.0f}" if n >= 10e6 else f"{n / 1e6:.1f}") for n in (expected_bytes + SPACE_MARGIN, free)
+        )
         raise OutputError(path, f"not enough space on {parent}: need ~{need} MB, {have} MB free", what)
 
 
@@ -195,7 +199,7 @@ def remove_stale_temps(target: Path) -> list[Path]:
     except OSError:
         return removed
     for entry in entries:
-        match = _TEMP_SUFFIX.fullmatch(entry.name[len(prefix):]) if entry.name.startswith(prefix) else None
+        match = _TEMP_SUFFIX.fullmatch(entry.name[len(prefix) :]) if entry.name.startswith(prefix) else None
         if match is None or _running(int(match.group(1))):
             continue
         stale = Path(entry.path)
@@ -243,8 +247,9 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def replace_directory(path: str | os.PathLike, build: Callable[[str], Any], *, expected_bytes: int | None = None,
-                      what: str | None = None) -> Path:
+def replace_directory(
+    path: str | os.PathLike, build: Callable[[str], Any], *, expected_bytes: int | None = None, what: str | None = None
+) -> Path:
     """`build(tmp)` creates the directory (e.g. a .mlpackage) beside `path`; it then replaces `path`.
 
     The old version is renamed aside, the new one renamed in, and only then the old one
@@ -292,7 +297,9 @@ def dumps_json(obj: Any, **kwargs: Any) -> str:
         return json.dumps(obj, allow_nan=False, **kwargs)
     except ValueError:
         where = _non_finite(obj, "")
-        raise OutputError("JSON", f"{where or 'a value'} is not a finite number (JSON has no NaN or infinity)") from None
+        raise OutputError(
+            "JSON", f"{where or 'a value'} is not a finite number (JSON has no NaN or infinity)"
+        ) from None
 
 
 def _non_finite(obj: Any, where: str) -> str | None:

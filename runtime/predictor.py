@@ -49,8 +49,12 @@ class Prediction:
         """The JSON schema of `alexnet-run --json` (one object per image)."""
         if self.error is not None:
             return {"path": self.source, "error": self.error}
-        data: dict[str, Any] = {"path": self.source, "labels": list(self.labels), "indices": list(self.indices),
-                                "probabilities": list(self.probabilities)}
+        data: dict[str, Any] = {
+            "path": self.source,
+            "labels": list(self.labels),
+            "indices": list(self.indices),
+            "probabilities": list(self.probabilities),
+        }
         if self.logits is not None:
             data["logits"] = list(self.logits)
         return data
@@ -94,7 +98,9 @@ class Predictor:
         if not isinstance(batch, np.ndarray):
             raise InputError(f"predict_logits takes a numpy array, got {type(batch).__name__}")
         if batch.dtype != np.float32:
-            raise InputError(f"predict_logits takes float32 input, got {batch.dtype}; convert with batch.astype(np.float32)")
+            raise InputError(
+                f"predict_logits takes float32 input, got {batch.dtype}; convert with batch.astype(np.float32)"
+            )
         if batch.ndim != 4 or batch.shape[1:] != self.input_shape:
             raise InputError(
                 f"predict_logits takes (N, {', '.join(map(str, self.input_shape))}) arrays, got {batch.shape}; "
@@ -106,7 +112,7 @@ class Predictor:
             return self._run(batch)
         parts = []
         for start in range(0, len(batch), self.max_batch):
-            part = batch[start:start + self.max_batch]
+            part = batch[start : start + self.max_batch]
             pad = self.max_batch - len(part)
             if pad:
                 part = np.concatenate([part, np.zeros((pad, *part.shape[1:]), np.float32)])
@@ -122,7 +128,9 @@ class Predictor:
             )
         return logits
 
-    def predict(self, images: Any, topk: int = 5, *, logits: bool = False, batch_size: int | None = None) -> list[Prediction]:
+    def predict(
+        self, images: Any, topk: int = 5, *, logits: bool = False, batch_size: int | None = None
+    ) -> list[Prediction]:
         """Paths, PIL images or arrays (one or a sequence) -> one `Prediction` per image, in order.
 
         Arrays are uint8 images (H, W), (H, W, 3) or (H, W, 4), preprocessed here, or
@@ -131,8 +139,9 @@ class Predictor:
         """
         return list(self.iter_predict(images, topk, logits=logits, batch_size=batch_size))
 
-    def iter_predict(self, images: Any, topk: int = 5, *, logits: bool = False,
-                     batch_size: int | None = None) -> Iterator[Prediction]:
+    def iter_predict(
+        self, images: Any, topk: int = 5, *, logits: bool = False, batch_size: int | None = None
+    ) -> Iterator[Prediction]:
         """`predict`, yielding results batch by batch (for progress bars and long lists)."""
         items = _as_items(images)
         if not isinstance(topk, int) or topk < 1:
@@ -151,8 +160,9 @@ class Predictor:
         for start in range(0, len(items), chunk):
             yield from self._predict_chunk(items, range(start, min(start + chunk, len(items))), arrays, topk, logits)
 
-    def _predict_chunk(self, items: Sequence[Any], indices: range, arrays: dict[int, np.ndarray],
-                       topk: int, with_logits: bool) -> Iterator[Prediction]:
+    def _predict_chunk(
+        self, items: Sequence[Any], indices: range, arrays: dict[int, np.ndarray], topk: int, with_logits: bool
+    ) -> Iterator[Prediction]:
         inputs, errors = {}, {}
         for i in indices:
             try:
@@ -206,8 +216,10 @@ class Predictor:
 
     def __repr__(self) -> str:
         m = self.metadata
-        return (f"Predictor(backend={self.backend_name!r}, device={self.device!r}, classes={m.num_classes}, "
-                f"input_shape={tuple(m.input_shape)}, precision={m.precision!r})")
+        return (
+            f"Predictor(backend={self.backend_name!r}, device={self.device!r}, classes={m.num_classes}, "
+            f"input_shape={tuple(m.input_shape)}, precision={m.precision!r})"
+        )
 
 
 def _as_items(images: Any) -> list[Any]:

@@ -35,10 +35,32 @@ MAX_RESIZED_PIXELS = 89_478_485
 
 # Image files, by suffix: what folder walks (alexnet-run, datasets, export --data) pick up. The
 # formats Pillow decodes without plugins; anything else in a folder is skipped, not an error.
-IMAGE_SUFFIXES = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff",
-    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".qoi", ".avif", ".jp2", ".j2k",
-})
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".apng",
+        ".bmp",
+        ".dib",
+        ".gif",
+        ".webp",
+        ".tif",
+        ".tiff",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".tga",
+        ".ico",
+        ".qoi",
+        ".avif",
+        ".jp2",
+        ".j2k",
+    }
+)
 
 INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
@@ -71,7 +93,9 @@ class PreprocessSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.interpolation, str) or self.interpolation not in INTERPOLATIONS:
-            raise MetadataError(f"unknown interpolation {short_repr(self.interpolation)}; choose one of {', '.join(INTERPOLATIONS)}")
+            raise MetadataError(
+                f"unknown interpolation {short_repr(self.interpolation)}; choose one of {', '.join(INTERPOLATIONS)}"
+            )
         object.__setattr__(self, "resize", _bounded_int("resize", self.resize, MAX_RESIZE))
         object.__setattr__(self, "crop", _bounded_int("crop", self.crop, MAX_CROP))
         if self.crop > self.resize:
@@ -115,9 +139,14 @@ def _bounded_int(name: str, value: Any, maximum: int) -> int:
 
 
 def _triple(name: str, values: Any, *, positive: bool) -> tuple[float, float, float]:
-    ok = isinstance(values, (list, tuple)) and len(values) == 3 and all(
-        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
-        for v in values)
+    ok = (
+        isinstance(values, (list, tuple))
+        and len(values) == 3
+        and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
+            for v in values
+        )
+    )
     if not ok:
         what = "finite positive" if positive else "finite"
         raise MetadataError(f"{name} must be three {what} numbers (R, G, B), got {short_repr(values)}")
@@ -132,8 +161,13 @@ def special_file_kind(mode: int) -> str | None:
     """None for a regular file, else what it is ("a FIFO", ...), for refusing it by name."""
     if stat.S_ISREG(mode):
         return None
-    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
     return next((kind for test, kind in kinds if test(mode)), "not a regular file")
 
 
@@ -148,7 +182,9 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
     try:
         kind = special_file_kind(os.fstat(fd).st_mode)
         if kind is not None:
-            raise (IsADirectoryError if kind == "a directory" else SpecialFileError)(f"{os.fspath(path)} is {kind}, not a regular file")
+            raise (IsADirectoryError if kind == "a directory" else SpecialFileError)(
+                f"{os.fspath(path)} is {kind}, not a regular file"
+            )
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -221,7 +257,9 @@ def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
     return int(size * width / height), size
 
 
-def resize_shorter_side(image: Image.Image, size: int, interpolation: str = "bilinear", *, name: str = "<image>") -> Image.Image:
+def resize_shorter_side(
+    image: Image.Image, size: int, interpolation: str = "bilinear", *, name: str = "<image>"
+) -> Image.Image:
     """torchvision's Resize(int): the shorter side becomes `size`, the longer keeps the ratio (truncated).
 
     Refuses (ImageLoadError naming `name` and both sizes) a result above MAX_RESIZED_PIXELS,

@@ -47,7 +47,6 @@ try:
 except ImportError:
     pass
 else:
-    settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None, database=None,
-                              print_blob=True)
+    settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None, database=None, print_blob=True)
     settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     settings.load_profile("ci")

@@ -12,8 +12,10 @@ from runtime.preprocess import PreprocessSpec
 
 def test_checkpoint_and_torchscript_agree(tmp_path):
     model = build_alexnet(variant="cifar", num_classes=4)
-    ckpt = save_checkpoint(Checkpoint(model.config, model.state_dict(), list("abcd"), PreprocessSpec(resize=36, crop=32)),
-                           tmp_path / "m.pth")
+    ckpt = save_checkpoint(
+        Checkpoint(model.config, model.state_dict(), list("abcd"), PreprocessSpec(resize=36, crop=32)),
+        tmp_path / "m.pth",
+    )
     scripted = export_artifact(ckpt, "torchscript")
     (tmp_path / "imgs").mkdir()
     for i in range(3):

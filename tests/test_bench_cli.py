@@ -15,17 +15,20 @@ def invoke(*args: str):
     return CliRunner().invoke(cli.main, list(args))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--iterations", "2", "--min-time", "1"], "not both"),
-    (["--backends", "pytorch,tensorrt"], "unknown backend 'tensorrt'"),
-    (["--devices", "tpu"], "unknown device 'tpu'"),
-    (["--batch-sizes", "1,x"], "comma-separated integers"),
-    (["--batch-sizes", "0"], "at least 1"),
-    (["--backends", ","], "unknown backend ','"),
-    (["--clock", "cpu", "--threads", "2"], "--clock cpu measures one thread"),
-    (["--clock", "cpu", "--devices", "cpu,cuda"], "--clock cpu measures one thread"),
-    (["--json", "/no/such/dir/out.json"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--iterations", "2", "--min-time", "1"], "not both"),
+        (["--backends", "pytorch,tensorrt"], "unknown backend 'tensorrt'"),
+        (["--devices", "tpu"], "unknown device 'tpu'"),
+        (["--batch-sizes", "1,x"], "comma-separated integers"),
+        (["--batch-sizes", "0"], "at least 1"),
+        (["--backends", ","], "unknown backend ','"),
+        (["--clock", "cpu", "--threads", "2"], "--clock cpu measures one thread"),
+        (["--clock", "cpu", "--devices", "cpu,cuda"], "--clock cpu measures one thread"),
+        (["--json", "/no/such/dir/out.json"], "does not exist"),
+    ],
+)
 def test_bad_flags_are_usage_errors(args, message):
     result = invoke(*args)
     assert result.exit_code == 2, result.output
@@ -45,8 +48,9 @@ def test_aliases_and_all():
 
 
 def test_canonical_command_is_one_reproducible_line():
-    line = cli.canonical_command("runs/my ckpt.pth", {"backends": "pytorch", "threads": 2, "iterations": None,
-                                                      "quiet": True, "note": "a b"})
+    line = cli.canonical_command(
+        "runs/my ckpt.pth", {"backends": "pytorch", "threads": 2, "iterations": None, "quiet": True, "note": "a b"}
+    )
     assert line == "alexnet-bench 'runs/my ckpt.pth' --backends pytorch --threads 2 --quiet --note 'a b'"
 
 
@@ -54,16 +58,44 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path, monkeypatch):
     fake = Limits("cpu", {"fp32": 50.0}, 5.0, {"stub": True})
     monkeypatch.setattr(suite, "measure_limits", lambda device, precisions, **_: fake)
     out = {ext: tmp_path / f"bench.{ext}" for ext in ("json", "md", "png")}
-    result = invoke("--variant", "cifar", "--num-classes", "10", "--backends", "pytorch", "--devices", "cpu",
-                    "--batch-sizes", "1,2", "--iterations", "2", "--repeats", "2", "--warmup", "1", "--threads", "1",
-                    "--json", str(out["json"]), "--markdown", str(out["md"]), "--plot", str(out["png"]),
-                    "--note", "test run", "--quick", "--quiet")
+    result = invoke(
+        "--variant",
+        "cifar",
+        "--num-classes",
+        "10",
+        "--backends",
+        "pytorch",
+        "--devices",
+        "cpu",
+        "--batch-sizes",
+        "1,2",
+        "--iterations",
+        "2",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+        str(out["json"]),
+        "--markdown",
+        str(out["md"]),
+        "--plot",
+        str(out["png"]),
+        "--note",
+        "test run",
+        "--quick",
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out["json"].read_text())
     assert data["command"].startswith("alexnet-bench --backends pytorch --devices cpu --batch-sizes 1,2 --threads 1")
     assert "--note" not in data["command"] and data["note"] == "test run"
     assert data["settings"]["quick"] is True and "--quick" in data["command"]
-    assert data["settings"]["iterations"] == 2 and data["settings"]["min_time"] is None and data["settings"]["rounds"] == 2
+    assert (
+        data["settings"]["iterations"] == 2 and data["settings"]["min_time"] is None and data["settings"]["rounds"] == 2
+    )
     assert data["model"]["variant"] == "cifar" and data["model"]["fresh"] is True
     assert data["machine"]["threads"] == 1 and "torch" in data["machine"]["libraries"]
     rows = {(r["variant"], r["batch_size"]): r for r in data["rows"]}
@@ -81,7 +113,9 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path, monkeypatch):
 def test_unwritable_output_fails_before_the_run(tmp_path, monkeypatch, flag):
     monkeypatch.setattr(cli, "_run", lambda *a, **k: pytest.fail("benchmarked before checking the outputs"))
     (tmp_path / "results").write_text("a file")
-    result = invoke("--backends", "pytorch", "--devices", "cpu", "--quiet", flag, str(tmp_path / "results" / "out.json"))
+    result = invoke(
+        "--backends", "pytorch", "--devices", "cpu", "--quiet", flag, str(tmp_path / "results" / "out.json")
+    )
     assert result.exit_code == 2, result.output
     assert f"cannot write {flag}" in result.output and "results is a file, not a directory" in result.output
 
@@ -97,9 +131,29 @@ def test_plot_format_and_stdout_checked_before_the_run(monkeypatch):
 def tiny_run(monkeypatch, *args: str):
     fake = Limits("cpu", {"fp32": 50.0}, 5.0, {"stub": True})
     monkeypatch.setattr(suite, "measure_limits", lambda device, precisions, **_: fake)
-    return invoke("--variant", "cifar", "--num-classes", "10", "--backends", "pytorch", "--devices", "cpu",
-                  "--batch-sizes", "1", "--iterations", "1", "--repeats", "1", "--warmup", "0", "--threads", "1",
-                  "--quick", "--quiet", *args)
+    return invoke(
+        "--variant",
+        "cifar",
+        "--num-classes",
+        "10",
+        "--backends",
+        "pytorch",
+        "--devices",
+        "cpu",
+        "--batch-sizes",
+        "1",
+        "--iterations",
+        "1",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--quick",
+        "--quiet",
+        *args,
+    )
 
 
 def test_json_to_stdout_and_table_to_stderr(monkeypatch):
@@ -126,5 +180,8 @@ def test_failed_write_keeps_the_printed_table(tmp_path, monkeypatch):
     result = tiny_run(monkeypatch, "--json", str(tmp_path / "b.json"))
     assert result.exit_code == 1
     assert "| backend | variant | batch |" in result.stdout  # printed before the write
-    assert result.stderr.strip().splitlines()[-1] == f"Error: cannot write --json {tmp_path / 'b.json'}: No space left on device"
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"Error: cannot write --json {tmp_path / 'b.json'}: No space left on device"
+    )
     assert os.listdir(tmp_path) == []

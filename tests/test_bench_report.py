@@ -11,11 +11,27 @@ from benchmarks.machine import Limits
 from benchmarks.suite import Result, Row
 from benchmarks.timing import summarize
 
-COST = roofline.ModelCost("torchvision", 10, 224, parameters=1_000_000, flops=2_000_000_000,
-                          layers=(("features.0", "Conv2d", 2_000_000_000, 1_000_000),))
-MACHINE = {"date": "2026-01-01T00:00:00+00:00", "cpu": "Test CPU", "physical_cores": 2, "logical_cpus": 4,
-           "memory_gib": 8.0, "os": "Linux", "python": "3.11", "threads": 2, "load_average": [0.1, 0.1, 0.1],
-           "libraries": {"torch": "2.13.0", "onnxruntime": "1.32.0"}, "cuda": None}
+COST = roofline.ModelCost(
+    "torchvision",
+    10,
+    224,
+    parameters=1_000_000,
+    flops=2_000_000_000,
+    layers=(("features.0", "Conv2d", 2_000_000_000, 1_000_000),),
+)
+MACHINE = {
+    "date": "2026-01-01T00:00:00+00:00",
+    "cpu": "Test CPU",
+    "physical_cores": 2,
+    "logical_cpus": 4,
+    "memory_gib": 8.0,
+    "os": "Linux",
+    "python": "3.11",
+    "threads": 2,
+    "load_average": [0.1, 0.1, 0.1],
+    "libraries": {"torch": "2.13.0", "onnxruntime": "1.32.0"},
+    "cuda": None,
+}
 
 
 def make_result() -> Result:
@@ -26,9 +42,23 @@ def make_result() -> Result:
         for backend, seconds in (("pytorch", eager_s), ("onnxruntime", ort_s)):
             stats = summarize([[seconds, seconds * 1.1], [seconds * 1.05, seconds]])
             fl = floors[0 if n == 1 else 1]
-            rows.append(Row(backend, "fp32", "cpu", n, latency_ms=stats.to_dict(), throughput_ips=n / stats.mean * 1e3,
-                            speedup=eager_s / seconds, floor_ms=fl.floor_ms, floor_fraction=fl.floor_ms / stats.p50,
-                            bound=fl.bound, max_rel_diff=1e-6, artifact="/tmp/model.onnx", artifact_bytes=4_000_000))
+            rows.append(
+                Row(
+                    backend,
+                    "fp32",
+                    "cpu",
+                    n,
+                    latency_ms=stats.to_dict(),
+                    throughput_ips=n / stats.mean * 1e3,
+                    speedup=eager_s / seconds,
+                    floor_ms=fl.floor_ms,
+                    floor_fraction=fl.floor_ms / stats.p50,
+                    bound=fl.bound,
+                    max_rel_diff=1e-6,
+                    artifact="/tmp/model.onnx",
+                    artifact_bytes=4_000_000,
+                )
+            )
     rows.append(Row("coreml", "fp32", "cpu", None, status="skipped", reason="Core ML predicts only on macOS"))
     rows.append(Row("openvino", "fp32", "cpu", 4, status="failed", reason="out of memory"))
     return Result(rows, {"cpu": limits}, {"cpu": floors}, ["1 of 4 rows are noisy"])
@@ -36,9 +66,14 @@ def make_result() -> Result:
 
 @pytest.fixture
 def doc():
-    return report.build_document(make_result(), command="alexnet-bench --batch-sizes 1,4", machine=MACHINE,
-                                 model={"checkpoint": None, "fresh": True, **COST.to_dict()},
-                                 settings={"batch_sizes": [1, 4]}, note="shared machine")
+    return report.build_document(
+        make_result(),
+        command="alexnet-bench --batch-sizes 1,4",
+        machine=MACHINE,
+        model={"checkpoint": None, "fresh": True, **COST.to_dict()},
+        settings={"batch_sizes": [1, 4]},
+        note="shared machine",
+    )
 
 
 def test_json_keeps_every_figure(doc, tmp_path):

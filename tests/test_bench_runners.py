@@ -29,8 +29,16 @@ def cost(artifacts):
 
 
 def settings(backends, devices=("cpu",), batch_sizes=(1, 2), **kwargs):
-    return suite.Settings(list(backends), list(devices), list(batch_sizes), Budget(iterations=2, rounds=2),
-                          warmup=1, threads=2, measure=QUICK, **kwargs)
+    return suite.Settings(
+        list(backends),
+        list(devices),
+        list(batch_sizes),
+        Budget(iterations=2, rounds=2),
+        warmup=1,
+        threads=2,
+        measure=QUICK,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +52,14 @@ def by_key(result):
 
 def test_every_cpu_runner_produces_complete_rows(cpu_result):
     rows = by_key(cpu_result)
-    expected = [("pytorch", "fp32"), ("pytorch", "fp32 channels_last"), ("torchscript", "fp32"),
-                ("torchscript", "fp32 optimized"), ("onnxruntime", "fp32"), ("openvino", "fp32")]
+    expected = [
+        ("pytorch", "fp32"),
+        ("pytorch", "fp32 channels_last"),
+        ("torchscript", "fp32"),
+        ("torchscript", "fp32 optimized"),
+        ("onnxruntime", "fp32"),
+        ("openvino", "fp32"),
+    ]
     for backend, variant in expected:
         for n in (1, 2):
             row = rows[(backend, variant, n)]

@@ -106,8 +106,14 @@ def test_floor_arithmetic_on_known_numbers():
 
 def test_layer_floor_sums_each_layers_own_bound():
     # a compute-bound conv (1.9 GFLOP, no weights to speak of) and a memory-bound linear (4 MB, 0.1 GFLOP)
-    cost = roofline.ModelCost("toy", 10, 32, parameters=1_000_000, flops=2_000_000_000,
-                              layers=(("conv", "Conv2d", 1_900_000_000, 0), ("fc", "Linear", 100_000_000, 1_000_000)))
+    cost = roofline.ModelCost(
+        "toy",
+        10,
+        32,
+        parameters=1_000_000,
+        flops=2_000_000_000,
+        layers=(("conv", "Conv2d", 1_900_000_000, 0), ("fc", "Linear", 100_000_000, 1_000_000)),
+    )
     f = roofline.floor(cost, 1, gflops=100.0, gbps=0.1)
     assert f.compute_ms == pytest.approx(20.0) and f.memory_ms == pytest.approx(40.0)
     assert f.floor_ms == pytest.approx(40.0)

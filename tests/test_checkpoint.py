@@ -56,7 +56,11 @@ def test_bare_torchvision_state_dict_loads_as_imagenet_model(tmp_path, suffix):
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     loaded = load_checkpoint(path)
     assert loaded.config == AlexNetConfig(variant="torchvision", num_classes=1000)
-    assert loaded.class_names[0] == "tench" and loaded.class_names[999] == "toilet tissue" and len(loaded.class_names) == 1000
+    assert (
+        loaded.class_names[0] == "tench"
+        and loaded.class_names[999] == "toilet tissue"
+        and len(loaded.class_names) == 1000
+    )
     assert loaded.preprocess == PreprocessSpec(resize=256, crop=224)
     assert_same_state(loaded.build_model().state_dict(), state)
 
@@ -76,12 +80,16 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as handle:
         pickle.dump({"format": "alexnet-deploy-checkpoint", "payload": Exploit()}, handle, protocol=2)
-    with pytest.raises(CheckpointError, match=r"outside the allowed set .*: the global io\.open; it will not be loaded"):
+    with pytest.raises(
+        CheckpointError, match=r"outside the allowed set .*: the global io\.open; it will not be loaded"
+    ):
         load_checkpoint(path)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("content, message", [(b"", "not a PyTorch checkpoint"), (b"\x00garbage" * 10, "not a PyTorch checkpoint")])
+@pytest.mark.parametrize(
+    "content, message", [(b"", "not a PyTorch checkpoint"), (b"\x00garbage" * 10, "not a PyTorch checkpoint")]
+)
 def test_corrupt_file(tmp_path, content, message):
     path = tmp_path / "broken.pth"
     path.write_bytes(content)
@@ -97,14 +105,20 @@ def test_missing_file(tmp_path):
 def test_wrong_class_count_names_first_mismatching_layer(tmp_path):
     ckpt = make_checkpoint(classes=3)
     ckpt.config = AlexNetConfig(variant="cifar", num_classes=5)
-    with pytest.raises(CheckpointError, match=r"classifier\.6\.weight has shape \(3, 4096\) in the checkpoint but \(5, 4096\) in the model"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"classifier\.6\.weight has shape \(3, 4096\) in the checkpoint but \(5, 4096\) in the model",
+    ):
         ckpt.build_model()
 
 
 def test_wrong_architecture_names_first_mismatching_layer():
     ckpt = make_checkpoint(variant="cifar")
     ckpt.config = AlexNetConfig(variant="torchvision", num_classes=3)
-    with pytest.raises(CheckpointError, match=r"features\.0\.weight has shape \(96, 3, 11, 11\) in the checkpoint but \(64, 3, 11, 11\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"features\.0\.weight has shape \(96, 3, 11, 11\) in the checkpoint but \(64, 3, 11, 11\)",
+    ):
         ckpt.build_model()
 
 
@@ -148,20 +162,30 @@ def test_newer_format_version_is_refused(tmp_path):
 
 # --- issue 9: hostile checkpoints are one-line refusals that say what the file is -------------------
 
+
 def checkpoint_dict(**changes):
     """An alexnet-deploy checkpoint dict without weights: the fields are checked before any layer."""
-    data = {"format": "alexnet-deploy-checkpoint", "format_version": 1, "package_version": "0",
-            "model_config": AlexNetConfig(variant="cifar", num_classes=4).to_dict(), "class_names": ["a", "b", "c", "d"],
-            "preprocess": PreprocessSpec(resize=36, crop=32).to_dict(), "model_state": {}}
+    data = {
+        "format": "alexnet-deploy-checkpoint",
+        "format_version": 1,
+        "package_version": "0",
+        "model_config": AlexNetConfig(variant="cifar", num_classes=4).to_dict(),
+        "class_names": ["a", "b", "c", "d"],
+        "preprocess": PreprocessSpec(resize=36, crop=32).to_dict(),
+        "model_state": {},
+    }
     data.update(changes)
     return data
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"preprocess": {"resize": 200_000, "crop": 32}}, "resize must be an integer from 1 to"),
-    ({"class_names": "abcd"}, "class_names must be a list of strings"),
-    ({"format_version": "2"}, "format_version must be an integer, got '2'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"preprocess": {"resize": 200_000, "crop": 32}}, "resize must be an integer from 1 to"),
+        ({"class_names": "abcd"}, "class_names must be a list of strings"),
+        ({"format_version": "2"}, "format_version must be an integer, got '2'"),
+    ],
+)
 def test_checkpoint_fields_are_checked(tmp_path, change, message):
     torch.save(checkpoint_dict(**change), tmp_path / "c.pth")
     with pytest.raises(CheckpointError, match=message) as caught:
@@ -169,16 +193,16 @@ def test_checkpoint_fields_are_checked(tmp_path, change, message):
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("header, message", [("not json {", "header is not valid JSON"),
-                                             ("[1, 2]", "header must be a JSON object, not list")])
+@pytest.mark.parametrize(
+    "header, message",
+    [("not json {", "header is not valid JSON"), ("[1, 2]", "header must be a JSON object, not list")],
+)
 def test_safetensors_header_that_is_not_a_json_object(tmp_path, header, message):
     from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(2)}, tmp_path / "c.safetensors", metadata={"alexnet_deploy": header})
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(tmp_path / "c.safetensors")
-
-
 
 
 def test_a_zip_that_is_not_a_checkpoint_says_so(tmp_path):
@@ -207,6 +231,7 @@ class _RunsAShellCommand:
 
 def test_a_pickle_that_would_run_code_is_refused_by_name_without_torchs_advice(tmp_path):
     import runtime
+
     marker = tmp_path / "payload-ran"
     path = tmp_path / "evil.pth"
     torch.save({"format": "alexnet-deploy-checkpoint", "payload": _RunsAShellCommand(marker)}, path)

@@ -26,7 +26,8 @@ def test_info_json():
 def test_info_from_checkpoint(tmp_path):
     model = build_alexnet(variant="cifar", num_classes=3)
     path = save_checkpoint(
-        Checkpoint(model.config, model.state_dict(), ["a", "b", "c"], PreprocessSpec(resize=40, crop=40)), tmp_path / "m.pth"
+        Checkpoint(model.config, model.state_dict(), ["a", "b", "c"], PreprocessSpec(resize=40, crop=40)),
+        tmp_path / "m.pth",
     )
     result = CliRunner().invoke(main, [str(path)])
     assert result.exit_code == 0, result.output

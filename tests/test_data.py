@@ -19,6 +19,7 @@ SMALL = dict(synthetic_train_per_class=3, synthetic_val_per_class=2)
 
 # --- synthetic ----------------------------------------------------------------------------------
 
+
 def test_synthetic_bundle_shapes_and_spec():
     bundle = load_data("synthetic", image_size=48, seed=3, **SMALL)
     assert bundle.name == "synthetic" and bundle.class_names == list(SYNTHETIC_CLASSES)
@@ -50,6 +51,7 @@ def test_bad_val_fraction():
 
 # --- augmentation -------------------------------------------------------------------------------
 
+
 def test_augmentation_shapes_dtypes_and_rng_determinism():
     image = Image.new("RGB", (120, 80), (10, 200, 30))
     image.paste((250, 0, 0), (10, 10, 50, 40))
@@ -80,6 +82,7 @@ def test_padded_crop_shifts_at_most_the_padding():
 
 def test_training_items_follow_torch_seed():
     bundle = load_data("synthetic", image_size=32, **SMALL)
+
     def draws(seed):  # augmentation is a coin flip per item: 16 draws tell two streams apart
         torch.manual_seed(seed)
         return torch.stack([bundle.train[4][0] for _ in range(16)])
@@ -91,8 +94,9 @@ def test_training_items_follow_torch_seed():
 
 
 def _epoch(dataset, seed, workers):
-    loader = DataLoader(dataset, batch_size=4, shuffle=True, num_workers=workers,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        dataset, batch_size=4, shuffle=True, num_workers=workers, generator=torch.Generator().manual_seed(seed)
+    )
     return [(x.clone(), y.clone()) for x, y in loader]
 
 
@@ -105,8 +109,9 @@ def test_loader_with_workers_is_reproducible():
 
 # --- image folders ------------------------------------------------------------------------------
 
+
 def write_folder(root, layout, per_class=5):
-    for split in (["train", "val"] if layout == "split" else [""]):
+    for split in ["train", "val"] if layout == "split" else [""]:
         for name in ("ants", "bees"):
             folder = root / split / name if split else root / name
             folder.mkdir(parents=True)
@@ -173,12 +178,17 @@ def test_written_synthetic_folder_reloads(tmp_path):
 
 # --- CIFAR-10 -----------------------------------------------------------------------------------
 
+
 def fake_cifar(root, n=4):
     root.mkdir()
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": [i % 10 for i in range(n)],
-                 b"batch_label": name.encode(), b"filenames": [f"{i}.png".encode() for i in range(n)]}
+        batch = {
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"labels": [i % 10 for i in range(n)],
+            b"batch_label": name.encode(),
+            b"filenames": [f"{i}.png".encode() for i in range(n)],
+        }
         with open(root / name, "wb") as handle:
             pickle.dump(batch, handle)
     with open(root / "batches.meta", "wb") as handle:
@@ -227,6 +237,7 @@ def test_cifar10_refuses_foreign_or_malformed_pickles(tmp_path):
 
 
 # --- STL-10 -------------------------------------------------------------------------------------
+
 
 def fake_stl(root, labels=(1, 2, 10)):
     root.mkdir()

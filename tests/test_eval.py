@@ -17,15 +17,37 @@ ENV = {"ALEXNET_SYNTHETIC_VAL_PER_CLASS": "2"}
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    history = train(TrainArgs(data="synthetic", variant="cifar", image_size=32, batch_size=8, epochs=1, out=str(out),
-                              synthetic_train_per_class=2, synthetic_val_per_class=2), echo=lambda s: None)
+    history = train(
+        TrainArgs(
+            data="synthetic",
+            variant="cifar",
+            image_size=32,
+            batch_size=8,
+            epochs=1,
+            out=str(out),
+            synthetic_train_per_class=2,
+            synthetic_val_per_class=2,
+        ),
+        echo=lambda s: None,
+    )
     return out / "last.pth", history[-1]
 
 
 def test_eval_matches_training_validation_and_writes_files(trained, tmp_path):
     checkpoint, last = trained
-    result = CliRunner().invoke(eval_cli, [str(checkpoint), "--data", "synthetic", "--json", str(tmp_path / "e.json"),
-                                           "--confusion", str(tmp_path / "cm.png")], env=ENV)
+    result = CliRunner().invoke(
+        eval_cli,
+        [
+            str(checkpoint),
+            "--data",
+            "synthetic",
+            "--json",
+            str(tmp_path / "e.json"),
+            "--confusion",
+            str(tmp_path / "cm.png"),
+        ],
+        env=ENV,
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "e.json").read_text())
     assert report["samples"] == 16
@@ -109,7 +131,10 @@ def test_eval_failed_write_is_one_line_and_keeps_printed_results(trained, tmp_pa
     result = CliRunner().invoke(eval_cli, [str(trained[0]), "--json", str(tmp_path / "e.json")], env=ENV)
     assert result.exit_code == 1
     assert "top-1" in result.stdout and "rows: true class" in result.stdout  # printed before the write
-    assert result.stderr.strip().splitlines()[-1] == f"Error: cannot write --json {tmp_path / 'e.json'}: No space left on device"
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"Error: cannot write --json {tmp_path / 'e.json'}: No space left on device"
+    )
     assert "Traceback" not in result.output and os.listdir(tmp_path) == []
 
 
@@ -134,7 +159,9 @@ def test_eval_names_the_classes_that_differ(trained, tmp_path):
         Image.new("RGB", (40, 40)).save(tmp_path / split / "cats" / "a.png")
     result = CliRunner().invoke(eval_cli, [str(trained[0]), "--data", str(tmp_path)])
     assert result.exit_code == 1
-    assert "only in the model: circle, square, triangle, cross, ring and 3 more; only in the data: cats" in result.output
+    assert (
+        "only in the model: circle, square, triangle, cross, ring and 3 more; only in the data: cats" in result.output
+    )
 
 
 def test_eval_image_size_applies_to_checkpoints(trained):

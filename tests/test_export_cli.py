@@ -46,11 +46,14 @@ def test_no_validate(ckpt, tmp_path):
     assert result.exit_code == 0 and "PASS" not in result.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--format", "tflite"], "Invalid value for '--format'"),
-    (["--format", "onnx", "--batch", "2", "--dynamic-batch"], "exclude each other"),
-    (["--format", "onnx", "--batch", "0"], "Invalid value for '--batch'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--format", "tflite"], "Invalid value for '--format'"),
+        (["--format", "onnx", "--batch", "2", "--dynamic-batch"], "exclude each other"),
+        (["--format", "onnx", "--batch", "0"], "Invalid value for '--batch'"),
+    ],
+)
 def test_usage_errors_exit_2(ckpt, args, message):
     result = run(*args, ckpt)
     assert result.exit_code == 2 and message in result.output
@@ -97,14 +100,17 @@ def test_output_in_unwritable_directory(ckpt, tmp_path, monkeypatch):
     import export.common
 
     real_access = os.access
-    monkeypatch.setattr(export.common.os, "access",
-                        lambda path, mode: False if Path(path) == tmp_path else real_access(path, mode))
+    monkeypatch.setattr(
+        export.common.os, "access", lambda path, mode: False if Path(path) == tmp_path else real_access(path, mode)
+    )
     assert_one_line_error(run("--format", "onnx", ckpt, "-o", tmp_path / "m.onnx"), "is not writable")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_image_size_too_small(ckpt, tmp_path):
-    assert_one_line_error(run("--format", "torchscript", ckpt, "-o", tmp_path / "m.pt", "--image-size", "8"), "too small")
+    assert_one_line_error(
+        run("--format", "torchscript", ckpt, "-o", tmp_path / "m.pt", "--image-size", "8"), "too small"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -170,7 +176,11 @@ def test_all_formats_with_table(ckpt, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.mlpackage", "model.onnx", "model.pt"]
     header = next(line for line in result.output.splitlines() if line.startswith("format"))
     assert header.split() == ["format", "precision", "export", "validation", "artifact"]
-    rows = {line.split()[0]: line.split() for line in result.output.splitlines() if line.split()[:1] in (["torchscript"], ["onnx"], ["coreml"])}
+    rows = {
+        line.split()[0]: line.split()
+        for line in result.output.splitlines()
+        if line.split()[:1] in (["torchscript"], ["onnx"], ["coreml"])
+    }
     assert rows["torchscript"][1] == "fp32" and rows["coreml"][1] == "fp16"  # Core ML defaults to fp16
     assert all(row[3] == "skipped" and row[4].startswith(str(tmp_path)) for row in rows.values())
 
@@ -206,7 +216,9 @@ def test_broken_data_image_fails_before_any_artifact_is_written(ckpt, tmp_path):
 
 def test_format_all_checks_every_output_before_writing(ckpt, tmp_path):
     (tmp_path / "model.onnx").mkdir()  # the second format's output is in the way
-    assert_one_line_error(run("--format", "all", ckpt, "-o", tmp_path, "--no-validate"), "model.onnx: it is a directory")
+    assert_one_line_error(
+        run("--format", "all", ckpt, "-o", tmp_path, "--no-validate"), "model.onnx: it is a directory"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
 
 
@@ -238,7 +250,9 @@ def test_not_enough_space_is_refused_before_writing(ckpt, tmp_path, monkeypatch)
 
 def test_output_parent_is_a_file(ckpt, tmp_path):
     (tmp_path / "out").write_text("a file")
-    assert_one_line_error(run("--format", "onnx", ckpt, "-o", tmp_path / "out" / "m.onnx"), "out is a file, not a directory")
+    assert_one_line_error(
+        run("--format", "onnx", ckpt, "-o", tmp_path / "out" / "m.onnx"), "out is a file, not a directory"
+    )
 
 
 def test_directory_write_rolls_back_when_the_new_package_cannot_be_moved_in(tmp_path, monkeypatch):
@@ -259,4 +273,6 @@ def test_directory_write_rolls_back_when_the_new_package_cannot_be_moved_in(tmp_
     monkeypatch.setattr(outputs.os, "replace", fail_moving_in)
     with pytest.raises(ExportError, match="Invalid cross-device link"):
         write_directory(target, lambda tmp: (os.makedirs(tmp), open(os.path.join(tmp, "new"), "w").close()))
-    assert [p.name for p in target.iterdir()] == ["old"] and sorted(p.name for p in tmp_path.iterdir()) == ["m.mlpackage"]
+    assert [p.name for p in target.iterdir()] == ["old"] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "m.mlpackage"
+    ]

@@ -204,6 +204,7 @@ def test_image_size_override_updates_metadata(ckpt, tmp_path):
 
 # Core ML: conversion and structure everywhere, prediction on macOS only.
 
+
 @pytest.mark.parametrize("variant,size", [("cifar", 32), ("torchvision", 64), ("paper", 67)])
 def test_coreml_rewrites_keep_the_function(variant, size):
     """What runs on Linux of the image path: the static pooling and conv1 / std, which see
@@ -226,8 +227,9 @@ def test_coreml_rewrites_keep_the_function(variant, size):
 def coreml(ckpt):
     return {
         "image": export_artifact(ckpt, "coreml", ckpt.parent / "image.mlpackage", precision="fp16"),
-        "tensor": export_artifact(ckpt, "coreml", ckpt.parent / "tensor.mlpackage", precision="fp32",
-                                  coreml_input="tensor"),
+        "tensor": export_artifact(
+            ckpt, "coreml", ckpt.parent / "tensor.mlpackage", precision="fp32", coreml_input="tensor"
+        ),
     }
 
 

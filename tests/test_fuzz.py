@@ -35,7 +35,7 @@ SLOW_FILE_SETTINGS = settings(FILE_SETTINGS, max_examples=max(settings().max_exa
 
 # Any JSON value, NaN and infinities included (Python's json reads them).
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**63) | st.floats() | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
     max_leaves=12,
 )
@@ -55,6 +55,7 @@ def load_or_refuse(path) -> None:
 
 # --- images -------------------------------------------------------------------------------
 
+
 @FILE_SETTINGS
 @given(data=st.binary(max_size=2048))
 def test_random_bytes_are_an_image_or_an_image_load_error(tmp_path, data):
@@ -64,9 +65,23 @@ def test_random_bytes_are_an_image_or_an_image_load_error(tmp_path, data):
 
 
 # (format, mode) pairs Pillow writes; each decoder gets its own header.
-ENCODINGS = [("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "P"), ("PNG", "I;16"), ("PNG", "1"), ("JPEG", "RGB"),
-             ("JPEG", "L"), ("JPEG", "CMYK"), ("GIF", "P"), ("TIFF", "RGB"), ("TIFF", "F"), ("TIFF", "I"),
-             ("WEBP", "RGB"), ("BMP", "RGB"), ("PPM", "RGB")]
+ENCODINGS = [
+    ("PNG", "RGB"),
+    ("PNG", "RGBA"),
+    ("PNG", "P"),
+    ("PNG", "I;16"),
+    ("PNG", "1"),
+    ("JPEG", "RGB"),
+    ("JPEG", "L"),
+    ("JPEG", "CMYK"),
+    ("GIF", "P"),
+    ("TIFF", "RGB"),
+    ("TIFF", "F"),
+    ("TIFF", "I"),
+    ("WEBP", "RGB"),
+    ("BMP", "RGB"),
+    ("PPM", "RGB"),
+]
 
 
 def encode(fmt: str, mode: str, width: int, height: int, seed: int) -> bytes:
@@ -78,8 +93,12 @@ def encode(fmt: str, mode: str, width: int, height: int, seed: int) -> bytes:
 
 
 @FILE_SETTINGS
-@given(encoding=st.sampled_from(ENCODINGS), width=st.integers(1, 48), height=st.integers(1, 48),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    encoding=st.sampled_from(ENCODINGS),
+    width=st.integers(1, 48),
+    height=st.integers(1, 48),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_valid_images_of_any_mode_and_size_preprocess(tmp_path, encoding, width, height, seed):
     path = tmp_path / f"image.{encoding[0].lower()}"
     path.write_bytes(encode(*encoding, width, height, seed))
@@ -87,9 +106,12 @@ def test_valid_images_of_any_mode_and_size_preprocess(tmp_path, encoding, width,
 
 
 @FILE_SETTINGS
-@given(encoding=st.sampled_from(ENCODINGS), seed=st.integers(0, 2**32 - 1),
-       edits=st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)), min_size=1, max_size=8),
-       cut=st.one_of(st.none(), st.integers(0, 4095)))
+@given(
+    encoding=st.sampled_from(ENCODINGS),
+    seed=st.integers(0, 2**32 - 1),
+    edits=st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.one_of(st.none(), st.integers(0, 4095)),
+)
 def test_mutated_images_are_an_image_or_an_image_load_error(tmp_path, encoding, seed, edits, cut):
     data = bytearray(encode(*encoding, 24, 20, seed))
     for position, value in edits:  # mostly the header: the first bytes are where decoders trust sizes
@@ -103,10 +125,14 @@ def test_mutated_images_are_an_image_or_an_image_load_error(tmp_path, encoding, 
 
 # --- metadata -----------------------------------------------------------------------------
 
+
 def valid_metadata() -> dict:
     return ArtifactMetadata(
-        class_names=("cat", "dog"), preprocess=SPEC, model_config={"variant": "cifar", "num_classes": 2},
-        input_shape=(None, 3, SPEC.crop, SPEC.crop), format="onnx",
+        class_names=("cat", "dog"),
+        preprocess=SPEC,
+        model_config={"variant": "cifar", "num_classes": 2},
+        input_shape=(None, 3, SPEC.crop, SPEC.crop),
+        format="onnx",
     ).to_dict()
 
 
@@ -161,15 +187,23 @@ def test_preprocess_spec_parses_or_raises_metadata_error(data):
 
 # --- checkpoints --------------------------------------------------------------------------
 
+
 def valid_checkpoint_dict() -> dict:
-    return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "package_version": "0.1.0",
-            "model_config": {"variant": "cifar", "num_classes": 2, "dropout": 0.0},
-            "class_names": ["cat", "dog"], "preprocess": SPEC.to_dict(),
-            "model_state": {"features.0.weight": torch.zeros(2)}}
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "package_version": "0.1.0",
+        "model_config": {"variant": "cifar", "num_classes": 2, "dropout": 0.0},
+        "class_names": ["cat", "dog"],
+        "preprocess": SPEC.to_dict(),
+        "model_state": {"features.0.weight": torch.zeros(2)},
+    }
 
 
-CHECKPOINT_FIELDS = [k for k in valid_checkpoint_dict() if k != "model_state"] + ["model_config.variant",
-                                                                                  "model_config.num_classes"]
+CHECKPOINT_FIELDS = [k for k in valid_checkpoint_dict() if k != "model_state"] + [
+    "model_config.variant",
+    "model_config.num_classes",
+]
 
 
 @SLOW_FILE_SETTINGS

@@ -39,8 +39,15 @@ HANG_GUARD_S = 120  # generous: only a hang (or a machine far slower than any CI
 
 def metadata(resize=36, crop=32, names=NAMES, **changes):
     """Our metadata as a JSON-ready dict, with any field replaced (bad values included)."""
-    data = ArtifactMetadata(class_names=tuple(names), preprocess=PreprocessSpec(resize=36, crop=32), model_config={},
-                            input_name="x", output_name="y", input_shape=(None, 3, 32, 32), format="onnx").to_dict()
+    data = ArtifactMetadata(
+        class_names=tuple(names),
+        preprocess=PreprocessSpec(resize=36, crop=32),
+        model_config={},
+        input_name="x",
+        output_name="y",
+        input_shape=(None, 3, 32, 32),
+        format="onnx",
+    ).to_dict()
     data["preprocess"].update(resize=resize, crop=crop)
     data["input_shape"] = [None, 3, crop, crop]
     data.update(changes)
@@ -48,8 +55,13 @@ def metadata(resize=36, crop=32, names=NAMES, **changes):
 
 
 def save_onnx(path, nodes, inputs, initializers=(), meta=None, out_dims=("n", 4)):
-    graph = helper.make_graph(nodes, "tiny", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_dims))],
-                              initializer=list(initializers))
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_dims))],
+        initializer=list(initializers),
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     if meta is not None:
         model.metadata_props.add(key=METADATA_KEY, value=json.dumps(meta))
@@ -59,18 +71,31 @@ def save_onnx(path, nodes, inputs, initializers=(), meta=None, out_dims=("n", 4)
 
 def image_onnx(path, meta=None, dims=("n", 3, 32, 32), weight=WEIGHT, elem=TensorProto.FLOAT):
     """(N, 3, H, W) -> global average pool -> (N, 3) @ weight -> (N, 4); a uint8 input is cast first."""
-    first = helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT) if elem != TensorProto.FLOAT else \
-        helper.make_node("Identity", ["x"], ["xf"])
-    nodes = [first, helper.make_node("GlobalAveragePool", ["xf"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
-             helper.make_node("MatMul", ["f", "W"], ["y"])]
-    return save_onnx(path, nodes, [helper.make_tensor_value_info("x", elem, list(dims))],
-                     [numpy_helper.from_array(weight, "W")], meta)
+    first = (
+        helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT)
+        if elem != TensorProto.FLOAT
+        else helper.make_node("Identity", ["x"], ["xf"])
+    )
+    nodes = [
+        first,
+        helper.make_node("GlobalAveragePool", ["xf"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("MatMul", ["f", "W"], ["y"]),
+    ]
+    return save_onnx(
+        path,
+        nodes,
+        [helper.make_tensor_value_info("x", elem, list(dims))],
+        [numpy_helper.from_array(weight, "W")],
+        meta,
+    )
 
 
 def run_cli(*args, cwd, timeout=HANG_GUARD_S):
     """alexnet-run in a fresh process: a hang is a TimeoutExpired (the child is killed), not a stuck suite."""
-    return subprocess.run([sys.executable, "-c", CLI, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-c", CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
 
 
 def one_line_error(stderr):
@@ -108,8 +133,13 @@ def test_thin_strip_is_refused_before_resizing_with_bounded_memory(tmp_path):
     strip = tmp_path / "strip.png"
     Image.new("RGB", (1, 200_000)).save(strip)  # a few hundred bytes; 256 x 51,200,000 once resized
     assert strip.stat().st_size < 10_000
-    proc = subprocess.run([sys.executable, "-c", PEAK_RSS_WRAPPER, CLI, "-m", model, strip], capture_output=True,
-                          text=True, timeout=HANG_GUARD_S, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_WRAPPER, CLI, "-m", model, strip],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+        cwd=tmp_path,
+    )
     peak_mib = int(proc.stdout.split()[-1]) / 1024
     assert proc.returncode == 1, proc.stderr
     assert peak_mib < 1024, f"alexnet-run peaked at {peak_mib:.0f} MiB on a {strip.stat().st_size}-byte PNG"
@@ -135,7 +165,9 @@ def test_onnx_metadata_with_a_huge_resize_is_refused_at_load(tmp_path):
     with pytest.raises(MetadataError) as caught:
         runtime.load(path, device="cpu")
     message = str(caught.value)
-    assert "\n" not in message and str(path) in message and f"resize must be an integer from 1 to {MAX_RESIZE}" in message
+    assert (
+        "\n" not in message and str(path) in message and f"resize must be an integer from 1 to {MAX_RESIZE}" in message
+    )
 
 
 def test_a_graph_with_a_huge_fixed_batch_is_refused(tmp_path):
@@ -202,23 +234,28 @@ except DeployError as exc:
 
 
 @needs_fifo
-@pytest.mark.parametrize("what, name, expected", [
-    ("image", "x.png", "refused {fifo} is a FIFO (named pipe), not a regular file"),
-    ("backend", "x.pth", "refused model {fifo} is a FIFO (named pipe), not a regular file"),
-    ("folder", "x.png", "listed ['a.png']"),
-])
+@pytest.mark.parametrize(
+    "what, name, expected",
+    [
+        ("image", "x.png", "refused {fifo} is a FIFO (named pipe), not a regular file"),
+        ("backend", "x.pth", "refused model {fifo} is a FIFO (named pipe), not a regular file"),
+        ("folder", "x.png", "listed ['a.png']"),
+    ],
+)
 def test_library_entry_points_never_open_a_fifo(tmp_path, what, name, expected):
     (tmp_path / "data" / "cls").mkdir(parents=True)
     picture(tmp_path / "data" / "cls" / "a.png")
     fifo = tmp_path / "data" / "cls" / name
     os.mkfifo(fifo)
-    proc = subprocess.run([sys.executable, "-c", CHECK_IN_CHILD, fifo, what], capture_output=True, text=True,
-                          timeout=HANG_GUARD_S)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECK_IN_CHILD, fifo, what], capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
     assert proc.returncode == 0, proc.stderr
     assert expected.format(fifo=fifo) in proc.stdout
 
 
 # --- 6. every engine error is one line, naming the model and the input ------------------------------
+
 
 def flat_onnx(path, dims, width):
     """(N, ...) -> flatten -> (N, width) @ W -> (N, 4): for inputs of other ranks than (N, 3, H, W)."""
@@ -244,8 +281,10 @@ def test_onnx_models_taking_other_inputs_are_refused_at_load(tmp_path, kind):
 
 def test_onnx_run_failure_names_the_model_and_both_inputs(tmp_path):
     path = flat_onnx(tmp_path / "flat.onnx", ("n", 3, "h", "w"), 3 * 8 * 8)  # only 8x8 inputs fit its weight
-    with runtime.load(path, device="cpu", labels=NAMES, image_size=32) as predictor, \
-            pytest.raises(ModelRunError) as caught:
+    with (
+        runtime.load(path, device="cpu", labels=NAMES, image_size=32) as predictor,
+        pytest.raises(ModelRunError) as caught,
+    ):
         predictor.predict(np.zeros((32, 32, 3), np.uint8))
     message = str(caught.value)
     assert "\n" not in message and str(path) in message
@@ -255,7 +294,10 @@ def test_onnx_run_failure_names_the_model_and_both_inputs(tmp_path):
 def test_foreign_torchscript_with_other_shapes_is_one_line(tmp_path):
     path = tmp_path / "linear.pt"
     torch.jit.save(torch.jit.script(torch.nn.Linear(5, 4)), path)
-    with runtime.load(path, device="cpu", labels=NAMES, image_size=8) as predictor, pytest.raises(ModelRunError) as caught:
+    with (
+        runtime.load(path, device="cpu", labels=NAMES, image_size=8) as predictor,
+        pytest.raises(ModelRunError) as caught,
+    ):
         predictor.predict(np.zeros((8, 8, 3), np.uint8))
     message = str(caught.value)
     assert "\n" not in message and str(path) in message and "(1, 3, 8, 8) float32" in message
@@ -276,7 +318,9 @@ def test_dataloader_worker_errors_keep_their_one_line_message(tmp_path):
     dataset = ImageDataset([good, bad], [0, 1], _eval_transform(PreprocessSpec(resize=36, crop=32)), train=False)
     # spawn: forking a test process that has engine threads running can deadlock a worker; the
     # timeout turns any hang into a failure.
-    loader = UnwrappedLoader(DataLoader(dataset, batch_size=1, num_workers=2, multiprocessing_context="spawn", timeout=60))
+    loader = UnwrappedLoader(
+        DataLoader(dataset, batch_size=1, num_workers=2, multiprocessing_context="spawn", timeout=60)
+    )
     assert len(loader) == 2
     with pytest.raises(ImageLoadError) as caught:
         list(loader)
@@ -285,12 +329,15 @@ def test_dataloader_worker_errors_keep_their_one_line_message(tmp_path):
 
 # --- 7. output that programs read is valid -----------------------------------------------------------
 
+
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-@pytest.mark.parametrize("flag, value", [("--std", "nan,nan,nan"), ("--mean", "inf,0,0"), ("--std", "0,1,1"),
-                                         ("--image-size", str(MAX_CROP + 1))])
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--std", "nan,nan,nan"), ("--mean", "inf,0,0"), ("--std", "0,1,1"), ("--image-size", str(MAX_CROP + 1))],
+)
 def test_non_finite_or_out_of_range_overrides_are_usage_errors(tmp_path, model, flag, value):
     result = invoke("-m", model, flag, value, picture(tmp_path / "a.png"))
     assert result.exit_code == 2, result.output
@@ -307,8 +354,10 @@ def test_non_finite_outputs_are_per_image_errors_and_json_stays_strict(tmp_path)
         raise AssertionError(f"{constant} in JSON output")
 
     [row] = [json.loads(line, parse_constant=refuse) for line in result.stdout.splitlines()]
-    assert row == {"path": str(tmp_path / "a.png"), "error": f"{tmp_path / 'a.png'}: the model's output is not finite "
-                                                             "(NaN or infinity) for this image"}
+    assert row == {
+        "path": str(tmp_path / "a.png"),
+        "error": f"{tmp_path / 'a.png'}: the model's output is not finite (NaN or infinity) for this image",
+    }
 
 
 def test_class_names_are_escaped_for_the_terminal_and_verbatim_in_json(tmp_path):

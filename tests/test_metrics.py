@@ -10,12 +10,14 @@ from alexnet.metrics import (
     topk_accuracy,
 )
 
-LOGITS = np.array([
-    [5.0, 1.0, 0.0, 2.0],  # top-1 class 0, top-2 {0, 3}
-    [0.0, 3.0, 2.0, 1.0],  # top-1 class 1, top-2 {1, 2}
-    [1.0, 0.0, 4.0, 3.0],  # top-1 class 2, top-2 {2, 3}
-    [2.0, 1.0, 0.0, 0.5],  # top-1 class 0, top-2 {0, 1}
-])
+LOGITS = np.array(
+    [
+        [5.0, 1.0, 0.0, 2.0],  # top-1 class 0, top-2 {0, 3}
+        [0.0, 3.0, 2.0, 1.0],  # top-1 class 1, top-2 {1, 2}
+        [1.0, 0.0, 4.0, 3.0],  # top-1 class 2, top-2 {2, 3}
+        [2.0, 1.0, 0.0, 0.5],  # top-1 class 0, top-2 {0, 1}
+    ]
+)
 LABELS = np.array([0, 2, 2, 1])
 
 

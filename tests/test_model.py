@@ -6,14 +6,22 @@ from alexnet.summary import summarize
 
 # torchvision.models.alexnet's state_dict, written out so the test needs no torchvision.
 TORCHVISION_SHAPES = {
-    "features.0.weight": (64, 3, 11, 11), "features.0.bias": (64,),
-    "features.3.weight": (192, 64, 5, 5), "features.3.bias": (192,),
-    "features.6.weight": (384, 192, 3, 3), "features.6.bias": (384,),
-    "features.8.weight": (256, 384, 3, 3), "features.8.bias": (256,),
-    "features.10.weight": (256, 256, 3, 3), "features.10.bias": (256,),
-    "classifier.1.weight": (4096, 9216), "classifier.1.bias": (4096,),
-    "classifier.4.weight": (4096, 4096), "classifier.4.bias": (4096,),
-    "classifier.6.weight": (1000, 4096), "classifier.6.bias": (1000,),
+    "features.0.weight": (64, 3, 11, 11),
+    "features.0.bias": (64,),
+    "features.3.weight": (192, 64, 5, 5),
+    "features.3.bias": (192,),
+    "features.6.weight": (384, 192, 3, 3),
+    "features.6.bias": (384,),
+    "features.8.weight": (256, 384, 3, 3),
+    "features.8.bias": (256,),
+    "features.10.weight": (256, 256, 3, 3),
+    "features.10.bias": (256,),
+    "classifier.1.weight": (4096, 9216),
+    "classifier.1.bias": (4096,),
+    "classifier.4.weight": (4096, 4096),
+    "classifier.4.bias": (4096,),
+    "classifier.6.weight": (1000, 4096),
+    "classifier.6.bias": (1000,),
 }
 
 

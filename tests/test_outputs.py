@@ -108,10 +108,13 @@ def test_socket_target_is_refused(tmp_path):
         assert stat.S_ISSOCK(path.stat().st_mode)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda tmp: (tmp / "file").write_text("x"), "file is a file, not a directory"),
-    (lambda tmp: None, "directory .*file(/deeper)? does not exist"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tmp: (tmp / "file").write_text("x"), "file is a file, not a directory"),
+        (lambda tmp: None, "directory .*file(/deeper)? does not exist"),
+    ],
+)
 def test_missing_parent_says_what_is_in_the_way(tmp_path, make, message):
     make(tmp_path)
     for path in (tmp_path / "file" / "x.json", tmp_path / "file" / "deeper" / "x.json"):
@@ -156,11 +159,16 @@ def test_not_enough_space_is_refused_before_writing(tmp_path, monkeypatch):
     assert called == [] and target.read_bytes() == b"old" and leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("error, message", [
-    (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
-    (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0\nframe #0: c10::..."),
-     r"\[enforce fail at inline_container.cc:672\] . unexpected pos 64 vs 0$"),
-])
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+        (
+            RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0\nframe #0: c10::..."),
+            r"\[enforce fail at inline_container.cc:672\] . unexpected pos 64 vs 0$",
+        ),
+    ],
+)
 def test_failing_writer_is_one_line_and_leaves_old_file_and_no_temp(tmp_path, error, message):
     target = tmp_path / "last.pth"
     target.write_bytes(b"old")
@@ -201,6 +209,7 @@ def build(version: str):
     def make(tmp):
         os.makedirs(os.path.join(tmp, "Data"))
         Path(tmp, "version").write_text(version)
+
     return make
 
 
@@ -303,8 +312,10 @@ def test_a_link_to_the_own_stdout_keeps_the_order_of_what_was_printed(tmp_path):
     link = tmp_path / "stdout"
     link.symlink_to("/proc/self/fd/1")
     log = tmp_path / "log"
-    code = ("import sys; from runtime.outputs import write_text; print('before', flush=False); "
-            f"write_text({str(link)!r}, '{{}}\\n'); print('after')")
+    code = (
+        "import sys; from runtime.outputs import write_text; print('before', flush=False); "
+        f"write_text({str(link)!r}, '{{}}\\n'); print('after')"
+    )
     with log.open("w") as handle:
         subprocess.run([sys.executable, "-c", code], stdout=handle, check=True, cwd=Path(__file__).parent.parent)
     assert log.read_text() == "before\n{}\nafter\n" and link.is_symlink()

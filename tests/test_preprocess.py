@@ -22,14 +22,26 @@ pytestmark = pytest.mark.runtime
 def gradient(width=300, height=200):
     x = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
     y = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]
-    rgb = np.concatenate([np.broadcast_to(x, (height, width, 1)), np.broadcast_to(y, (height, width, 1)),
-                          np.full((height, width, 1), 128, np.float32)], axis=2)
+    rgb = np.concatenate(
+        [
+            np.broadcast_to(x, (height, width, 1)),
+            np.broadcast_to(y, (height, width, 1)),
+            np.full((height, width, 1), 128, np.float32),
+        ],
+        axis=2,
+    )
     return Image.fromarray(rgb.astype(np.uint8), "RGB")
 
 
 def test_default_spec_is_imagenet_eval():
     spec = PreprocessSpec()
-    assert (spec.resize, spec.crop, spec.mean, spec.std, spec.interpolation) == (256, 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear")
+    assert (spec.resize, spec.crop, spec.mean, spec.std, spec.interpolation) == (
+        256,
+        224,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "bilinear",
+    )
     assert PreprocessSpec.from_dict(spec.to_dict()) == spec
     assert PreprocessSpec.for_image_size(224) == spec
 
@@ -61,7 +73,9 @@ def test_resize_matches_torchvision_rule():
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "1"])
 def test_every_mode_becomes_rgb(tmp_path, mode):
-    image = gradient(64, 48).convert("L").convert(mode) if mode in ("I;16", "I", "F") else gradient(64, 48).convert(mode)
+    image = (
+        gradient(64, 48).convert("L").convert(mode) if mode in ("I;16", "I", "F") else gradient(64, 48).convert(mode)
+    )
     suffix = {"CMYK": ".jpg", "F": ".tiff", "I": ".tiff"}.get(mode, ".png")
     path = tmp_path / f"img{suffix}"
     image.save(path)
@@ -138,8 +152,12 @@ def test_matches_torchvision_when_available(tmp_path):
     transforms = pytest.importorskip("torchvision.transforms", reason="torchvision is not importable here")
     path = tmp_path / "g.jpg"
     gradient(333, 250).save(path)
-    reference = transforms.Compose([
-        transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])(Image.open(path).convert("RGB")).numpy()
+    reference = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )(Image.open(path).convert("RGB")).numpy()
     np.testing.assert_allclose(preprocess_image(path), reference, atol=1e-5)

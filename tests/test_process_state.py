@@ -16,8 +16,15 @@ from runtime.preprocess import PreprocessSpec
 
 def small_checkpoint(path):
     model = build_alexnet(variant="cifar", num_classes=2)
-    return save_checkpoint(Checkpoint(config=model.config, model_state=model.state_dict(), class_names=["a", "b"],
-                                      preprocess=PreprocessSpec(resize=36, crop=32)), path)
+    return save_checkpoint(
+        Checkpoint(
+            config=model.config,
+            model_state=model.state_dict(),
+            class_names=["a", "b"],
+            preprocess=PreprocessSpec(resize=36, crop=32),
+        ),
+        path,
+    )
 
 
 def test_torch_backend_threads_are_left_to_the_application(tmp_path):
@@ -36,8 +43,9 @@ def test_alexnet_run_sets_torch_threads_at_its_entry_point(tmp_path):
     Image.new("RGB", (40, 40), "red").save(tmp_path / "x.png")
     before = torch.get_num_threads()
     target = 1 if before != 1 else 2
-    result = CliRunner().invoke(main, ["-m", str(small_checkpoint(tmp_path / "m.pth")), "--threads", str(target),
-                                       str(tmp_path / "x.png")])
+    result = CliRunner().invoke(
+        main, ["-m", str(small_checkpoint(tmp_path / "m.pth")), "--threads", str(target), str(tmp_path / "x.png")]
+    )
     assert result.exit_code == 0, result.output
     assert torch.get_num_threads() == target  # conftest restores it after the test
 
@@ -54,8 +62,9 @@ _import_coremltools()
 assert "matplotlib.pyplot" not in sys.modules, "pyplot imported"
 assert logging.getLogger("coremltools").level == logging.NOTSET, "coremltools logger level changed"
 """
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "curves.png")], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "curves.png")], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert logging.getLogger("coremltools").level == logging.NOTSET

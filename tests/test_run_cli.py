@@ -41,8 +41,9 @@ def ckpt(workdir):
     model = build_alexnet(variant="cifar", num_classes=len(CLASSES))
     with torch.no_grad():
         model.classifier[6].weight.mul_(100.0)  # spread the probabilities
-    return save_checkpoint(Checkpoint(model.config, model.state_dict(), CLASSES, PreprocessSpec(resize=40, crop=32)),
-                           workdir / "model.pth")
+    return save_checkpoint(
+        Checkpoint(model.config, model.state_dict(), CLASSES, PreprocessSpec(resize=40, crop=32)), workdir / "model.pth"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,11 @@ def test_human_output_lists_topk_with_percentages(model, photos, library):
     lines = result.stdout.splitlines()
     assert len(lines) == 6 and lines[0] == str(photos / "a.jpg") and lines[3] == str(photos / "b.png")
     [expected] = library.predict(photos / "a.jpg", topk=2)
-    assert lines[1].split() == [f"{expected.probabilities[0] * 100:.2f}%", expected.labels[0], f"({expected.indices[0]})"]
+    assert lines[1].split() == [
+        f"{expected.probabilities[0] * 100:.2f}%",
+        expected.labels[0],
+        f"({expected.indices[0]})",
+    ]
     assert "onnxruntime on CPU, 5 classes, input 3x32x32, fp32" in result.stderr
 
 
@@ -164,14 +169,17 @@ def test_default_model_env_then_newest_in_demo_out(model, photos, tmp_path, monk
     assert run(photos / "a.jpg", env={"ALEXNET_MODEL": "nope.onnx"}).exit_code == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "Missing argument"),
-    (["--topk", "0", "x.png"], "--topk"),
-    (["--mean", "1,2", "x.png"], "three comma-separated"),
-    (["--logits", "x.png"], "--logits only applies to --json"),
-    (["--model", "nope.onnx", "x.png"], "does not exist"),
-    (["--backend", "tflite", "x.png"], "tflite"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "Missing argument"),
+        (["--topk", "0", "x.png"], "--topk"),
+        (["--mean", "1,2", "x.png"], "three comma-separated"),
+        (["--logits", "x.png"], "--logits only applies to --json"),
+        (["--model", "nope.onnx", "x.png"], "does not exist"),
+        (["--backend", "tflite", "x.png"], "tflite"),
+    ],
+)
 def test_usage_errors_exit_2(args, message):
     result = run(*args)
     assert result.exit_code == 2 and message in result.output
@@ -180,20 +188,40 @@ def test_usage_errors_exit_2(args, message):
 def test_foreign_onnx_needs_labels(workdir, photos):
     weight = numpy_helper.from_array(np.eye(3, 4, dtype=np.float32), "W")
     graph = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
-         helper.make_node("MatMul", ["f", "W"], ["y"])], "foreign",
+        [
+            helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+            helper.make_node("Flatten", ["p"], ["f"]),
+            helper.make_node("MatMul", ["f", "W"], ["y"]),
+        ],
+        "foreign",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 24, 24])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], initializer=[weight])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        initializer=[weight],
+    )
     path = workdir / "foreign.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), path)
     refused = run("--model", path, photos / "a.jpg")
-    assert refused.exit_code == 1 and "no alexnet-deploy metadata" in refused.output and "--labels FILE" in refused.output
+    assert (
+        refused.exit_code == 1 and "no alexnet-deploy metadata" in refused.output and "--labels FILE" in refused.output
+    )
     (workdir / "names.txt").write_text("red\ngreen\nblue\nnone\n")
-    result = run("--model", path, "--labels", workdir / "names.txt", "--json", "--mean", "0,0,0", "--std", "1,1,1",
-                 photos / "a.jpg")
+    result = run(
+        "--model",
+        path,
+        "--labels",
+        workdir / "names.txt",
+        "--json",
+        "--mean",
+        "0,0,0",
+        "--std",
+        "1,1,1",
+        photos / "a.jpg",
+    )
     assert result.exit_code == 0, result.output
     [row] = json_lines(result)
-    assert set(row["labels"]) == {"red", "green", "blue", "none"} and row["labels"][-1] == "none"  # score 0 < mean pixel
+    assert (
+        set(row["labels"]) == {"red", "green", "blue", "none"} and row["labels"][-1] == "none"
+    )  # score 0 < mean pixel
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="Core ML runs on macOS")

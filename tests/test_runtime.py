@@ -30,8 +30,9 @@ def make_checkpoint(path, seed=0):
     model = build_alexnet(variant="torchvision", num_classes=len(CLASSES))
     with torch.no_grad():
         model.classifier[6].weight.mul_(100.0)
-    return save_checkpoint(Checkpoint(config=model.config, model_state=model.state_dict(),
-                                      class_names=CLASSES, preprocess=SPEC), path)
+    return save_checkpoint(
+        Checkpoint(config=model.config, model_state=model.state_dict(), class_names=CLASSES, preprocess=SPEC), path
+    )
 
 
 def make_images(folder, count=17):
@@ -132,7 +133,10 @@ def test_metadata_comes_from_the_artifact(predictors):
         m = predictor.metadata
         assert m.class_names == tuple(CLASSES) and m.preprocess == SPEC and m.precision == "fp32", kind
         assert tuple(m.input_shape[1:]) == (3, 64, 64)
-        assert m.format == {"onnx": "onnx", "onnx-fixed": "onnx", "torchscript": "torchscript", "pytorch": "checkpoint"}[kind]
+        assert (
+            m.format
+            == {"onnx": "onnx", "onnx-fixed": "onnx", "torchscript": "torchscript", "pytorch": "checkpoint"}[kind]
+        )
     assert predictors["onnx"].metadata.model_config["num_classes"] == 5
 
 
@@ -227,7 +231,9 @@ class NoTorch(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, NoTorch())
 """
 
-ISOLATED = NO_TORCH + """
+ISOLATED = (
+    NO_TORCH
+    + """
 import importlib, json, pkgutil
 import runtime
 
@@ -246,6 +252,7 @@ for path in (ts_path, ckpt_path):
         errors.append(str(exc))
 print(json.dumps({"modules": names, "imported": imported, "predictions": predictions, "errors": errors}))
 """
+)
 
 
 def test_onnx_predictions_in_a_process_without_torch(predictors, workdir, ckpt, images, reference):
@@ -255,11 +262,17 @@ def test_onnx_predictions_in_a_process_without_torch(predictors, workdir, ckpt, 
     done = subprocess.run([sys.executable, "-c", ISOLATED, *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
-    assert {"runtime.cli", "runtime.predictor", "runtime.backends.torchscript_backend",
-            "runtime.backends.coreml_backend"} <= set(result["modules"])
+    assert {
+        "runtime.cli",
+        "runtime.predictor",
+        "runtime.backends.torchscript_backend",
+        "runtime.backends.coreml_backend",
+    } <= set(result["modules"])
     assert result["imported"] == []  # neither torch nor alexnet/export came along
-    predictions = [Prediction(p["path"], tuple(p["labels"]), tuple(p["indices"]), tuple(p["probabilities"]))
-                   for p in result["predictions"]]
+    predictions = [
+        Prediction(p["path"], tuple(p["labels"]), tuple(p["indices"]), tuple(p["probabilities"]))
+        for p in result["predictions"]
+    ]
     assert_matches(predictions, reference, range(5), 3)
     ts_error, ckpt_error = result["errors"]
     assert "torchscript backend needs PyTorch" in ts_error and "onnxruntime" in ts_error

@@ -26,15 +26,19 @@ BIAS = np.array([0.1, -0.2, 0.3, 0.0], np.float32)
 def tiny_onnx(path, shape=(None, 3, 32, 32), metadata=None, dtype=TensorProto.FLOAT):
     """input (N, 3, H, W) -> global average pool -> (N, 3) @ WEIGHT + BIAS -> (N, 4) logits."""
     dims = ["batch" if d is None else d for d in shape]
-    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),
-             helper.make_node("Flatten", ["pooled"], ["flat"]),
-             helper.make_node("Gemm", ["flat", "W", "B"], ["scores"])]
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "W", "B"], ["scores"]),
+    ]
     if dtype != TensorProto.FLOAT:
         nodes.insert(0, helper.make_node("Cast", ["pixels"], ["x"], to=TensorProto.FLOAT))
     else:
         nodes.insert(0, helper.make_node("Identity", ["pixels"], ["x"]))
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("pixels", dtype, dims)],
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("pixels", dtype, dims)],
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [dims[0], 4])],
         initializer=[numpy_helper.from_array(WEIGHT, "W"), numpy_helper.from_array(BIAS, "B")],
     )
@@ -51,8 +55,15 @@ def expected_logits(batch):
 
 
 def ours(shape=(None, 3, 32, 32), names=("a", "b", "c", "d")):
-    return ArtifactMetadata(class_names=names, preprocess=PreprocessSpec(resize=36, crop=32), model_config={},
-                            input_name="pixels", output_name="scores", input_shape=shape, format="onnx")
+    return ArtifactMetadata(
+        class_names=names,
+        preprocess=PreprocessSpec(resize=36, crop=32),
+        model_config={},
+        input_name="pixels",
+        output_name="scores",
+        input_shape=shape,
+        format="onnx",
+    )
 
 
 def test_detect_backend_from_suffix_and_contents(tmp_path):
@@ -66,10 +77,19 @@ def test_detect_backend_from_suffix_and_contents(tmp_path):
     torch.save({"w": torch.zeros(1)}, tmp_path / "weights.pt")  # a checkpoint that happens to end in .pt
     (tmp_path / "junk.xyz").write_bytes(b"\x00\x01junk")
     (tmp_path / "plain").mkdir()
-    got = {name: detect_backend(tmp_path / name) for name in
-           ("a.onnx", "b.mlmodel", "c.mlpackage", "d", "e.safetensors", "scripted.bin", "weights.pt")}
-    assert got == {"a.onnx": "onnxruntime", "b.mlmodel": "coreml", "c.mlpackage": "coreml", "d": "coreml",
-                   "e.safetensors": "pytorch", "scripted.bin": "torchscript", "weights.pt": "pytorch"}
+    got = {
+        name: detect_backend(tmp_path / name)
+        for name in ("a.onnx", "b.mlmodel", "c.mlpackage", "d", "e.safetensors", "scripted.bin", "weights.pt")
+    }
+    assert got == {
+        "a.onnx": "onnxruntime",
+        "b.mlmodel": "coreml",
+        "c.mlpackage": "coreml",
+        "d": "coreml",
+        "e.safetensors": "pytorch",
+        "scripted.bin": "torchscript",
+        "weights.pt": "pytorch",
+    }
     with pytest.raises(ModelLoadError, match="--backend"):
         detect_backend(tmp_path / "junk.xyz")
     with pytest.raises(ModelLoadError, match="does not exist"):
@@ -80,9 +100,18 @@ def test_detect_backend_from_suffix_and_contents(tmp_path):
 
 def test_choose_providers_explicitly():
     assert choose_providers("auto", ["AzureExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
-    everything = ["CPUExecutionProvider", "OpenVINOExecutionProvider", "CUDAExecutionProvider", "CoreMLExecutionProvider"]
-    assert choose_providers("auto", everything) == ["CUDAExecutionProvider", "CoreMLExecutionProvider",
-                                                    "OpenVINOExecutionProvider", "CPUExecutionProvider"]
+    everything = [
+        "CPUExecutionProvider",
+        "OpenVINOExecutionProvider",
+        "CUDAExecutionProvider",
+        "CoreMLExecutionProvider",
+    ]
+    assert choose_providers("auto", everything) == [
+        "CUDAExecutionProvider",
+        "CoreMLExecutionProvider",
+        "OpenVINOExecutionProvider",
+        "CPUExecutionProvider",
+    ]
     assert choose_providers("cpu", everything) == ["CPUExecutionProvider"]
     assert choose_providers("cuda", everything) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert choose_providers("mps", everything) == ["CoreMLExecutionProvider", "CPUExecutionProvider"]
@@ -172,8 +201,9 @@ def test_registered_backend_is_used(tmp_path):
     from runtime.cli import main
 
     Image.new("RGB", (40, 40), "white").save(tmp_path / "x.png")
-    result = CliRunner().invoke(main, ["-m", str(tmp_path / "weights.npy"), "--backend", "numpy-test",
-                                       str(tmp_path / "x.png")])
+    result = CliRunner().invoke(
+        main, ["-m", str(tmp_path / "weights.npy"), "--backend", "numpy-test", str(tmp_path / "x.png")]
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -232,8 +262,12 @@ def test_coreml_helpers_without_a_mac():
     assert _array_shape(FeatureTypes_pb2.ArrayFeatureType(shape=[4, 3, 64, 64])) == (4, 3, 64, 64)
     # an image input gets back exactly the 8-bit pixels the preprocessing started from
     spec = PreprocessSpec(resize=40, crop=32)
-    image = center_crop(resize_shorter_side(Image.fromarray(
-        np.random.default_rng(2).integers(0, 256, (50, 70, 3), dtype=np.uint8)), 40), 32)
+    image = center_crop(
+        resize_shorter_side(
+            Image.fromarray(np.random.default_rng(2).integers(0, 256, (50, 70, 3), dtype=np.uint8)), 40
+        ),
+        32,
+    )
     np.testing.assert_array_equal(to_pixels(normalize(image, spec)[None], spec)[0], np.asarray(image))
 
 
@@ -249,8 +283,16 @@ def test_coreml_run_reads_classifier_dictionaries_in_class_order():
             feeds = data if isinstance(data, list) else [data]
             seen.append(feeds)
             # Core ML's dictionary has no order we can rely on: reversed on purpose
-            outs = [{"logits": {n: float(np.mean(np.asarray(f["input"], np.float32))) + i for i, n in
-                                reversed(list(enumerate("abcd")))}, "classLabel": "d"} for f in feeds]
+            outs = [
+                {
+                    "logits": {
+                        n: float(np.mean(np.asarray(f["input"], np.float32))) + i
+                        for i, n in reversed(list(enumerate("abcd")))
+                    },
+                    "classLabel": "d",
+                }
+                for f in feeds
+            ]
             return outs if isinstance(data, list) else outs[0]
 
     batch = np.random.default_rng(3).normal(size=(3, 3, 8, 8)).astype(np.float32)

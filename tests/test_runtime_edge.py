@@ -58,9 +58,12 @@ def test_alexnet_run_cli(tmp_path):
 
 def test_prediction_imports_no_torch(tmp_path):
     image = write_image(tmp_path / "x.png")
-    code = ("import sys, runtime; p = runtime.load(sys.argv[1], device='cpu'); assert p.predict(sys.argv[2])[0].ok; "
-            "bad = sorted(m for m in ('torch', 'onnx', 'coremltools') if m in sys.modules); "
-            "sys.exit(f'imported {bad}' if bad else 0)")
-    done = subprocess.run([sys.executable, "-c", code, str(TINY_ONNX), str(image)], capture_output=True, text=True,
-                          timeout=120)
+    code = (
+        "import sys, runtime; p = runtime.load(sys.argv[1], device='cpu'); assert p.predict(sys.argv[2])[0].ok; "
+        "bad = sorted(m for m in ('torch', 'onnx', 'coremltools') if m in sys.modules); "
+        "sys.exit(f'imported {bad}' if bad else 0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(TINY_ONNX), str(image)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr

@@ -18,8 +18,14 @@ from alexnet.trainloop import TrainArgs, learning_rate
 
 # The smallest real run: the 32-px variant on 8 classes x 2 images.
 TINY = ["--data", "synthetic", "--variant", "cifar", "--image-size", "32", "--batch-size", "8"]
-TINY_ARGS = dict(data="synthetic", variant="cifar", image_size=32, batch_size=8,
-                 synthetic_train_per_class=2, synthetic_val_per_class=1)
+TINY_ARGS = dict(
+    data="synthetic",
+    variant="cifar",
+    image_size=32,
+    batch_size=8,
+    synthetic_train_per_class=2,
+    synthetic_val_per_class=1,
+)
 
 
 def tiny_env():
@@ -65,7 +71,11 @@ def test_two_epochs_equal_one_then_resume_bit_for_bit(tmp_path, monkeypatch):
         train(TrainArgs(out=str(interrupted), epochs=2, **TINY_ARGS), echo=lambda s: None)
     assert load_checkpoint(interrupted / "last.pth").training["epoch"] == 1
     monkeypatch.setattr(train_module, "train_one_epoch", original)
-    history = train(TrainArgs(out=str(interrupted), epochs=2, **TINY_ARGS), resume=str(interrupted / "last.pth"), echo=lambda s: None)
+    history = train(
+        TrainArgs(out=str(interrupted), epochs=2, **TINY_ARGS),
+        resume=str(interrupted / "last.pth"),
+        echo=lambda s: None,
+    )
     assert [r["epoch"] for r in history] == [1, 2]
     a, b = load_checkpoint(reference / "last.pth"), load_checkpoint(interrupted / "last.pth")
     for key in a.model_state:
@@ -85,7 +95,9 @@ def test_sigkill_then_resume(tmp_path):
     process.wait()
     done = load_checkpoint(tmp_path / "last.pth").training["epoch"]
     assert 1 <= done < 4
-    resumed = subprocess.run([*command, "--resume", str(tmp_path / "last.pth")], env=tiny_env(), capture_output=True, text=True)
+    resumed = subprocess.run(
+        [*command, "--resume", str(tmp_path / "last.pth")], env=tiny_env(), capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
@@ -94,8 +106,22 @@ def test_sigkill_then_resume(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_processes_gloo(tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-               "-m", "alexnet.cli.train", *TINY, "--epochs", "1", "--device", "cpu", "--out", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29533",
+        "-m",
+        "alexnet.cli.train",
+        *TINY,
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    ]
     result = subprocess.run(command, env=tiny_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stdout.count("epoch 1/1") == 1  # rank 0 alone prints
@@ -131,9 +157,22 @@ def test_bad_inputs(tmp_path):
 
 def test_resume_from_another_variant_or_class_count(tmp_path):
     assert run_cli(["--epochs", "1"], tmp_path / "run").exit_code == 0
-    other = CliRunner().invoke(train_cli, ["--data", "synthetic", "--variant", "torchvision", "--image-size", "64",
-                                           "--out", str(tmp_path / "x"), "--resume", str(tmp_path / "run" / "last.pth")],
-                               env=tiny_env())
+    other = CliRunner().invoke(
+        train_cli,
+        [
+            "--data",
+            "synthetic",
+            "--variant",
+            "torchvision",
+            "--image-size",
+            "64",
+            "--out",
+            str(tmp_path / "x"),
+            "--resume",
+            str(tmp_path / "run" / "last.pth"),
+        ],
+        env=tiny_env(),
+    )
     assert other.exit_code == 1 and "differs from the resumed run's" in other.output
     assert "is variant 'cifar' with 8 classes" in other.output
     missing = run_cli(["--resume", str(tmp_path / "nope.pth")], tmp_path / "y")
@@ -159,6 +198,7 @@ def test_full_disk_while_saving_keeps_last_checkpoint(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_defaults_reach_90_percent_on_synthetic(tmp_path):
     """The README's claim: no flags beyond data/size/epochs/batch, 4 epochs, >= 90% val top-1."""
-    history = train(TrainArgs(data="synthetic", image_size=64, epochs=4, batch_size=64, out=str(tmp_path)),
-                    echo=lambda s: None)
+    history = train(
+        TrainArgs(data="synthetic", image_size=64, epochs=4, batch_size=64, out=str(tmp_path)), echo=lambda s: None
+    )
     assert max(row["val_top1"] for row in history) >= 0.90, history

@@ -18,8 +18,22 @@ from alexnet.train import DivergenceError, TrainError, train
 from alexnet.trainloop import TrainArgs
 
 # As tests/test_train.py: the 32-px variant on 8 classes x 2 images (2 steps per epoch), fixed seed.
-TINY = ["--data", "synthetic", "--variant", "cifar", "--image-size", "32", "--batch-size", "8", "--seed", "0",
-        "--synthetic-train-per-class", "2", "--synthetic-val-per-class", "1"]
+TINY = [
+    "--data",
+    "synthetic",
+    "--variant",
+    "cifar",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "8",
+    "--seed",
+    "0",
+    "--synthetic-train-per-class",
+    "2",
+    "--synthetic-val-per-class",
+    "1",
+]
 
 
 def run_cli(out, *args):
@@ -87,10 +101,13 @@ def _inf_weights_finite_metrics(monkeypatch):
     monkeypatch.setattr(train_module, "validate", lambda *a, **k: {"val_loss": 1.0, "val_top1": 0.5, "val_top5": 1.0})
 
 
-@pytest.mark.parametrize("patch, message", [
-    (_nan_validation, "training diverged: validation loss is nan after epoch 1"),
-    (_inf_weights_finite_metrics, "training diverged: the weights hold nan/inf after epoch 1"),
-])
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        (_nan_validation, "training diverged: validation loss is nan after epoch 1"),
+        (_inf_weights_finite_metrics, "training diverged: the weights hold nan/inf after epoch 1"),
+    ],
+)
 def test_non_finite_validation_or_weights_save_nothing(tmp_path, monkeypatch, patch, message):
     patch(monkeypatch)
     out = tmp_path / "run"
@@ -109,11 +126,23 @@ def no_data(monkeypatch):
     monkeypatch.setattr(train_module, "load_data", refuse)
 
 
-@pytest.mark.parametrize("flag, value", [
-    ("--weight-decay", "-1"), ("--momentum", "-5"), ("--momentum", "1"), ("--lr", "0"), ("--lr", "-1"),
-    ("--lr", "nan"), ("--lr", "inf"), ("--gamma", "0"), ("--gamma", "1.5"), ("--warmup-epochs", "nan"),
-    ("--weight-decay", "inf"), ("--seed", "-1"),
-])
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--weight-decay", "-1"),
+        ("--momentum", "-5"),
+        ("--momentum", "1"),
+        ("--lr", "0"),
+        ("--lr", "-1"),
+        ("--lr", "nan"),
+        ("--lr", "inf"),
+        ("--gamma", "0"),
+        ("--gamma", "1.5"),
+        ("--warmup-epochs", "nan"),
+        ("--weight-decay", "inf"),
+        ("--seed", "-1"),
+    ],
+)
 def test_bad_hyper_parameters_are_usage_errors(tmp_path, no_data, flag, value):
     out = tmp_path / "run"
     result = CliRunner().invoke(train_cli, ["--out", str(out), flag, value])
@@ -122,17 +151,20 @@ def test_bad_hyper_parameters_are_usage_errors(tmp_path, no_data, flag, value):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("lr", float("nan"), "--lr must be a finite number > 0 (got nan)"),
-    ("lr", 0.0, "--lr must be a finite number > 0"),
-    ("weight_decay", -1.0, "--weight-decay must be a finite number >= 0"),
-    ("momentum", -5.0, "--momentum must be a number in [0, 1)"),
-    ("gamma", 0.0, "--gamma must be a number in (0, 1]"),
-    ("warmup_epochs", float("inf"), "--warmup-epochs must be a finite number >= 0"),
-    ("batch_size", 0, "--batch-size must be an integer >= 1"),
-    ("epochs", 1.5, "--epochs must be an integer >= 1"),
-    ("optimizer", "adam", "--optimizer must be one of sgd, adamw"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("lr", float("nan"), "--lr must be a finite number > 0 (got nan)"),
+        ("lr", 0.0, "--lr must be a finite number > 0"),
+        ("weight_decay", -1.0, "--weight-decay must be a finite number >= 0"),
+        ("momentum", -5.0, "--momentum must be a number in [0, 1)"),
+        ("gamma", 0.0, "--gamma must be a number in (0, 1]"),
+        ("warmup_epochs", float("inf"), "--warmup-epochs must be a finite number >= 0"),
+        ("batch_size", 0, "--batch-size must be an integer >= 1"),
+        ("epochs", 1.5, "--epochs must be an integer >= 1"),
+        ("optimizer", "adam", "--optimizer must be one of sgd, adamw"),
+    ],
+)
 def test_train_api_validates_arguments(tmp_path, no_data, field, value, message):
     with pytest.raises(TrainError) as error:
         train(TrainArgs(out=str(tmp_path / "run"), **{field: value}), echo=lambda s: None)
@@ -148,8 +180,9 @@ def _crafted_last(path, *, args, weights=None):
     if weights is not None:
         next(iter(state.values())).fill_(weights)
     training = {"epoch": 1, "best_top1": 0.0, "history": [], "args": args, "optimizer": {}, "scaler": {}}
-    save_checkpoint(Checkpoint(config, state, list(SYNTHETIC_CLASSES), default_preprocess("synthetic", 32), training),
-                    path)
+    save_checkpoint(
+        Checkpoint(config, state, list(SYNTHETIC_CLASSES), default_preprocess("synthetic", 32), training), path
+    )
 
 
 def test_resume_validates_the_stored_arguments_and_weights(tmp_path, no_data):
@@ -194,8 +227,25 @@ def test_error_in_a_dataloader_worker_keeps_its_message(tmp_path):
                 Image.new("RGB", (40, 40), (60 * i, 90, 30)).save(tmp_path / "data" / split / name / f"{i}.png")
     (tmp_path / "data" / "train" / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot a png")
     out = tmp_path / "run"
-    result = CliRunner().invoke(train_cli, ["--data", str(tmp_path / "data"), "--variant", "cifar", "--image-size", "32",
-                                            "--batch-size", "5", "--epochs", "1", "--workers", "2", "--out", str(out)])
+    result = CliRunner().invoke(
+        train_cli,
+        [
+            "--data",
+            str(tmp_path / "data"),
+            "--variant",
+            "cifar",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "5",
+            "--epochs",
+            "1",
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 1, result.output
     error = result.output.rsplit("Error: ", 1)[1]
     assert "broken.png" in error and "DataLoader worker" not in error and error.count("\n") == 1, result.output

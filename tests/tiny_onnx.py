@@ -25,13 +25,20 @@ SIZE = 8
 def tiny_weights() -> tuple[np.ndarray, np.ndarray]:
     """(W (192, 3), b (3,)) float32, fixed by the seed."""
     rng = np.random.default_rng(0)
-    return (rng.standard_normal((3 * SIZE * SIZE, len(CLASS_NAMES))).astype(np.float32),
-            rng.standard_normal(len(CLASS_NAMES)).astype(np.float32))
+    return (
+        rng.standard_normal((3 * SIZE * SIZE, len(CLASS_NAMES))).astype(np.float32),
+        rng.standard_normal(len(CLASS_NAMES)).astype(np.float32),
+    )
 
 
 def tiny_metadata() -> ArtifactMetadata:
-    return ArtifactMetadata(class_names=CLASS_NAMES, preprocess=PreprocessSpec(resize=SIZE, crop=SIZE),
-                            model_config={}, input_shape=(None, 3, SIZE, SIZE), format="onnx")
+    return ArtifactMetadata(
+        class_names=CLASS_NAMES,
+        preprocess=PreprocessSpec(resize=SIZE, crop=SIZE),
+        model_config={},
+        input_shape=(None, 3, SIZE, SIZE),
+        format="onnx",
+    )
 
 
 def reference_logits(batch: np.ndarray) -> np.ndarray:
@@ -45,8 +52,10 @@ def build_tiny_onnx() -> bytes:
 
     weight, bias = tiny_weights()
     graph = helper.make_graph(
-        [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
-         helper.make_node("Gemm", ["flat", "weight", "bias"], ["logits"])],
+        [
+            helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "weight", "bias"], ["logits"]),
+        ],
         "tiny",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(CLASS_NAMES)])],

@@ -29,11 +29,27 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write (created).")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write (created).",
+)
 @click.option("--per-class", required=True, type=click.IntRange(min=1), help="Training images per class.")
-@click.option("--val-per-class", type=click.IntRange(min=1), default=None,
-              help="Validation images per class (default: per-class / 4, at least 1).")
-@click.option("--image-size", type=click.IntRange(min=8, max=MAX_CROP), default=64, show_default=True, help="Side of the square images in pixels.")
+@click.option(
+    "--val-per-class",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Validation images per class (default: per-class / 4, at least 1).",
+)
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=8, max=MAX_CROP),
+    default=64,
+    show_default=True,
+    help="Side of the square images in pixels.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same images.")
 @handle_errors
 def synthetic(out_dir: Path, per_class: int, val_per_class: int | None, image_size: int, seed: int) -> None:
@@ -45,29 +61,62 @@ def synthetic(out_dir: Path, per_class: int, val_per_class: int | None, image_si
     """
     # Writing over an earlier set would mix old and new images (and counts); refuse instead.
     if any((out_dir / split).is_dir() and any((out_dir / split).iterdir()) for split in ("train", "val")):
-        raise click.UsageError(f"--out {out_dir} already holds a data set (train/ or val/); choose an empty or new folder")
+        raise click.UsageError(
+            f"--out {out_dir} already holds a data set (train/ or val/); choose an empty or new folder"
+        )
     try:
-        counts = write_synthetic_imagefolder(out_dir, per_class=per_class, image_size=image_size, seed=seed,
-                                             val_per_class=val_per_class, progress=True)
+        counts = write_synthetic_imagefolder(
+            out_dir, per_class=per_class, image_size=image_size, seed=seed, val_per_class=val_per_class, progress=True
+        )
     except OSError as exc:
         raise click.ClickException(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
-    click.echo(f"wrote {counts['train']} train and {counts['val']} val images of {len(SYNTHETIC_CLASSES)} classes "
-               f"({image_size}x{image_size}) to {out_dir}")
+    click.echo(
+        f"wrote {counts['train']} train and {counts['val']} val images of {len(SYNTHETIC_CLASSES)} classes "
+        f"({image_size}x{image_size}) to {out_dir}"
+    )
 
 
 @main.command()
 @click.argument("data")
-@click.option("--image-size", type=click.IntRange(min=8, max=MAX_CROP), default=None, help="Model input size (default: the source's).")
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=8, max=MAX_CROP),
+    default=None,
+    help="Model input size (default: the source's).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic set and of folder splits.")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
-              help="Share of each class held out, for folders without train/ and val/.")
-@click.option("--synthetic-train-per-class", type=click.IntRange(min=1), default=SYNTHETIC_TRAIN_PER_CLASS,
-              show_default=True, envvar="ALEXNET_SYNTHETIC_TRAIN_PER_CLASS", help="Size of the synthetic train split.")
-@click.option("--synthetic-val-per-class", type=click.IntRange(min=1), default=SYNTHETIC_VAL_PER_CLASS,
-              show_default=True, envvar="ALEXNET_SYNTHETIC_VAL_PER_CLASS", help="Size of the synthetic val split.")
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Share of each class held out, for folders without train/ and val/.",
+)
+@click.option(
+    "--synthetic-train-per-class",
+    type=click.IntRange(min=1),
+    default=SYNTHETIC_TRAIN_PER_CLASS,
+    show_default=True,
+    envvar="ALEXNET_SYNTHETIC_TRAIN_PER_CLASS",
+    help="Size of the synthetic train split.",
+)
+@click.option(
+    "--synthetic-val-per-class",
+    type=click.IntRange(min=1),
+    default=SYNTHETIC_VAL_PER_CLASS,
+    show_default=True,
+    envvar="ALEXNET_SYNTHETIC_VAL_PER_CLASS",
+    help="Size of the synthetic val split.",
+)
 @handle_errors
-def inspect(data: str, image_size: int | None, seed: int, val_fraction: float, synthetic_train_per_class: int,
-            synthetic_val_per_class: int) -> None:
+def inspect(
+    data: str,
+    image_size: int | None,
+    seed: int,
+    val_fraction: float,
+    synthetic_train_per_class: int,
+    synthetic_val_per_class: int,
+) -> None:
     """Show a data source: classes, images per split, preprocessing.
 
     DATA is `synthetic`, a folder (DIR/train/<class>, DIR/val/<class>, or DIR/<class>),
@@ -79,9 +128,14 @@ def inspect(data: str, image_size: int | None, seed: int, val_fraction: float, s
       alexnet-data inspect ~/data/flowers --val-fraction 0.1
       alexnet-data inspect stl10:~/data/stl10_binary
     """
-    bundle = load_data(data, image_size=image_size, seed=seed, val_fraction=val_fraction,
-                       synthetic_train_per_class=synthetic_train_per_class,
-                       synthetic_val_per_class=synthetic_val_per_class)
+    bundle = load_data(
+        data,
+        image_size=image_size,
+        seed=seed,
+        val_fraction=val_fraction,
+        synthetic_train_per_class=synthetic_train_per_class,
+        synthetic_val_per_class=synthetic_val_per_class,
+    )
     click.echo(f"source: {bundle.name}")
     click.echo(f"classes ({len(bundle.class_names)}): {', '.join(bundle.class_names)}")
     for split, dataset in (("train", bundle.train), ("val", bundle.val)):
@@ -90,4 +144,6 @@ def inspect(data: str, image_size: int | None, seed: int, val_fraction: float, s
             per_class[label] += 1
         click.echo(f"{split}: {len(dataset)} images ({min(per_class)}-{max(per_class)} per class)")
     spec = bundle.preprocess
-    click.echo(f"preprocess: resize {spec.resize}, crop {spec.crop}, {spec.interpolation}, mean {spec.mean}, std {spec.std}")
+    click.echo(
+        f"preprocess: resize {spec.resize}, crop {spec.crop}, {spec.interpolation}, mean {spec.mean}, std {spec.std}"
+    )

@@ -48,20 +48,53 @@ def _training_defaults(model: Path, seed: int, val_per_class: int | None) -> tup
 @click.option("--backend", default="auto", show_default=True, help="Runtime backend for MODEL (auto: from the file).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--image-size", type=click.IntRange(min=8, max=MAX_CROP), default=None,
-              help="Evaluate a checkpoint at another input size (resize and crop scaled as 256/224). "
-                   "Exported models keep the size they were exported with.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic set / folder split (as in training).")
-@click.option("--synthetic-val-per-class", type=click.IntRange(min=1), default=None, envvar="ALEXNET_SYNTHETIC_VAL_PER_CLASS",
-              help="Synthetic validation images per class, as in training (default 50).")
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=8, max=MAX_CROP),
+    default=None,
+    help="Evaluate a checkpoint at another input size (resize and crop scaled as 256/224). "
+    "Exported models keep the size they were exported with.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the synthetic set / folder split (as in training)."
+)
+@click.option(
+    "--synthetic-val-per-class",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="ALEXNET_SYNTHETIC_VAL_PER_CLASS",
+    help="Synthetic validation images per class, as in training (default 50).",
+)
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write every number as JSON (- for stdout; the report then goes to stderr).")
-@click.option("--confusion", "confusion_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the confusion matrix as PNG (and CSV beside it).")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write every number as JSON (- for stdout; the report then goes to stderr).",
+)
+@click.option(
+    "--confusion",
+    "confusion_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the confusion matrix as PNG (and CSV beside it).",
+)
 @handle_errors
-def main(model: Path, data: str, split: str, backend: str, device: str, batch_size: int, image_size: int | None,
-         seed: int, synthetic_val_per_class: int | None, workers: int, json_path: Path | None, confusion_path: Path | None) -> None:
+def main(
+    model: Path,
+    data: str,
+    split: str,
+    backend: str,
+    device: str,
+    batch_size: int,
+    image_size: int | None,
+    seed: int,
+    synthetic_val_per_class: int | None,
+    workers: int,
+    json_path: Path | None,
+    confusion_path: Path | None,
+) -> None:
     """Evaluate MODEL: a checkpoint (.pth/.safetensors) or an exported .onnx, .pt or .mlpackage.
 
     Images are preprocessed with the model's own spec (embedded in every checkpoint and artifact),
@@ -89,8 +122,11 @@ def main(model: Path, data: str, split: str, backend: str, device: str, batch_si
     dataset, data_names = load_eval_split(data, split=split, preprocess=meta.preprocess, seed=seed, **extra)
     class_names = list(meta.class_names)
     dataset = _match_classes(dataset, list(data_names), class_names, model, data)
-    click.echo(f"{model} [{predictor.backend_name} on {predictor.device}] on {data} {split}: {len(dataset)} images, "
-               f"input {meta.preprocess.crop}x{meta.preprocess.crop}", err=True)
+    click.echo(
+        f"{model} [{predictor.backend_name} on {predictor.device}] on {data} {split}: {len(dataset)} images, "
+        f"input {meta.preprocess.crop}x{meta.preprocess.crop}",
+        err=True,
+    )
     report = evaluate(predictor.predict_logits, dataset, class_names, batch_size=batch_size, workers=workers)
     report.update({"model": str(model), "backend": predictor.backend_name, "data": data, "split": split})
     # The results are printed before any file is written: a failed write loses nothing on screen.
@@ -109,15 +145,18 @@ def _check_outputs(json_path: Path | None, confusion_path: Path | None) -> None:
             check_output_path(json_path, what="--json", stdout_ok=True)
         if confusion_path is not None:
             if confusion_path.suffix.lower() == ".csv":
-                raise click.UsageError(f"--confusion takes the PNG's name; the CSV is written beside it (got {confusion_path})")
+                raise click.UsageError(
+                    f"--confusion takes the PNG's name; the CSV is written beside it (got {confusion_path})"
+                )
             check_output_path(confusion_path, what="--confusion")
             check_output_path(confusion_path.with_suffix(".csv"), what="--confusion")
     except OutputError as exc:
         raise click.UsageError(str(exc)) from None
 
 
-def _write_outputs(report: dict, class_names: list[str], json_path: Path | None, confusion_path: Path | None,
-                   echo: Any) -> None:
+def _write_outputs(
+    report: dict, class_names: list[str], json_path: Path | None, confusion_path: Path | None, echo: Any
+) -> None:
     from runtime.outputs import dumps_json, is_stdout, write_text
 
     if json_path is not None:
@@ -143,12 +182,16 @@ def _with_image_size(predictor: Any, image_size: int | None, model: Path) -> Any
 
     meta = predictor.metadata
     if meta.format != "checkpoint":
-        raise click.UsageError(f"--image-size applies to checkpoints only: {model} was exported for "
-                               f"{meta.preprocess.crop}x{meta.preprocess.crop} inputs (export it again with --image-size)")
+        raise click.UsageError(
+            f"--image-size applies to checkpoints only: {model} was exported for "
+            f"{meta.preprocess.crop}x{meta.preprocess.crop} inputs (export it again with --image-size)"
+        )
     minimum = getattr(getattr(predictor.backend, "model", None), "min_image_size", 1)
     if image_size < minimum:
-        raise click.UsageError(f"--image-size {image_size} is too small for {model} "
-                               f"(AlexNet variant {meta.model_config.get('variant', '?')!r} needs at least {minimum})")
+        raise click.UsageError(
+            f"--image-size {image_size} is too small for {model} "
+            f"(AlexNet variant {meta.model_config.get('variant', '?')!r} needs at least {minimum})"
+        )
     old = meta.preprocess
     spec = PreprocessSpec.for_image_size(image_size, mean=old.mean, std=old.std, interpolation=old.interpolation)
     metadata = dataclasses.replace(meta, preprocess=spec, input_shape=(meta.batch_size, 3, image_size, image_size))
@@ -165,15 +208,23 @@ def _match_classes(dataset: Any, data_names: list[str], model_names: list[str], 
         return dataset
     if sorted(data_names) == sorted(model_names) and len(set(data_names)) == len(data_names):
         index = {name: i for i, name in enumerate(model_names)}
-        click.echo(f"note: {data} has the model's {len(model_names)} classes in another order; "
-                   "its labels are mapped to the model's classes by name", err=True)
+        click.echo(
+            f"note: {data} has the model's {len(model_names)} classes in another order; "
+            "its labels are mapped to the model's classes by name",
+            err=True,
+        )
         return RelabeledDataset(dataset, [index[name] for name in data_names])
     only_model = [n for n in model_names if n not in set(data_names)]
     only_data = [n for n in data_names if n not in set(model_names)]
-    differences = "; ".join(f"only in {where}: {_names(names)}" for where, names
-                            in (("the model", only_model), ("the data", only_data)) if names)
-    raise EvalError(f"{model} was trained on {len(model_names)} classes but {data} has {len(data_names)}: "
-                    f"{differences or 'a class name is repeated'}")
+    differences = "; ".join(
+        f"only in {where}: {_names(names)}"
+        for where, names in (("the model", only_model), ("the data", only_data))
+        if names
+    )
+    raise EvalError(
+        f"{model} was trained on {len(model_names)} classes but {data} has {len(data_names)}: "
+        f"{differences or 'a class name is repeated'}"
+    )
 
 
 def _names(names: list[str], shown: int = 5) -> str:

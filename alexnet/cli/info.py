@@ -17,10 +17,17 @@ from runtime.preprocess import MAX_CROP
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
 @click.option("--variant", type=click.Choice(VARIANTS), default=None, help="Architecture (default: torchvision).")
 @click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Output classes (default: 1000).")
-@click.option("--image-size", type=click.IntRange(min=1, max=MAX_CROP), default=None, help="Input side in pixels (default: the variant's or checkpoint's).")
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=1, max=MAX_CROP),
+    default=None,
+    help="Input side in pixels (default: the variant's or checkpoint's).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @handle_errors
-def main(checkpoint: str | None, variant: str | None, num_classes: int | None, image_size: int | None, as_json: bool) -> None:
+def main(
+    checkpoint: str | None, variant: str | None, num_classes: int | None, image_size: int | None, as_json: bool
+) -> None:
     """Print AlexNet's layers: output shape, parameters and multiply-accumulates.
 
     \b
@@ -45,6 +52,8 @@ def main(checkpoint: str | None, variant: str | None, num_classes: int | None, i
         click.echo(json.dumps(summary.to_dict(), indent=2))
         return
     if checkpoint is not None:
-        click.echo(f"checkpoint: {checkpoint} ({len(ckpt.class_names)} classes: {', '.join(ckpt.class_names[:5])}"
-                   f"{', ...' if len(ckpt.class_names) > 5 else ''}; preprocess resize={ckpt.preprocess.resize} crop={ckpt.preprocess.crop})")
+        click.echo(
+            f"checkpoint: {checkpoint} ({len(ckpt.class_names)} classes: {', '.join(ckpt.class_names[:5])}"
+            f"{', ...' if len(ckpt.class_names) > 5 else ''}; preprocess resize={ckpt.preprocess.resize} crop={ckpt.preprocess.crop})"
+        )
     click.echo(summary.format_table())

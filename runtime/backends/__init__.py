@@ -72,8 +72,10 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
 
 def run_failed(path: Any, exc: BaseException, batch: np.ndarray, expected: str) -> ModelRunError:
     """The error for a failed `run`: the model, what it expects and what it was given, the engine's reason."""
-    return ModelRunError(f"{path} failed on an input of shape {tuple(batch.shape)} {batch.dtype} "
-                         f"(the model declares {expected}): {one_line(exc)}")
+    return ModelRunError(
+        f"{path} failed on an input of shape {tuple(batch.shape)} {batch.dtype} "
+        f"(the model declares {expected}): {one_line(exc)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -171,15 +173,18 @@ def detect_backend(path: str | Path) -> str:
         if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
             return "pytorch"
         if suffix in _CHECKPOINT_SUFFIXES + (".pt",):
-            raise ModelLoadError(f"{path} is a zip archive but not a PyTorch checkpoint or TorchScript archive "
-                                 f"(no data.pkl or code/ inside)")
+            raise ModelLoadError(
+                f"{path} is a zip archive but not a PyTorch checkpoint or TorchScript archive "
+                f"(no data.pkl or code/ inside)"
+            )
     with open(path, "rb") as handle:
         head = handle.read(2)
     if head[:1] == b"\x80" and suffix in _CHECKPOINT_SUFFIXES + (".pt",):
         return "pytorch"  # torch.save's legacy (pre-1.6) pickle format
     if suffix in _CHECKPOINT_SUFFIXES + (".pt",):
-        raise ModelLoadError(f"{path} is not a PyTorch checkpoint or TorchScript archive "
-                             f"(neither a torch.save zip archive nor a pickle)")
+        raise ModelLoadError(
+            f"{path} is not a PyTorch checkpoint or TorchScript archive (neither a torch.save zip archive nor a pickle)"
+        )
     raise ModelLoadError(
         f"cannot tell which backend runs {path} (suffix {suffix or 'none'!r}); name it .onnx, .pt (TorchScript), "
         f".mlpackage, .pth (checkpoint), or pass --backend"

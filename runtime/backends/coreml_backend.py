@@ -97,7 +97,8 @@ class CoreMLBackend(Backend):
         outputs = [o.name for o in description.output]
         # A classifier (our exports) returns a class -> score dictionary under predictedProbabilitiesName.
         scores = description.predictedProbabilitiesName or (
-            self.metadata.output_name if self.metadata and self.metadata.output_name in outputs else outputs[0])
+            self.metadata.output_name if self.metadata and self.metadata.output_name in outputs else outputs[0]
+        )
         self.io = ModelIO(input_name=feature.name, input_shape=shape, output_name=scores, num_outputs=None)
         self._spec = self.metadata.preprocess if self.metadata else None
         self._class_order = self.metadata.class_names if self.metadata else None  # the dictionary's keys, in order
@@ -115,11 +116,13 @@ class CoreMLBackend(Backend):
             feeds = [{self.io.input_name: Image.fromarray(p, "RGB")} for p in to_pixels(batch, self._spec)]
         else:
             batch = batch.astype(np.float32, copy=False)
-            feeds = [{self.io.input_name: batch[i:i + 1]} for i in range(len(batch))]
+            feeds = [{self.io.input_name: batch[i : i + 1]} for i in range(len(batch))]
         try:
             results = self.model.predict(feeds) if len(feeds) > 1 else [self.model.predict(feeds[0])]
         except Exception as exc:  # coremltools raises plain Exception/RuntimeError from the Core ML framework
-            raise run_failed(self.path, exc, batch, f"{self.io.input_shape} {'image' if self.image_input else 'tensor'}") from None
+            raise run_failed(
+                self.path, exc, batch, f"{self.io.input_shape} {'image' if self.image_input else 'tensor'}"
+            ) from None
         return np.stack([self._scores(r[self.io.output_name]) for r in results])
 
     def _scores(self, value: Any) -> np.ndarray:
@@ -127,6 +130,8 @@ class CoreMLBackend(Backend):
         if isinstance(value, dict):
             missing = [name for name in self._class_order if name not in value]
             if missing:
-                raise ModelLoadError(f"the Core ML model's scores have no class {missing[0]!r}; its labels differ from the metadata")
+                raise ModelLoadError(
+                    f"the Core ML model's scores have no class {missing[0]!r}; its labels differ from the metadata"
+                )
             return np.array([value[name] for name in self._class_order], np.float32)
         return np.asarray(value, np.float32).reshape(-1)

@@ -79,8 +79,15 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     format = "onnx"
 
-    def __init__(self, path: str | Path, *, device: str = "auto", threads: int | None = None,
-                 providers: Sequence[str] | None = None, **_: Any) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        providers: Sequence[str] | None = None,
+        **_: Any,
+    ) -> None:
         ort = _import_ort()
         self.path = path
         check_model_path(Path(path))  # a FIFO named model.onnx would block the session's read
@@ -115,7 +122,9 @@ class OnnxRuntimeBackend(Backend):
         """The graph's input and output, refused at load unless it takes one float (N, 3, H, W) tensor."""
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:
-            raise ModelLoadError(f"{path} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); an image classifier has one")
+            raise ModelLoadError(
+                f"{path} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); an image classifier has one"
+            )
         shape, kind = _dims(inputs[0].shape), inputs[0].type
         if kind not in _DTYPES or len(shape) != 4 or shape[1] not in (None, 3):
             raise ModelLoadError(
@@ -123,8 +132,13 @@ class OnnxRuntimeBackend(Backend):
                 f"image classifiers that take one (N, 3, H, W) float tensor"
             )
         out_shape = _dims(outputs[0].shape)
-        return ModelIO(input_name=inputs[0].name, input_shape=shape, output_name=outputs[0].name,
-                       num_outputs=out_shape[-1] if len(out_shape) == 2 else None, input_dtype=_DTYPES[kind])
+        return ModelIO(
+            input_name=inputs[0].name,
+            input_shape=shape,
+            output_name=outputs[0].name,
+            num_outputs=out_shape[-1] if len(out_shape) == 2 else None,
+            input_dtype=_DTYPES[kind],
+        )
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         # batch: (N, 3, H, W) -> logits (N, classes)

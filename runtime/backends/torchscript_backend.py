@@ -41,8 +41,16 @@ def resolve_torch_device(torch: Any, device: str) -> Any:
     return torch.device(device)
 
 
-def run_module(torch: Any, module: Any, batch: np.ndarray, device: Any, dtype: Any, *,
-               path: Any = "the model", expected: str = "(N, 3, H, W)") -> np.ndarray:
+def run_module(
+    torch: Any,
+    module: Any,
+    batch: np.ndarray,
+    device: Any,
+    dtype: Any,
+    *,
+    path: Any = "the model",
+    expected: str = "(N, 3, H, W)",
+) -> np.ndarray:
     """(N, 3, H, W) numpy -> module on `device` in `dtype` -> (N, classes) float32 numpy.
 
     A failure inside the module (a foreign model built for other shapes) is a one-line
@@ -57,7 +65,9 @@ def run_module(torch: Any, module: Any, batch: np.ndarray, device: Any, dtype: A
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # torch and TorchScript raise these
             raise run_failed(path, exc, batch, expected) from None
         if not isinstance(out, torch.Tensor):
-            raise run_failed(path, TypeError(f"it returned a {type(out).__name__}, not a tensor of logits"), batch, expected)
+            raise run_failed(
+                path, TypeError(f"it returned a {type(out).__name__}, not a tensor of logits"), batch, expected
+            )
         return out.float().cpu().numpy()
 
 
@@ -94,8 +104,17 @@ class TorchScriptBackend(Backend):
         )
 
     def configure(self, metadata: ArtifactMetadata) -> None:
-        self._expected = "(" + ", ".join("N" if d is None else str(d) for d in metadata.input_shape) + ") from its metadata"
+        self._expected = (
+            "(" + ", ".join("N" if d is None else str(d) for d in metadata.input_shape) + ") from its metadata"
+        )
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return run_module(self._torch, self.module, batch, self._device, self._dtype, path=self.path,
-                          expected=getattr(self, "_expected", "(N, 3, H, W)"))
+        return run_module(
+            self._torch,
+            self.module,
+            batch,
+            self._device,
+            self._dtype,
+            path=self.path,
+            expected=getattr(self, "_expected", "(N, 3, H, W)"),
+        )
