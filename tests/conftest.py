@@ -25,6 +25,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_mac)
 
 
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port nobody listens on now (for torchrun's rendezvous): no clash between runs."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(autouse=True)
 def _restore_torch_threads():
     """CLIs run in-process (`--threads 1`) call torch.set_num_threads at their entry point, which is
