@@ -106,10 +106,6 @@ def load_state_into(model: AlexNet, state: dict[str, torch.Tensor]) -> None:
     model.load_state_dict(state, strict=True)
 
 
-# The one writer of output files lives in runtime.outputs; this alias keeps the old import working.
-atomic_write = outputs.atomic_write
-
-
 def _tensor_bytes(obj: Any) -> int:
     """The bytes of every tensor in a (nested) checkpoint dict: about what torch.save writes."""
     if isinstance(obj, torch.Tensor):
@@ -133,7 +129,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike) -> Path:
             del header["model_state"]
             header.pop("training", None)  # weights-only format: optimizer state stays in .pth
             metadata = {SAFETENSORS_KEY: outputs.dumps_json(header)}
-            atomic_write(
+            outputs.atomic_write(
                 path, lambda tmp: save_file(state, tmp, metadata=metadata), expected_bytes=_tensor_bytes(state)
             )
         else:
@@ -141,7 +137,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike) -> Path:
             data["model_state"] = state
             # torch.save raises RuntimeError ("enforce fail at inline_container.cc") on a full disk:
             # atomic_write turns it, like OSError, into an OutputError.
-            atomic_write(path, lambda tmp: torch.save(data, tmp), expected_bytes=_tensor_bytes(data))
+            outputs.atomic_write(path, lambda tmp: torch.save(data, tmp), expected_bytes=_tensor_bytes(data))
     except outputs.OutputError as exc:
         raise CheckpointError(f"cannot save checkpoint {path}: {exc.reason}") from None
     return path

@@ -16,23 +16,13 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
-from alexnet.checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
+from alexnet.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS, load_data, reraise_worker_error
 from alexnet.model import AlexNet, AlexNetConfig
-from alexnet.trainloop import (
-    DivergenceError,
-    TrainArgs,
-    TrainError,
-    build_optimizer,
-    diverged,
-    pick_device,
-    resolve_recipe,
-    seed_epoch,
-    train_one_epoch,
-    validate,
-)
+from alexnet.recipe import DivergenceError, TrainArgs, TrainError, resolve_recipe
+from alexnet.trainloop import build_optimizer, diverged, pick_device, seed_epoch, train_one_epoch, validate
 from runtime.errors import DeployError
-from runtime.outputs import OutputError
+from runtime.outputs import OutputError, atomic_write
 
 __all__ = ["DivergenceError", "TrainError", "train"]
 

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from alexnet.cli.eval import main as eval_cli
+from alexnet.recipe import TrainArgs
 from alexnet.train import train
-from alexnet.trainloop import TrainArgs
 
 ENV = {"ALEXNET_SYNTHETIC_VAL_PER_CLASS": "2"}
 

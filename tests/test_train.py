@@ -13,8 +13,9 @@ from click.testing import CliRunner
 
 from alexnet.checkpoint import load_checkpoint
 from alexnet.cli.train import main as train_cli
+from alexnet.recipe import TrainArgs
 from alexnet.train import train
-from alexnet.trainloop import TrainArgs, learning_rate
+from alexnet.trainloop import learning_rate
 
 # The smallest real run: the 32-px variant on 8 classes x 2 images.
 TINY = ["--data", "synthetic", "--variant", "cifar", "--image-size", "32", "--batch-size", "8"]
@@ -203,3 +204,12 @@ def test_defaults_reach_90_percent_on_synthetic(tmp_path):
         TrainArgs(data="synthetic", image_size=64, epochs=4, batch_size=64, out=str(tmp_path)), echo=lambda s: None
     )
     assert max(row["val_top1"] for row in history) >= 0.90, history
+
+
+def test_help_shows_the_recipes_own_values():
+    from alexnet.recipe import RECIPES
+
+    text = CliRunner().invoke(train_cli, ["--help"], terminal_width=1000).output
+    for name, values in RECIPES.items():
+        assert f"{name}: {values['optimizer']} lr {values['lr']:g}" in " ".join(text.split())
+    assert f"[default: {TrainArgs().epochs}" in text

@@ -14,8 +14,8 @@ from alexnet.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from alexnet.cli.train import main as train_cli
 from alexnet.data import SYNTHETIC_CLASSES, default_preprocess
 from alexnet.model import AlexNet, AlexNetConfig
+from alexnet.recipe import TrainArgs, resolve_recipe
 from alexnet.train import DivergenceError, TrainError, train
-from alexnet.trainloop import TrainArgs
 
 # As tests/test_train.py: the 32-px variant on 8 classes x 2 images (2 steps per epoch), fixed seed.
 TINY = [
@@ -186,7 +186,7 @@ def _crafted_last(path, *, args, weights=None):
 
 
 def test_resume_validates_the_stored_arguments_and_weights(tmp_path, no_data):
-    good = trainloop.resolve_recipe(TrainArgs(variant="cifar", image_size=32, batch_size=8)).to_dict()
+    good = resolve_recipe(TrainArgs(variant="cifar", image_size=32, batch_size=8)).to_dict()
     _crafted_last(tmp_path / "tampered.pth", args={**good, "weight_decay": -1.0})
     with pytest.raises(TrainError, match=r"--weight-decay must be a finite number >= 0 \(got -1.0\)"):
         train(TrainArgs(out=str(tmp_path / "a")), resume=str(tmp_path / "tampered.pth"), explicit=set())

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import click
 
+from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS
 from alexnet.model import VARIANTS
-from alexnet.trainloop import RECIPES, TrainArgs, TrainError, resolve_recipe
+from alexnet.recipe import RECIPES, TrainArgs, TrainError, recipe_values, resolve_recipe
 from runtime.cliutil import handle_errors
 from runtime.preprocess import MAX_CROP
 
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_DEFAULTS = TrainArgs()  # every default below is TrainArgs' or a recipe's: written once, there
+
+
+def _recipe_help() -> str:
+    return "; ".join(
+        f"{name}: {v['optimizer']} lr {v['lr']:g}, weight decay {v['weight_decay']:g}, {v['schedule']} schedule, "
+        f"warm-up {v['warmup_epochs']:g} epoch, dropout {v['dropout']:g}, label smoothing {v['label_smoothing']:g}"
+        for name, v in RECIPES.items()
+    )
 
 
 @click.command(context_settings=_CONTEXT)
-@click.option("--data", default="synthetic", show_default=True, help="synthetic | DIR | cifar10:DIR | stl10:DIR")
-@click.option("--out", default="runs/demo", show_default=True, type=click.Path(file_okay=False), help="Run folder.")
-@click.option("--variant", type=click.Choice(VARIANTS), default="torchvision", show_default=True)
+@click.option("--data", default=_DEFAULTS.data, show_default=True, help="synthetic | DIR | cifar10:DIR | stl10:DIR")
+@click.option("--out", default=_DEFAULTS.out, show_default=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--variant", type=click.Choice(VARIANTS), default=_DEFAULTS.variant, show_default=True)
 @click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Default: the dataset's.")
 @click.option(
     "--image-size",
@@ -23,35 +33,60 @@ _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
     default=None,
     help="Default: synthetic 64, CIFAR 32, STL 96, folders 224.",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Per process.")
+@click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size, show_default=True, help="Per process."
+)
 @click.option(
     "--recipe",
     type=click.Choice(list(RECIPES)),
-    default="default",
+    default=_DEFAULTS.recipe,
     show_default=True,
-    help="default: AdamW, warmup + cosine. paper: SGD lr 0.01, momentum 0.9, wd 5e-4, step decay.",
+    help=_recipe_help(),
 )
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None, help="Override the recipe's.")
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Peak learning rate (recipe: default 4e-4, paper 0.01).",
+    help=f"Peak learning rate. Recipe: {recipe_values('lr')}.",
 )
 @click.option(
-    "--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True, help="SGD momentum."
+    "--momentum",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=_DEFAULTS.momentum,
+    show_default=True,
+    help="SGD momentum.",
 )
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=None)
-@click.option("--schedule", type=click.Choice(["cosine", "step"]), default=None)
-@click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None)
 @click.option(
-    "--step-size", type=click.IntRange(min=1), default=30, show_default=True, help="Step schedule: epochs per decay."
+    "--weight-decay",
+    type=click.FloatRange(min=0),
+    default=None,
+    help=f"Not on biases. Recipe: {recipe_values('weight_decay')}.",
+)
+@click.option(
+    "--schedule",
+    type=click.Choice(["cosine", "step"]),
+    default=None,
+    help=f"Recipe: {recipe_values('schedule')}.",
+)
+@click.option(
+    "--warmup-epochs",
+    type=click.FloatRange(min=0),
+    default=None,
+    help=f"Linear warm-up. Recipe: {recipe_values('warmup_epochs')}.",
+)
+@click.option(
+    "--step-size",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.step_size,
+    show_default=True,
+    help="Step schedule: epochs per decay.",
 )
 @click.option(
     "--gamma",
     type=click.FloatRange(0, 1, min_open=True),
-    default=0.1,
+    default=_DEFAULTS.gamma,
     show_default=True,
     help="Step schedule: decay factor.",
 )
@@ -59,22 +94,29 @@ _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
     "--label-smoothing",
     type=click.FloatRange(0, 1, max_open=True),
     default=None,
-    help="Default: the recipe's (0.1; paper 0).",
+    help=f"Recipe: {recipe_values('label_smoothing')}.",
 )
 @click.option(
-    "--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help="Default: the recipe's (0; paper 0.5)."
+    "--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help=f"Recipe: {recipe_values('dropout')}."
 )
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=_DEFAULTS.seed, show_default=True)
 @click.option(
-    "--workers", type=click.IntRange(min=0), default=0, show_default=True, help="DataLoader worker processes."
+    "--workers",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.workers,
+    show_default=True,
+    help="DataLoader worker processes.",
 )
 @click.option(
-    "--device", default="auto", show_default=True, help="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps"
+    "--device",
+    default=_DEFAULTS.device,
+    show_default=True,
+    help="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps",
 )
 @click.option(
     "--amp",
     type=click.Choice(["none", "bf16", "fp16"]),
-    default="none",
+    default=_DEFAULTS.amp,
     show_default=True,
     help="Mixed precision (CUDA).",
 )
@@ -84,14 +126,16 @@ _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
     type=click.IntRange(min=1),
     default=None,
     envvar="ALEXNET_SYNTHETIC_TRAIN_PER_CLASS",
-    help="Size of the synthetic set (default 500 per class; env ALEXNET_SYNTHETIC_TRAIN_PER_CLASS).",
+    help=f"Size of the synthetic set (default {SYNTHETIC_TRAIN_PER_CLASS} per class).",
+    show_envvar=True,
 )
 @click.option(
     "--synthetic-val-per-class",
     type=click.IntRange(min=1),
     default=None,
     envvar="ALEXNET_SYNTHETIC_VAL_PER_CLASS",
-    help="Synthetic validation images per class (default 50; env ALEXNET_SYNTHETIC_VAL_PER_CLASS).",
+    help=f"Synthetic validation images per class (default {SYNTHETIC_VAL_PER_CLASS}).",
+    show_envvar=True,
 )
 @click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue from OUT/last.pth.")
 @handle_errors
