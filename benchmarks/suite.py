@@ -19,8 +19,9 @@ import numpy as np
 from benchmarks import roofline
 from benchmarks.artifacts import Artifacts, Skip
 from benchmarks.machine import Limits, best_limits, measure_limits
-from benchmarks.runners import RUNNERS, Runner, _first_line, torch_device, variants
+from benchmarks.runners import RUNNERS, Runner, torch_device, variants
 from benchmarks.timing import CLOCKS, SPREAD_WARNING, Budget, summarize, throughput, time_block
+from runtime.errors import first_line
 
 BASELINE = ("pytorch", "fp32")  # every speed-up is against this row, same device and batch size
 PAUSE_S = 0.05  # between blocks, so one engine's spinning worker threads park before the next runs
@@ -126,7 +127,7 @@ def run_suite(
             except Skip as exc:
                 rows.append(_runner_row(runner, None, status="skipped", reason=str(exc)))
             except Exception as exc:  # a broken backend must not stop the others
-                rows.append(_runner_row(runner, None, status="failed", reason=_first_line(exc)))
+                rows.append(_runner_row(runner, None, status="failed", reason=first_line(exc)))
         try:
             for n in settings.batch_sizes:
                 rows += _time_batch(ready, n, artifacts.source.image_size, settings, say)
@@ -164,7 +165,7 @@ def _time_batch(runners: list[Runner], n: int, size: int, settings: Settings, sa
         except Skip as exc:
             rows.append(_runner_row(runner, n, status="skipped", reason=str(exc)))
         except Exception as exc:
-            rows.append(_runner_row(runner, n, status="failed", reason=_first_line(exc)))
+            rows.append(_runner_row(runner, n, status="failed", reason=first_line(exc)))
     times: dict[Runner, list[list[float]]] = {r: [] for r in active}
     min_iterations, min_seconds = settings.budget.block()
     for round_index in range(settings.budget.rounds):
