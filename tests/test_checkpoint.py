@@ -3,21 +3,11 @@ import pickle
 
 import pytest
 import torch
+from builders import checkpoint_object
 
-from alexnet.checkpoint import Checkpoint, CheckpointError, imagenet_class_names, load_checkpoint, save_checkpoint
+from alexnet.checkpoint import CheckpointError, imagenet_class_names, load_checkpoint, save_checkpoint
 from alexnet.model import AlexNetConfig, build_alexnet
 from runtime.preprocess import PreprocessSpec
-
-
-def make_checkpoint(variant="cifar", classes=3, training=None):
-    model = build_alexnet(variant=variant, num_classes=classes)
-    return Checkpoint(
-        config=model.config,
-        model_state=model.state_dict(),
-        class_names=[f"c{i}" for i in range(classes)],
-        preprocess=PreprocessSpec(resize=36, crop=32),
-        training=training,
-    )
 
 
 def assert_same_state(a, b):
@@ -28,7 +18,7 @@ def assert_same_state(a, b):
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_round_trip(tmp_path, suffix):
-    ckpt = make_checkpoint(training={"epoch": 3, "rng": torch.get_rng_state(), "metrics": [{"top1": 0.5}]})
+    ckpt = checkpoint_object(training={"epoch": 3, "rng": torch.get_rng_state(), "metrics": [{"top1": 0.5}]})
     path = save_checkpoint(ckpt, tmp_path / f"model{suffix}")
     loaded = load_checkpoint(path)
     assert loaded.config == ckpt.config
@@ -103,7 +93,7 @@ def test_missing_file(tmp_path):
 
 
 def test_wrong_class_count_names_first_mismatching_layer(tmp_path):
-    ckpt = make_checkpoint(classes=3)
+    ckpt = checkpoint_object(classes=3)
     ckpt.config = AlexNetConfig(variant="cifar", num_classes=5)
     with pytest.raises(
         CheckpointError,
@@ -113,7 +103,7 @@ def test_wrong_class_count_names_first_mismatching_layer(tmp_path):
 
 
 def test_wrong_architecture_names_first_mismatching_layer():
-    ckpt = make_checkpoint(variant="cifar")
+    ckpt = checkpoint_object(variant="cifar")
     ckpt.config = AlexNetConfig(variant="torchvision", num_classes=3)
     with pytest.raises(
         CheckpointError,
@@ -131,7 +121,7 @@ def test_bare_state_dict_of_another_layout_is_named(tmp_path):
 
 def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "last.pth"
-    first = make_checkpoint()
+    first = checkpoint_object()
     save_checkpoint(first, path)
     before = path.read_bytes()
 
@@ -142,18 +132,18 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(CheckpointError, match="No space left on device"):
-        save_checkpoint(make_checkpoint(), path)
+        save_checkpoint(checkpoint_object(), path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]
 
 
 def test_save_into_missing_directory(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
-        save_checkpoint(make_checkpoint(), tmp_path / "missing" / "x.pth")
+        save_checkpoint(checkpoint_object(), tmp_path / "missing" / "x.pth")
 
 
 def test_newer_format_version_is_refused(tmp_path):
-    data = make_checkpoint().to_dict()
+    data = checkpoint_object().to_dict()
     data["format_version"] = 99
     torch.save(data, tmp_path / "future.pth")
     with pytest.raises(CheckpointError, match="newer than this alexnet-deploy"):

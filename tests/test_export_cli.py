@@ -6,15 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+from builders import saved_checkpoint
 from click.testing import CliRunner
 
 from export.cli import main
-from tests.test_export_formats import make_checkpoint
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("cli") / "model.pth")
+    return saved_checkpoint(tmp_path_factory.mktemp("cli") / "model.pth")
 
 
 def run(*args):

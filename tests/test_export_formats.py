@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 
 import numpy as np
 import pytest
 import torch
+from builders import CLASSES, assert_agrees, random_batch, reference, saved_checkpoint
 
 import alexnet
 import runtime
-from alexnet.checkpoint import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
+from alexnet.checkpoint import file_sha256, load_checkpoint
 from alexnet.model import AlexNet, AlexNetConfig
 from export import export_artifact
 from export.common import SUFFIXES, ExportError
@@ -19,36 +19,10 @@ from export.validate import coreml_problems, validate_artifact
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
 
-CLASSES = ["circle", "square", "triangle", "star", "cross"]
-
-
-def make_checkpoint(path, variant="cifar", size=32, num_classes=5):
-    torch.manual_seed(0)
-    config = AlexNetConfig(variant=variant, num_classes=num_classes)
-    names = CLASSES if num_classes == 5 else [f"c{i}" for i in range(num_classes)]
-    ckpt = Checkpoint(config, AlexNet(config).state_dict(), names, PreprocessSpec(resize=size, crop=size))
-    return save_checkpoint(ckpt, path)
-
-
-@functools.lru_cache(maxsize=4)
-def _pytorch_model(ckpt_path):
-    return load_checkpoint(ckpt_path).build_model()  # ~1.5 s for 58M parameters: build once per checkpoint
-
-
-def reference(ckpt_path, batch):
-    with torch.inference_mode():
-        return _pytorch_model(str(ckpt_path))(torch.from_numpy(batch)).numpy()
-
-
-def assert_agrees(got, ref, atol=1e-4):
-    assert got.shape == ref.shape
-    np.testing.assert_allclose(got, ref, atol=atol, rtol=0)
-    assert (got.argmax(1) == ref.argmax(1)).all()
-
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("export") / "cifar.pth")
+    return saved_checkpoint(tmp_path_factory.mktemp("export") / "cifar.pth")
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +35,6 @@ def artifacts(ckpt):
         "onnx": export_artifact(ckpt, "onnx"),
         "onnx3": export_artifact(ckpt, "onnx", out / "fixed3.onnx", batch_size=3),
     }
-
-
-def random_batch(n, size=32, seed=0):
-    return np.random.default_rng(seed).standard_normal((n, 3, size, size), dtype=np.float32)
 
 
 def test_default_outputs_beside_checkpoint(ckpt, artifacts):

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders import assert_agrees, random_batch, reference, saved_checkpoint
 
 import runtime
 from alexnet.checkpoint import load_checkpoint
 from export import export_artifact
 from export.validate import coreml_problems
-from tests.test_export_formats import assert_agrees, make_checkpoint, random_batch, reference
 
 pytestmark = pytest.mark.slow
 FIXED = 2
@@ -22,7 +22,7 @@ FIXED = 2
 @pytest.fixture(scope="module", params=[("torchvision", 64), ("paper", 67)], ids=lambda p: p[0])
 def exported(request, tmp_path_factory):
     variant, size = request.param
-    ckpt = make_checkpoint(tmp_path_factory.mktemp(variant) / f"{variant}.pth", variant=variant, size=size)
+    ckpt = saved_checkpoint(tmp_path_factory.mktemp(variant) / f"{variant}.pth", variant=variant, size=size)
     out = ckpt.parent
     paths = {
         ("torchscript", None): export_artifact(ckpt, "torchscript"),

@@ -258,12 +258,12 @@ def test_json_is_strict_and_names_the_bad_value():
 
 def test_checkpoint_save_full_disk_runtime_error_is_one_line(tmp_path, monkeypatch):
     import torch
+    from builders import checkpoint_object
 
     from alexnet.checkpoint import CheckpointError, save_checkpoint
-    from tests.test_checkpoint import make_checkpoint
 
     path = tmp_path / "last.pth"
-    save_checkpoint(make_checkpoint(), path)
+    save_checkpoint(checkpoint_object(), path)
     before = path.read_bytes()
 
     def full(obj, f, *args, **kwargs):
@@ -272,18 +272,19 @@ def test_checkpoint_save_full_disk_runtime_error_is_one_line(tmp_path, monkeypat
 
     monkeypatch.setattr(torch, "save", full)
     with pytest.raises(CheckpointError, match=r"cannot save checkpoint .*last.pth: \[enforce fail") as info:
-        save_checkpoint(make_checkpoint(), path)
+        save_checkpoint(checkpoint_object(), path)
     assert "\n" not in str(info.value)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]
 
 
 def test_checkpoint_save_checks_space_from_the_tensor_sizes(tmp_path, monkeypatch):
+    from builders import checkpoint_object
+
     from alexnet.checkpoint import CheckpointError, save_checkpoint
-    from tests.test_checkpoint import make_checkpoint
 
     monkeypatch.setattr(outputs.shutil, "disk_usage", lambda path: SimpleNamespace(free=1_000_000))
     with pytest.raises(CheckpointError, match=r"not enough space .*: need ~2\d\d MB, 1.0 MB free"):
-        save_checkpoint(make_checkpoint(), tmp_path / "x.safetensors")  # cifar variant: 233 MB of fp32 weights
+        save_checkpoint(checkpoint_object(), tmp_path / "x.safetensors")  # cifar variant: 233 MB of fp32 weights
     assert list(tmp_path.iterdir()) == []
 
 
