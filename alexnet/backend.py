@@ -18,7 +18,7 @@ import torch
 from alexnet import __version__
 from alexnet.checkpoint import file_sha256, load_checkpoint
 from runtime.backends import Backend, ModelIO
-from runtime.backends.torchscript_backend import resolve_torch_device, run_module
+from runtime.backends.torch_common import resolve_torch_device, run_module
 from runtime.metadata import ArtifactMetadata
 
 

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from alexnet.metrics import topk_accuracy
 from alexnet.recipe import RECIPES, DivergenceError, TrainArgs, TrainError
+from runtime.backends.torch_common import resolve_torch_device
 
 
 def build_optimizer(model: nn.Module, args: TrainArgs) -> torch.optim.Optimizer:
@@ -48,18 +49,8 @@ def learning_rate(step: int, steps_per_epoch: int, args: TrainArgs) -> float:
 
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainError("--device cuda: no CUDA device is available")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise TrainError("--device mps: MPS is not available on this machine")
-    return device
+    """--device for training: the same rule as everywhere (auto: cuda, then mps, then cpu)."""
+    return resolve_torch_device(torch, name)
 
 
 def autocast(device: torch.device, amp: str):

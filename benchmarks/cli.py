@@ -36,10 +36,10 @@ def parse_devices(text: str) -> list[str]:
     if text == "auto":
         import torch
 
-        found = ["cpu"]
-        found += ["cuda"] if torch.cuda.is_available() else []
-        found += ["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else []
-        return found
+        from runtime.backends.torch_common import available_torch_devices
+
+        found = available_torch_devices(torch)
+        return [d for d in DEVICES if d in found]
     return _known(_split(text), DEVICES, "device", text, "auto")
 
 

@@ -70,10 +70,11 @@ class Runner(abc.ABC):
 def torch_device(device: str) -> Any:
     import torch
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise Skip("no CUDA device (torch.cuda.is_available() is False)")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise Skip("no MPS device (needs PyTorch with Metal on Apple silicon)")
+    from runtime.backends.torch_common import available_torch_devices
+
+    if device not in available_torch_devices(torch):
+        why = "torch.cuda.is_available() is False" if device == "cuda" else "needs PyTorch with Metal on Apple silicon"
+        raise Skip(f"no {device.upper()} device ({why})")
     return torch.device(device)
 
 

@@ -307,3 +307,44 @@ def test_coreml_run_reads_classifier_dictionaries_in_class_order():
         first = seen[-1][0]["input"]
         assert isinstance(first, Image.Image) if image_input else first.shape == (1, 3, 8, 8)
     assert len(backend.run(batch[:1])) == 1
+
+
+def fake_torch(cuda: bool, mps: bool):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        cuda=SimpleNamespace(is_available=lambda: cuda),
+        backends=SimpleNamespace(mps=SimpleNamespace(is_available=lambda: mps)),
+        device=lambda name: f"device({name})",
+    )
+
+
+@pytest.mark.parametrize(
+    "cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu"), (True, False, "cuda")]
+)
+def test_one_device_rule_for_auto(cuda, mps, expected):
+    from alexnet.trainloop import pick_device
+    from benchmarks.cli import parse_devices
+    from runtime.backends.torch_common import resolve_torch_device
+
+    torch_like = fake_torch(cuda, mps)
+    assert resolve_torch_device(torch_like, "auto") == f"device({expected})"
+    if (cuda, mps) == (False, False):  # this machine: training and benchmarks follow the same rule
+        assert pick_device("auto").type == "cpu" and parse_devices("auto") == ["cpu"]
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("cuda", "sees no CUDA device"),
+        ("cuda:1", "sees no CUDA device"),
+        ("mps", "no MPS device"),
+        ("tpu", "unknown device"),
+        ("cpu:1", "unknown"),
+    ],
+)
+def test_devices_asked_for_by_name_must_exist(name, message):
+    from runtime.backends.torch_common import resolve_torch_device
+
+    with pytest.raises(BackendUnavailableError, match=message):
+        resolve_torch_device(fake_torch(False, False), name)

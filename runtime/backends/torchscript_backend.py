@@ -1,7 +1,6 @@
 """TorchScript archives (torch.jit.save) on PyTorch. torch is imported only when one is opened.
 
 The metadata travels in the archive's ``_extra_files`` entry ``alexnet_deploy.json``.
-`resolve_torch_device` is shared with the `pytorch` checkpoint backend (alexnet.backend).
 """
 
 from __future__ import annotations
@@ -11,64 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backends import Backend, BackendUnavailableError, ModelIO, ModelLoadError, check_model_path, run_failed
-from runtime.errors import DeployError, first_line
+from runtime.backends import Backend, ModelIO, ModelLoadError, check_model_path
+from runtime.backends.torch_common import import_torch, resolve_torch_device, run_module
+from runtime.errors import first_line
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 EXTRA_FILE = f"{METADATA_KEY}.json"
-
-
-def import_torch(backend: str) -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise BackendUnavailableError(
-            f"the {backend} backend needs PyTorch (pip install torch); without it, export to ONNX and use --backend onnxruntime"
-        ) from None
-    return torch
-
-
-def resolve_torch_device(torch: Any, device: str) -> Any:
-    """auto -> cuda if present, else cpu; cuda/mps must exist when asked for by name."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError("--device cuda: this PyTorch sees no CUDA device; use --device cpu")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise BackendUnavailableError("--device mps needs PyTorch with Metal on Apple silicon; use --device cpu")
-    if device not in ("cpu", "cuda", "mps"):
-        raise BackendUnavailableError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
-    return torch.device(device)
-
-
-def run_module(
-    torch: Any,
-    module: Any,
-    batch: np.ndarray,
-    device: Any,
-    dtype: Any,
-    *,
-    path: Any = "the model",
-    expected: str = "(N, 3, H, W)",
-) -> np.ndarray:
-    """(N, 3, H, W) numpy -> module on `device` in `dtype` -> (N, classes) float32 numpy.
-
-    A failure inside the module (a foreign model built for other shapes) is a one-line
-    ModelRunError naming `path`, the `expected` input and the batch given.
-    """
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(device=device, dtype=dtype)
-        try:
-            out = module(x)
-        except DeployError:
-            raise  # already says what to do (e.g. alexnet's InputTooSmallError)
-        except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # torch and TorchScript raise these
-            raise run_failed(path, exc, batch, expected) from None
-        if not isinstance(out, torch.Tensor):
-            raise run_failed(
-                path, TypeError(f"it returned a {type(out).__name__}, not a tensor of logits"), batch, expected
-            )
-        return out.float().cpu().numpy()
 
 
 class TorchScriptBackend(Backend):
