@@ -54,19 +54,33 @@ def test_canonical_command_is_one_reproducible_line():
     assert line == "alexnet-bench 'runs/my ckpt.pth' --backends pytorch --threads 2 --quiet --note 'a b'"
 
 
-def test_tiny_run_writes_json_markdown_and_plot(tmp_path, monkeypatch):
+# A cifar model on one thread, the machine limits stubbed: a run of seconds.
+TINY_ARGS = (
+    "--variant",
+    "cifar",
+    "--num-classes",
+    "10",
+    "--backends",
+    "pytorch",
+    "--devices",
+    "cpu",
+    "--threads",
+    "1",
+    "--quick",
+    "--quiet",
+)
+
+
+def stub_limits(monkeypatch):
     fake = Limits("cpu", {"fp32": 50.0}, 5.0, {"stub": True})
     monkeypatch.setattr(suite, "measure_limits", lambda device, precisions, **_: fake)
+
+
+def test_tiny_run_writes_json_markdown_and_plot(tmp_path, monkeypatch):
+    stub_limits(monkeypatch)
     out = {ext: tmp_path / f"bench.{ext}" for ext in ("json", "md", "png")}
     result = invoke(
-        "--variant",
-        "cifar",
-        "--num-classes",
-        "10",
-        "--backends",
-        "pytorch",
-        "--devices",
-        "cpu",
+        *TINY_ARGS,
         "--batch-sizes",
         "1,2",
         "--iterations",
@@ -74,8 +88,6 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path, monkeypatch):
         "--repeats",
         "2",
         "--warmup",
-        "1",
-        "--threads",
         "1",
         "--json",
         str(out["json"]),
@@ -85,8 +97,6 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path, monkeypatch):
         str(out["png"]),
         "--note",
         "test run",
-        "--quick",
-        "--quiet",
     )
     assert result.exit_code == 0, result.output
     data = json.loads(out["json"].read_text())
@@ -129,31 +139,8 @@ def test_plot_format_and_stdout_checked_before_the_run(monkeypatch):
 
 
 def tiny_run(monkeypatch, *args: str):
-    fake = Limits("cpu", {"fp32": 50.0}, 5.0, {"stub": True})
-    monkeypatch.setattr(suite, "measure_limits", lambda device, precisions, **_: fake)
-    return invoke(
-        "--variant",
-        "cifar",
-        "--num-classes",
-        "10",
-        "--backends",
-        "pytorch",
-        "--devices",
-        "cpu",
-        "--batch-sizes",
-        "1",
-        "--iterations",
-        "1",
-        "--repeats",
-        "1",
-        "--warmup",
-        "0",
-        "--threads",
-        "1",
-        "--quick",
-        "--quiet",
-        *args,
-    )
+    stub_limits(monkeypatch)
+    return invoke(*TINY_ARGS, "--batch-sizes", "1", "--iterations", "1", "--repeats", "1", "--warmup", "0", *args)
 
 
 def test_json_to_stdout_and_table_to_stderr(monkeypatch):

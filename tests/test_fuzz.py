@@ -41,6 +41,11 @@ JSON = st.recursive(
 )
 
 
+def assert_one_line(exc: BaseException) -> None:
+    """The documented error, worded as the CLIs print it: one non-empty line."""
+    assert str(exc) and "\n" not in str(exc)
+
+
 def check_preprocessed(array: np.ndarray) -> None:
     assert array.shape == (3, SPEC.crop, SPEC.crop) and array.dtype == np.float32
     assert np.isfinite(array).all()
@@ -50,7 +55,7 @@ def load_or_refuse(path) -> None:
     try:
         check_preprocessed(preprocess_image(path, SPEC))
     except ImageLoadError as exc:
-        assert str(exc) and "\n" not in str(exc)
+        assert_one_line(exc)
 
 
 # --- images -------------------------------------------------------------------------------
@@ -163,7 +168,7 @@ def test_metadata_fields_parse_or_raise_metadata_error(field, value):
     try:
         meta = ArtifactMetadata.from_dict(replaced(valid_metadata(), field, value))
     except MetadataError as exc:
-        assert str(exc) and "\n" not in str(exc)
+        assert_one_line(exc)
     else:
         check_accepted(meta)
 
@@ -220,7 +225,7 @@ def test_checkpoint_fields_load_or_raise_checkpoint_error(tmp_path, field, value
     try:
         checkpoint = load_checkpoint(path)
     except CheckpointError as exc:
-        assert str(exc) and "\n" not in str(exc)
+        assert_one_line(exc)
         return
     assert isinstance(checkpoint.class_names, list) and all(isinstance(n, str) for n in checkpoint.class_names)
 
@@ -235,7 +240,7 @@ def test_safetensors_headers_load_or_raise_checkpoint_error(tmp_path, header):
     try:
         load_checkpoint(path)
     except CheckpointError as exc:
-        assert str(exc) and "\n" not in str(exc)
+        assert_one_line(exc)
 
 
 @SLOW_FILE_SETTINGS
