@@ -13,9 +13,11 @@ so `runtime.load(artifact)` needs nothing else. Expected failures raise `ExportE
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from export.common import COREML_INPUTS, FORMATS, PRECISIONS, ExportError
+from export.quantize import QuantizeOptions
 from export.validate import ValidationResult, validate_artifact
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "PRECISIONS",
     "COREML_INPUTS",
     "ExportError",
+    "QuantizeOptions",
     "ValidationResult",
     "export_artifact",
     "validate_artifact",
@@ -39,18 +42,24 @@ def export_artifact(
     precision: str = "fp32",
     image_size: int | None = None,
     coreml_input: str = "image",
+    quantize: QuantizeOptions | None = None,
+    echo: Callable[[str], None] | None = None,
+    tag: str | None = None,
 ) -> Path:
     """Write `checkpoint` as a `fmt` artifact and return its path.
 
     batch_size: None for a dynamic batch (Core ML image input is always batch 1).
     image_size: None for the checkpoint's crop size. output: a path, or a directory to write
-    into; default beside the checkpoint (.pt, .onnx, .mlpackage), same stem. The artifact
-    appears only when complete.
+    into; default beside the checkpoint (.pt, .onnx, .mlpackage), same stem, plus "-<tag>"
+    when a tag is given (the CLI tags int8: best-int8.onnx). The artifact
+    appears only when complete. precision "int8" (ONNX) calibrates and gates as `quantize`
+    says (default QuantizeOptions(): the checkpoint's own training data); `echo` gets its
+    progress lines (default: stderr).
     """
     from export import common
 
     common.check_options(fmt, batch_size, precision, coreml_input)
-    output = common.resolve_output(checkpoint, fmt, output)
+    output = common.resolve_output(checkpoint, fmt, output, tag)
     common.check_output(output, fmt, checkpoint)
     ckpt, model = common.load_model(checkpoint)
     size = common.resolve_image_size(ckpt, model, image_size)
@@ -65,6 +74,12 @@ def export_artifact(
     metadata = common.export_metadata(
         checkpoint, ckpt, fmt=fmt, batch_size=batch_size, image_size=size, precision=precision
     )
+    if fmt == "onnx" and precision == "int8":
+        from export.to_onnx_int8 import export_int8_onnx
+
+        options = quantize or QuantizeOptions()
+        kwargs = {"echo": echo} if echo else {}
+        return export_int8_onnx(model, metadata, output, options=options, training=ckpt.training, opset=opset, **kwargs)
     module = common.for_precision(model, precision)
     example = common.example_input(batch_size, size)
     if fmt == "torchscript":

@@ -22,12 +22,11 @@ from alexnet import __version__
 from alexnet.checkpoint import Checkpoint, file_sha256, load_checkpoint
 from runtime import outputs
 from runtime.errors import DeployError, first_line  # noqa: F401 (first_line: the exporters' import)
-from runtime.metadata import ArtifactMetadata
+from runtime.metadata import PRECISIONS, ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
 
 FORMATS = ("torchscript", "onnx", "coreml")
 SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx", "coreml": ".mlpackage"}
-PRECISIONS = ("fp32", "fp16")
 COREML_INPUTS = ("image", "tensor")
 
 
@@ -35,10 +34,23 @@ class ExportError(DeployError, RuntimeError):
     """An export could not be made (bad options, unwritable output, converter failure)."""
 
 
-def resolve_output(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike | None) -> Path:
-    """Default beside the checkpoint, same stem (runs/best.pth -> runs/best.onnx); an existing
-    directory (other than a .mlpackage to replace) gets that name inside it, like cp."""
-    name = Path(checkpoint).with_suffix(SUFFIXES[fmt]).name
+def default_precision(fmt: str) -> str:
+    return "fp16" if fmt == "coreml" else "fp32"
+
+
+def applies(fmt: str, precision: str) -> bool:
+    """Whether `fmt` has a `precision` export (TorchScript has no int8)."""
+    return not (fmt == "torchscript" and precision == "int8")
+
+
+def resolve_output(
+    checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike | None, tag: str | None = None
+) -> Path:
+    """Default beside the checkpoint, same stem (runs/best.pth -> runs/best.onnx; with tag "int8",
+    runs/best-int8.onnx); an existing directory (other than a .mlpackage to replace) gets that
+    name inside it, like cp."""
+    stem = Path(checkpoint).stem + (f"-{tag}" if tag else "")
+    name = stem + SUFFIXES[fmt]
     if output is None:
         return Path(checkpoint).parent / name
     output = Path(output)
@@ -49,7 +61,14 @@ def check_options(fmt: str, batch_size: int | None, precision: str, coreml_input
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if precision not in PRECISIONS:
-        raise ExportError(f"unknown precision {precision!r}; choose fp32 or fp16")
+        raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if not applies(fmt, precision):
+        raise ExportError(
+            "TorchScript has no int8 export (PyTorch's eager-mode quantization is deprecated); "
+            "use --format onnx --precision int8"
+        )
+    if fmt == "onnx" and precision == "int8" and batch_size is not None:
+        raise ExportError("an int8 ONNX artifact takes any batch size; drop --batch")
     if batch_size is not None and batch_size < 1:
         raise ExportError(f"batch size must be at least 1, got {batch_size}")
     if coreml_input not in COREML_INPUTS:
@@ -159,7 +178,7 @@ def weight_bytes(model: nn.Module, precision: str) -> int:
     """About what an artifact of `model` takes on disk (its weights at `precision`): the free
     space checked before writing it, since torch.jit.save aborts the process on a full disk."""
     count = sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
-    return count * (2 if precision == "fp16" else 4)
+    return count * {"fp16": 2, "int8": 1}.get(precision, 4)
 
 
 def write_file(output: Path, write: Callable[[str], Any], *, expected_bytes: int | None = None) -> None:

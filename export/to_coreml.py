@@ -10,6 +10,13 @@ Input kinds:
   flexible batch (RangeDim) unless a batch size was fixed.
 
 fp16 (the Core ML default) stores weights and computes in float16; fp32 keeps float32.
+int8 converts at fp16, then stores every conv/linear weight as int8 with one scale per output
+channel (coremltools.optimize.coreml, linear symmetric): Core ML dequantizes them to fp16 at
+load time, so the package is about half the fp16 one and the compute stays fp16. Biases stay
+fp16 (coremltools never compresses 1-D tensors). iOS 16 has that op (constexpr_affine_dequantize),
+so int8 keeps the same deployment target. Before saving, every compressed weight is checked to
+dequantize within one quantization step of the checkpoint's (export.validate.check_weights) and
+the result is recorded in the metadata's `quantization`.
 The classifier output carries the class names (ct.ClassifierConfig): `logits` is a
 class -> raw score dictionary and `classLabel` the top class.
 """
@@ -17,6 +24,7 @@ class -> raw score dictionary and `classLabel` the top class.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,6 +38,9 @@ from runtime.metadata import METADATA_KEY, ArtifactMetadata
 INPUT_NAME, OUTPUT_NAME, LABEL_NAME = "input", "logits", "classLabel"
 MAX_BATCH = 64  # upper bound of the flexible batch (Core ML range dimensions need one)
 DEPLOYMENT_TARGET = "iOS16"  # ML Programs with fp16 compute and ImageType inputs: iOS 16 / macOS 13
+# What an int8 package's metadata records as `quantization["scheme"]` (and what _quantize applies).
+INT8_SCHEME = {"method": "linear_symmetric", "granularity": "per_channel", "dtype": "int8", "compute": "fp16"}
+INT8_OPS = ("conv", "linear")  # whose weights are compressed; avgpool's matmul matrices stay fp16
 
 
 def _import_coremltools() -> Any:
@@ -115,7 +126,7 @@ def convert(model: nn.Module, metadata: ArtifactMetadata, coreml_input: str = "i
     if coreml_input == "image":
         model = fold_std(model, metadata.preprocess.std)
     example = torch.rand(metadata.batch_size or 1, 3, height, width)
-    precision = ct.precision.FLOAT16 if metadata.precision == "fp16" else ct.precision.FLOAT32
+    precision = ct.precision.FLOAT32 if metadata.precision == "fp32" else ct.precision.FLOAT16
     try:
         traced = trace(model, example)
         with warnings.catch_warnings(), quiet_logger("coremltools"):
@@ -132,9 +143,54 @@ def convert(model: nn.Module, metadata: ArtifactMetadata, coreml_input: str = "i
             )
     except Exception as exc:  # coremltools raises plain ValueError/RuntimeError/NotImplementedError
         raise ExportError(f"Core ML conversion failed: {first_line(exc)}") from None
+    if metadata.precision == "int8":
+        mlmodel = _quantize(mlmodel)
     mlmodel = _rename_probabilities(ct, mlmodel)
     _describe(mlmodel, metadata, coreml_input)
     return mlmodel
+
+
+def _quantize(mlmodel: Any) -> Any:
+    """`mlmodel` (fp16) with its conv/linear weights stored as per-channel symmetric int8."""
+    import coremltools.optimize.coreml as cto
+
+    # weight_threshold 0: every conv/linear weight, however small (a 2-class head included).
+    op_config = cto.OpLinearQuantizerConfig(
+        mode=INT8_SCHEME["method"],
+        dtype=INT8_SCHEME["dtype"],
+        granularity=INT8_SCHEME["granularity"],
+        weight_threshold=0,
+    )
+    config = cto.OptimizationConfig(op_type_configs={op: op_config for op in INT8_OPS})
+    try:
+        with warnings.catch_warnings(), quiet_logger("coremltools"):
+            warnings.simplefilter("ignore")
+            return cto.linear_quantize_weights(mlmodel, config)
+    except Exception as exc:  # coremltools raises plain ValueError/RuntimeError
+        raise ExportError(f"Core ML int8 weight compression failed: {first_line(exc)}") from None
+
+
+def _record_int8(mlmodel: Any, model: nn.Module, metadata: ArtifactMetadata, coreml_input: str) -> ArtifactMetadata:
+    """Check the compressed weights against `model`'s and write the `quantization` record:
+    {"scheme": INT8_SCHEME, "gate": {"passed", "kind": "weights", "max_error_steps" (worst
+    |dequantized - checkpoint| in units of its channel's scale), "limit_steps", "weights" (how many)}}.
+
+    Off macOS nothing can predict, so this weight check is the export's gate everywhere (a
+    package failing it is not written, so "passed" is true in every record); on macOS,
+    validation also predicts (export.validate.compare's int8 rule).
+    """
+    from export.validate import check_weights, expected_weights, load_program
+
+    std = metadata.preprocess.std if coreml_input == "image" else None
+    report = check_weights(load_program(mlmodel), expected_weights(model, std), precision="int8")
+    if report.problems:
+        raise ExportError(f"the int8 Core ML weights fail their check: {report.problems[0]}")
+    # Kept small: the scheme, and what the gate measured (error in units of each channel's scale).
+    gate = {"passed": True, "kind": "weights", "max_error_steps": round(report.worst_steps, 4)}
+    gate |= {"limit_steps": 1.0, "weights": report.compressed}
+    metadata = dataclasses.replace(metadata, quantization={"scheme": dict(INT8_SCHEME), "gate": gate})
+    _describe(mlmodel, metadata, coreml_input)  # the embedded metadata, now with the record
+    return metadata
 
 
 def _rename_probabilities(ct: Any, mlmodel: Any) -> Any:
@@ -166,6 +222,8 @@ def _describe(mlmodel: Any, metadata: ArtifactMetadata, coreml_input: str) -> No
 def export_coreml(model: nn.Module, metadata: ArtifactMetadata, output: Path, *, coreml_input: str = "image") -> Path:
     """Convert and save `output` (.mlpackage), built beside it and renamed when complete."""
     mlmodel = convert(model, metadata, coreml_input)
+    if metadata.precision == "int8":
+        metadata = _record_int8(mlmodel, model, metadata, coreml_input)
 
     def save(tmp: str) -> None:
         try:

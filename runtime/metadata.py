@@ -18,12 +18,15 @@ from runtime.preprocess import PreprocessSpec, short_repr
 
 METADATA_KEY = "alexnet_deploy"
 SCHEMA_VERSION = 1
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 # Bounds on metadata from files (artifacts, checkpoints, --labels), which may be hostile;
 # the preprocessing bounds are in runtime/preprocess.py.
 MAX_CLASSES = 100_000
 MAX_NAME_LENGTH = 1_000  # characters in one class name, or in any other metadata string
 MAX_BATCH = 1_024  # a fixed batch size (the predictor pads every call to it)
+# The `quantization` record (int8 artifacts): plain JSON, bounded in depth and size.
+MAX_RECORD_DEPTH = 4
+MAX_RECORD_ITEMS = 1_000
 _TEXT_FIELDS = ("input_name", "output_name", "format", "source_sha256", "package_version", "torch_version")
 _REQUIRED = ("class_names", "preprocess", "model_config", "input_shape")
 
@@ -55,6 +58,10 @@ class ArtifactMetadata:
     source_sha256: str = ""
     package_version: str = ""
     torch_version: str = ""
+    # int8 artifacts: how they were quantized and what the accuracy gate measured, e.g.
+    # {"scheme": {...}, "calibration": {...}, "gate": {"passed": true, "agreement": 0.998, ...},
+    #  "fp32_layers": ["features.0"], "target_cpu": "avx2"} (export/quantize.py writes it).
+    quantization: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -105,6 +112,7 @@ class ArtifactMetadata:
                 model_config=dict(data["model_config"]),
                 input_shape=_input_shape(data["input_shape"], spec.crop),
                 precision=precision,
+                quantization=_record(data.get("quantization")),
                 schema_version=version,
                 **values,
             )
@@ -163,6 +171,34 @@ def _input_shape(shape: Any, crop: int) -> tuple[int | None, int, int, int]:
             f"input_shape {short_repr(list(shape))} does not match 3-channel {crop}x{crop} inputs (the preprocess crop)"
         )
     return batch, 3, crop, crop
+
+
+def _record(value: Any) -> dict[str, Any] | None:
+    """The `quantization` record: null, or a JSON object of at most MAX_RECORD_ITEMS values,
+    MAX_RECORD_DEPTH levels deep, strings of at most MAX_NAME_LENGTH characters."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise MetadataError(f"quantization must be an object or null, got {short_repr(value)}")
+    pending, count = [(value, 1)], 0
+    while pending:
+        node, depth = pending.pop()
+        count += 1
+        if count > MAX_RECORD_ITEMS or depth > MAX_RECORD_DEPTH:
+            raise MetadataError(
+                f"quantization record is larger than {MAX_RECORD_ITEMS:,} values or {MAX_RECORD_DEPTH} levels"
+            )
+        if isinstance(node, dict):
+            if not all(isinstance(k, str) and len(k) <= MAX_NAME_LENGTH for k in node):
+                raise MetadataError("quantization record keys must be strings")
+            pending += [(v, depth + 1) for v in node.values()]
+        elif isinstance(node, list):
+            pending += [(v, depth + 1) for v in node]
+        elif isinstance(node, str) and len(node) > MAX_NAME_LENGTH:
+            raise MetadataError(f"a quantization record string is longer than {MAX_NAME_LENGTH:,} characters")
+        elif not isinstance(node, (str, int, float, bool)) and node is not None:
+            raise MetadataError(f"quantization record holds a non-JSON value {short_repr(node)}")
+    return value
 
 
 def _text(key: str, value: Any) -> str:

@@ -35,6 +35,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`make demo`'s model, trained once per session: (best.pth path, per-epoch history).
+    The README's accuracy claim (test_train) and the int8 gate (test_quantize) share it."""
+    from alexnet.recipe import TrainArgs
+    from alexnet.train import train
+
+    out = tmp_path_factory.mktemp("demo-run")
+    args = TrainArgs(data="synthetic", image_size=64, epochs=4, batch_size=64, out=str(out))
+    history = train(args, echo=lambda s: None)
+    return out / "best.pth", history
+
+
 @pytest.fixture(autouse=True)
 def _restore_torch_threads():
     """CLIs run in-process (`--threads 1`) call torch.set_num_threads at their entry point, which is

@@ -198,11 +198,9 @@ def test_full_disk_while_saving_keeps_last_checkpoint(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_defaults_reach_90_percent_on_synthetic(tmp_path):
+def test_defaults_reach_90_percent_on_synthetic(demo_run):
     """The README's claim: no flags beyond data/size/epochs/batch, 4 epochs, >= 90% val top-1."""
-    history = train(
-        TrainArgs(data="synthetic", image_size=64, epochs=4, batch_size=64, out=str(tmp_path)), echo=lambda s: None
-    )
+    _, history = demo_run
     assert max(row["val_top1"] for row in history) >= 0.90, history
 
 

@@ -1,0 +1,196 @@
+"""Images for int8 calibration and for the accuracy gate, from one data argument.
+
+DATA is `synthetic`, `cifar10:DIR`, `stl10:DIR`, an ImageFolder (DIR/train/<class>/ +
+DIR/val/<class>/, or DIR/<class>/) or a flat folder of images. Calibration takes the training
+side, the gate the held-out side, so the gate never sees a calibration image:
+- synthetic, CIFAR-10, STL-10 and DIR/train + DIR/val: the train and val splits;
+- DIR/<class>/: the same seeded 80/20 split per class that training uses (read_imagefolder);
+- a flat folder: images whose name hashes to 0 mod 5 are held out.
+Labels are never needed for calibration; the gate uses them, mapped to the checkpoint's
+classes by name, where there are any.
+
+Images are loaded lazily and preprocessed one by one with the artifact's own spec
+(`runtime.preprocess`), so a calibration set never sits in memory whole; unreadable images
+are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from export.common import ExportError
+from runtime.errors import DeployError
+from runtime.preprocess import IMAGE_SUFFIXES, ImageInput, PreprocessSpec, preprocess_image
+
+HELD_OUT_BUCKETS = 5  # a flat folder: 1 image in 5 is held out for the gate
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """`count` images, loaded on demand; labels index the checkpoint's classes (None: unknown)."""
+
+    description: str
+    labels: Sequence[int | None]
+    load: Callable[[int], ImageInput]
+
+    @property
+    def count(self) -> int:
+        return len(self.labels)
+
+    @property
+    def labelled(self) -> bool:
+        return any(label is not None for label in self.labels)
+
+
+@dataclass
+class ReadLog:
+    """What one pass over an ImageSet read: images used, unreadable ones skipped, the first error."""
+
+    read: int = 0
+    skipped: int = 0
+    first_error: str = ""
+
+    def skip(self, message: str) -> None:
+        self.skipped += 1
+        self.first_error = self.first_error or message
+
+
+def batches(
+    images: ImageSet, spec: PreprocessSpec, *, limit: int, batch_size: int, log: ReadLog, progress=None
+) -> Iterator[tuple[np.ndarray, list[int | None]]]:
+    """Preprocessed batches ((n, 3, crop, crop) float32, their labels) of the first `limit` readable images."""
+    arrays, labels, taken = [], [], 0
+    for index in range(images.count):
+        if taken == limit:
+            break
+        try:
+            arrays.append(preprocess_image(images.load(index), spec))
+        except DeployError as exc:  # ImageLoadError, InputTooSmallError: skip, count, go on
+            log.skip(str(exc))
+            continue
+        labels.append(images.labels[index])
+        taken += 1
+        log.read += 1
+        if progress is not None:
+            progress.update(1)
+        if len(arrays) == batch_size:
+            yield np.stack(arrays), labels
+            arrays, labels = [], []
+    if arrays:
+        yield np.stack(arrays), labels
+
+
+def resolve_sets(
+    data: str, class_names: Sequence[str], spec: PreprocessSpec, *, seed: int = 0
+) -> tuple[ImageSet, ImageSet]:
+    """(calibration set, held-out gate set) of one data argument."""
+    kind, location = _split_source(data)
+    if kind == "synthetic":
+        return _synthetic("train", class_names, spec, seed), _synthetic("val", class_names, spec, seed)
+    if kind in ("cifar10", "stl10"):
+        return _arrays(kind, location, "train", class_names), _arrays(kind, location, "val", class_names)
+    root = _folder(location)
+    if _class_folders(root) or (root / "train").is_dir():
+        return _imagefolder(root, "train", class_names, seed), _imagefolder(root, "val", class_names, seed)
+    paths = _flat_images(root)
+    held_out = [p for p in paths if zlib.crc32(p.name.encode()) % HELD_OUT_BUCKETS == 0]
+    kept = [p for p in paths if zlib.crc32(p.name.encode()) % HELD_OUT_BUCKETS != 0]
+    return _paths(f"{root} (4 in 5 images)", kept), _paths(f"{root} (held-out 1 in 5)", held_out)
+
+
+def resolve_gate_set(data: str, class_names: Sequence[str], spec: PreprocessSpec, *, seed: int = 0) -> ImageSet:
+    """--gate-data: the val split of a dataset or split folder; every image of any other folder."""
+    kind, location = _split_source(data)
+    if kind == "synthetic":
+        return _synthetic("val", class_names, spec, seed)
+    if kind in ("cifar10", "stl10"):
+        return _arrays(kind, location, "val", class_names)
+    root = _folder(location)
+    if (root / "val").is_dir():
+        return _imagefolder(root, "val", class_names, seed)
+    folders = _class_folders(root)
+    if folders:
+        pairs = [(p, _label(d.name, class_names)) for d in folders for p in _flat_images(d, recursive=True)]
+        return _labelled_paths(str(root), pairs)
+    return _paths(str(root), _flat_images(root))
+
+
+def _split_source(data: str) -> tuple[str, str]:
+    from alexnet.data import _split_source as split_source  # the one parser of data arguments
+
+    return split_source(data)
+
+
+def _label(name: str, class_names: Sequence[str]) -> int | None:
+    return class_names.index(name) if name in class_names else None
+
+
+def _synthetic(split: str, class_names: Sequence[str], spec: PreprocessSpec, seed: int) -> ImageSet:
+    from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS
+    from alexnet.synthetic import SYNTHETIC_CLASSES, render_synthetic
+
+    per_class = SYNTHETIC_TRAIN_PER_CLASS if split == "train" else SYNTHETIC_VAL_PER_CLASS
+    count = per_class * len(SYNTHETIC_CLASSES)
+    # image i has class i mod 8 (render_synthetic interleaves the classes)
+    labels = [_label(SYNTHETIC_CLASSES[i % len(SYNTHETIC_CLASSES)], class_names) for i in range(count)]
+
+    def load(index: int) -> Image.Image:
+        return render_synthetic(index, split=split, image_size=spec.resize, seed=seed)[0]
+
+    return ImageSet(f"synthetic {split} split (seed {seed})", labels, load)
+
+
+def _arrays(kind: str, location: str, split: str, class_names: Sequence[str]) -> ImageSet:
+    from alexnet.datasets_local import DataError, read_cifar10, read_stl10
+
+    try:
+        pixels, labels, names = (read_cifar10 if kind == "cifar10" else read_stl10)(location, split)
+    except (DataError, FileNotFoundError, ValueError, OSError) as exc:
+        raise ExportError(f"{kind}:{location}: {exc}") from None
+    mapped = [_label(names[label], class_names) for label in labels]
+    return ImageSet(f"{kind}:{location} {split} split", mapped, lambda i: Image.fromarray(pixels[i], "RGB"))
+
+
+def _folder(location: str) -> Path:
+    root = Path(location)
+    if not root.exists():
+        raise ExportError(f"image folder {root} does not exist")
+    if not root.is_dir():
+        raise ExportError(f"{root} is not a folder of images (or synthetic, cifar10:DIR, stl10:DIR)")
+    return root
+
+
+def _class_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and _flat_images(p, True))
+
+
+def _flat_images(directory: Path, recursive: bool = False) -> list[Path]:
+    # is_file(): FIFOs, devices and sockets named like images are skipped, never opened.
+    found = directory.rglob("*") if recursive else directory.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _imagefolder(root: Path, split: str, class_names: Sequence[str], seed: int) -> ImageSet:
+    from alexnet.datasets_local import DataError, read_imagefolder
+
+    try:
+        paths, labels, names = read_imagefolder(str(root), split, seed=seed)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        raise ExportError(str(exc)) from None
+    pairs = [(path, _label(names[label], class_names)) for path, label in zip(paths, labels)]
+    return _labelled_paths(f"{root} {split} split", pairs)
+
+
+def _labelled_paths(description: str, pairs: list[tuple[Path, int | None]]) -> ImageSet:
+    paths = [p for p, _ in pairs]
+    return ImageSet(description, [label for _, label in pairs], lambda i: paths[i])
+
+
+def _paths(description: str, paths: list[Path]) -> ImageSet:
+    return ImageSet(description, [None] * len(paths), lambda i: paths[i])

@@ -1,0 +1,229 @@
+"""Checkpoint -> int8 ONNX: calibrate, quantize, gate, fall back layer by layer, write (see export/quantize.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from export import calibration
+from export.common import ExportError, example_input, first_line, weight_bytes, write_file
+from export.gate import GateData, judge, run_onnx
+from export.quantize import (
+    CalibrationReader,
+    QuantizeOptions,
+    Scheme,
+    Step,
+    calibration_source,
+    embed_metadata,
+    gate_failure,
+    layer_names,
+    quantization_record,
+    quantize_model,
+    read_gate,
+    resolve_target,
+)
+from runtime.metadata import ArtifactMetadata
+
+CALIBRATION_BATCH = 16
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def export_int8_onnx(
+    model: nn.Module,
+    metadata: ArtifactMetadata,
+    output: Path,
+    *,
+    options: QuantizeOptions,
+    training: dict[str, Any] | None,
+    opset: int = 18,
+    echo: Callable[[str], None] = _stderr,
+) -> Path:
+    """Quantize `model` (fp32, eval) to `output`; ExportError when the gate fails (unless options.force)."""
+    options.check()
+    target = resolve_target(options.target_cpu, echo)
+    scheme = Scheme.for_target(target)
+    data = calibration_source(options, training)
+    seed = int(((training or {}).get("args") or {}).get("seed", 0))
+    names, spec = metadata.class_names, metadata.preprocess
+    calib_set, held_out = calibration.resolve_sets(data, names, spec, seed=seed)
+    gate_set = (
+        calibration.resolve_gate_set(options.gate_data, names, spec, seed=seed) if options.gate_data else held_out
+    )
+    _probe(calib_set, spec, options.calibration_size, echo)
+    gate = read_gate(gate_set, spec, options.gate_size, model)
+    with tempfile.TemporaryDirectory(prefix="alexnet-int8-") as scratch:
+        work = _Workspace(Path(scratch), calib_set, spec, options, scheme, gate, echo)
+        work.prepare(model, metadata, opset)
+        steps = work.run_steps(target)
+        chosen = next((s for s in steps if s.gate.passed), None)
+        if chosen is None and not options.force:
+            raise ExportError(gate_failure(steps))
+        chosen = chosen or min(steps, key=lambda s: s.gate.logit_error)
+        if not chosen.gate.passed:
+            echo(f"warning: the gate FAILED ({chosen.gate.summary()}); written anyway because of --force")
+        record = quantization_record(scheme, chosen, target, work.calibration_info, options.force)
+        final = dataclasses.replace(metadata, precision="int8", quantization=record)
+        _write(chosen.path, final, output, weight_bytes(model, "int8"))
+    return output
+
+
+def _probe(images: calibration.ImageSet, spec, size: int, echo: Callable[[str], None]) -> None:
+    """Fail in one line before any heavy work when no calibration image is readable."""
+    if images.count == 0:
+        raise ExportError(f"no calibration images in {images.description}")
+    log = calibration.ReadLog()
+    first = next(calibration.batches(images, spec, limit=1, batch_size=1, log=log), None)
+    if first is None:
+        raise ExportError(
+            f"none of the {images.count} calibration images in {images.description} is readable ({log.first_error})"
+        )
+    if images.count < size:
+        echo(
+            f"warning: {images.description} has {images.count} images, fewer than the {size} asked for; using them all"
+        )
+
+
+class _Workspace:
+    """The scratch folder of one int8 export: fp32 model, cached activation ranges, attempts."""
+
+    def __init__(self, root: Path, calib_set, spec, options: QuantizeOptions, scheme: Scheme, gate: GateData, echo):
+        self.root, self.calib_set, self.spec, self.options = root, calib_set, spec, options
+        self.scheme, self.gate, self.echo = scheme, gate, echo
+        self.fp32 = root / "fp32.onnx"
+        self.cache = root / "ranges.json"
+        self.calibration_info: dict[str, Any] = {}
+        self._attempts = 0
+
+    def prepare(self, model: nn.Module, metadata: ArtifactMetadata, opset: int) -> None:
+        """fp32 ONNX (dynamic batch, so calibration can batch) -> quant_pre_process."""
+        from onnxruntime.quantization import quant_pre_process
+
+        from export.to_onnx import export_onnx
+
+        raw = self.root / "raw.onnx"
+        export_onnx(model, example_input(None, metadata.input_shape[2]), metadata, raw, opset=opset)
+        try:
+            quant_pre_process(str(raw), str(self.fp32), skip_symbolic_shape=True)
+        except Exception as exc:  # onnxruntime raises whatever its optimizer raises
+            raise ExportError(f"onnxruntime's quantization pre-processing failed: {first_line(exc)}") from None
+        raw.unlink()
+        self.layers = layer_names(self.fp32)
+
+    def attempt(self, label: str, *, reduce_range: bool, exclude: tuple[str, ...]) -> Step:
+        """Quantize with these settings, gate the result, report the step."""
+        self._attempts += 1
+        path = self.root / f"attempt-{self._attempts}.onnx"
+        scheme = dataclasses.replace(self.scheme, reduce_range=reduce_range)
+        reader = None if self.cache.exists() else self._calibration_reader()
+        try:
+            quantize_model(
+                self.fp32, path, reader, scheme=scheme, method=self.options.method, cache=self.cache, exclude=exclude
+            )
+        except Exception as exc:  # onnxruntime.quantization raises bare exceptions
+            raise ExportError(f"int8 quantization failed: {first_line(exc)}") from None
+        if reader is not None:
+            self._finish_calibration(reader)
+        result = judge(
+            self.gate,
+            run_onnx(path, self.gate.inputs),
+            max_agreement_loss=self.options.max_agreement_loss,
+            max_accuracy_drop=self.options.max_accuracy_drop,
+        )
+        layers = tuple(self.layers[n] for n in exclude)
+        return Step(label, reduce_range, layers, result, path)
+
+    def _calibration_reader(self) -> CalibrationReader:
+        from tqdm import tqdm
+
+        self._log = calibration.ReadLog()
+        limit = min(self.options.calibration_size, self.calib_set.count)
+        self._progress = tqdm(total=limit, desc="calibrating", unit="img", leave=False, disable=None)
+        batches = calibration.batches(
+            self.calib_set,
+            self.spec,
+            limit=limit,
+            # The histogram calibrators (entropy, percentile) stack per-run outputs: every run one image.
+            batch_size=CALIBRATION_BATCH if self.options.method == "minmax" else 1,
+            log=self._log,
+            progress=self._progress,
+        )
+        return CalibrationReader(batches, "input")
+
+    def _finish_calibration(self, reader: CalibrationReader) -> None:
+        self._progress.close()
+        used = self._log.read
+        if self._log.skipped:
+            self.echo(f"skipped {self._log.skipped} unreadable calibration images (first: {self._log.first_error})")
+        self.calibration_info = {
+            "method": self.options.method,
+            "images": used,
+            "skipped": self._log.skipped,
+            "source": self.calib_set.description,
+        }
+        self.echo(f"calibrated on {used} images from {self.calib_set.description} ({self.options.method})")
+
+    def run_steps(self, target: str) -> list[Step]:
+        """Attempts in order until one passes: all int8; 7-bit weights (x86 without VNNI); layers kept in fp32."""
+        steps = [self._report(self.attempt("all layers int8", reduce_range=False, exclude=()))]
+        if steps[-1].gate.passed:
+            return steps
+        reduce_range = False
+        if target in ("avx2", "avx512"):
+            steps.append(self._report(self.attempt("7-bit weights (reduce_range)", reduce_range=True, exclude=())))
+            if steps[-1].gate.passed:
+                return steps
+            reduce_range = steps[-1].gate.logit_error < steps[0].gate.logit_error
+        cap = len(self.layers) if self.options.max_fp32_layers is None else self.options.max_fp32_layers
+        if cap == 0:
+            return steps
+        ranking = self._sensitivity(reduce_range)
+        for count in range(1, min(cap, len(ranking)) + 1):
+            kept = tuple(ranking[:count])
+            label = f"{', '.join(self.layers[n] for n in kept)} in fp32"
+            steps.append(self._report(self.attempt(label, reduce_range=reduce_range, exclude=kept)))
+            if steps[-1].gate.passed:
+                break
+        return steps
+
+    def _sensitivity(self, reduce_range: bool) -> list[str]:
+        """Quantizable nodes, most sensitive first: the gate's logit error with that node alone in fp32."""
+        self.echo(f"measuring the sensitivity of {len(self.layers)} layers ...")
+        errors = {}
+        for node in self.layers:
+            step = self.attempt(f"{self.layers[node]} alone in fp32", reduce_range=reduce_range, exclude=(node,))
+            errors[node] = step.gate.logit_error
+            step.path.unlink()
+        ranking = sorted(errors, key=errors.get)
+        self.echo(
+            "  sensitivity (logit error with the layer in fp32, lower = more sensitive): "
+            + ", ".join(f"{self.layers[n]} {errors[n]:.2e}" for n in ranking)
+        )
+        return ranking
+
+    def _report(self, step: Step) -> Step:
+        self.echo(f"  gate [{step.label}]: {step.gate.summary()}")
+        return step
+
+
+def _write(path: Path, metadata: ArtifactMetadata, output: Path, expected_bytes: int) -> None:
+    import onnx
+
+    proto = embed_metadata(path, metadata)
+
+    def write(tmp: str) -> None:
+        onnx.save_model(proto, tmp, save_as_external_data=False)
+        try:
+            onnx.checker.check_model(tmp, full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+            raise ExportError(f"the int8 ONNX model fails onnx.checker: {first_line(exc)}") from None
+
+    write_file(output, write, expected_bytes=expected_bytes)
