@@ -4,6 +4,8 @@ Every backend benchmarks the same weights: a checkpoint the user gives, or a fre
 initialized AlexNet saved as a checkpoint in the work directory (speed does not depend on
 the weights' values). Artifacts come from `export.export_artifact`, exactly as a user
 would make them, and are cached so that e.g. onnxruntime and OpenVINO share one .onnx.
+The one artifact `export` does not make is OpenVINO's int8 IR: NNCF quantizes the fp32
+ONNX (`benchmarks.quantized`), as a user choosing OpenVINO would.
 """
 
 from __future__ import annotations
@@ -86,7 +88,9 @@ def artifact_bytes(path: str | os.PathLike | None) -> int | None:
         return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     if not path.exists():
         return None
-    extra = [p for p in (path.with_name(path.name + ".data"),) if p.exists()]
+    # ONNX external data beside model.onnx; an OpenVINO IR's weights in model.bin beside model.xml
+    siblings = [path.with_name(path.name + ".data")] + ([path.with_suffix(".bin")] if path.suffix == ".xml" else [])
+    extra = [p for p in siblings if p.exists()]
     return path.stat().st_size + sum(p.stat().st_size for p in extra)
 
 
@@ -112,6 +116,10 @@ class Artifacts:
         return self._paths[key]
 
     def _export(self, fmt: str, precision: str) -> Path:
+        if fmt == "openvino":  # only OpenVINO's int8 IR is made here; its fp32 reads the ONNX
+            from benchmarks.quantized import nncf_export
+
+            return nncf_export(self.get("onnx", "fp32"), self.source, self.workdir / f"model-{precision}-nncf.xml")
         try:
             from export import export_artifact
             from export.common import SUFFIXES
@@ -119,7 +127,12 @@ class Artifacts:
             raise Skip(f"cannot export {fmt}: the export package is not available ({exc})") from None
         output = self.workdir / f"model-{precision}{SUFFIXES[fmt]}"
         # Core ML: a tensor input takes the same float batch as every other backend (an image input is batch 1).
-        extra = {"coreml_input": "tensor"} if fmt == "coreml" else {}
+        extra: dict[str, Any] = {"coreml_input": "tensor"} if fmt == "coreml" else {}
+        if precision == "int8":
+            from benchmarks.quantized import quantize_options
+
+            # quiet: its progress lines would break the benchmark's; the gate's outcome is in the artifact
+            extra.update(quantize=quantize_options(self.source), echo=lambda _line: None)
         try:
             return Path(
                 export_artifact(

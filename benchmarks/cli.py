@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import tempfile
 from collections.abc import Callable
@@ -13,62 +12,18 @@ from typing import Any
 import click
 
 from alexnet.model import VARIANTS
-from benchmarks.runners import BACKENDS
+from benchmarks.options import (
+    BACKENDS,
+    PRECISIONS,
+    canonical_command,
+    parse_backends,
+    parse_batch_sizes,
+    parse_devices,
+    parse_precisions,
+)
 from runtime.cliutil import handle_errors
 from runtime.outputs import is_stdout
 from runtime.preprocess import MAX_CROP
-
-ALIASES = {"compile": "torch.compile", "ort": "onnxruntime", "ov": "openvino", "eager": "pytorch"}
-DEVICES = ("cpu", "cuda", "mps")
-
-
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def parse_backends(text: str) -> list[str]:
-    if text == "all":
-        return list(BACKENDS)
-    return _known([ALIASES.get(name, name) for name in _split(text)], BACKENDS, "backend", text, "all")
-
-
-def parse_devices(text: str) -> list[str]:
-    if text == "auto":
-        import torch
-
-        from runtime.backends.torch_common import available_torch_devices
-
-        found = available_torch_devices(torch)
-        return [d for d in DEVICES if d in found]
-    return _known(_split(text), DEVICES, "device", text, "auto")
-
-
-def _known(names: list[str], allowed, kind: str, text: str, keyword: str) -> list[str]:
-    """`names` without repeats, or a usage error naming the unknown ones and the choices."""
-    unknown = [n for n in names if n not in allowed]
-    if unknown or not names:
-        what = ", ".join(map(repr, unknown)) or repr(text)
-        raise click.UsageError(f"unknown {kind} {what}; choose from {', '.join(allowed)} or {keyword}")
-    return list(dict.fromkeys(names))
-
-
-def parse_batch_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in _split(text)]
-    except ValueError:
-        raise click.UsageError(f"--batch-sizes takes comma-separated integers, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise click.UsageError(f"batch sizes must be at least 1, got {text!r}")
-    return sorted(set(sizes))
-
-
-def canonical_command(checkpoint: str | None, params: dict[str, Any]) -> str:
-    """The whole command, every setting explicit, so that a result file says how to reproduce it."""
-    parts = ["alexnet-bench"] + ([checkpoint] if checkpoint else [])
-    for key, value in params.items():
-        if value is not None and value is not False:
-            parts += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
-    return shlex.join(parts)
 
 
 def _progress(enabled: bool) -> tuple[Callable[[str], None], Callable[[], None]]:
@@ -92,6 +47,7 @@ Examples:
   alexnet-bench --devices cpu --threads 2 --min-time 5 --json cpu.json --markdown cpu.md --plot cpu.png
   alexnet-bench --variant cifar --backends onnxruntime --batch-sizes 1,8 --min-time 0.2 --repeats 2 --quick
   alexnet-bench --devices cpu --clock cpu --min-time 6      # one thread, CPU time: for a busy shared machine
+  alexnet-bench --devices cpu --backends ort,ov --precisions fp32,int8   # int8 against fp32 and eager
 """
 
 
@@ -102,6 +58,13 @@ Examples:
     default="all",
     show_default=True,
     help=f"Comma-separated: {', '.join(BACKENDS)} (or all). PyTorch eager fp32 always runs: it is the baseline.",
+)
+@click.option(
+    "--precisions",
+    default="all",
+    show_default=True,
+    help=f"Comma-separated: {', '.join(PRECISIONS)} (or all): the variants run. int8: export's int8 ONNX on "
+    "onnxruntime, NNCF's on OpenVINO (CPU).",
 )
 @click.option(
     "--devices", default="auto", show_default=True, help="Comma-separated: cpu, cuda, mps, or auto (all present)."
@@ -184,6 +147,7 @@ Examples:
 def main(
     checkpoint: str | None,
     backends: str,
+    precisions: str,
     devices: str,
     batch_sizes: str,
     threads: int | None,
@@ -208,11 +172,15 @@ def main(
     Without CHECKPOINT a freshly initialized model is timed (speed does not depend on the weights).
     Prints a Markdown table; --json keeps every figure.
     """
+    # nncf sends usage telemetry from every quantize call unless this is set (in nncf 3.4 the
+    # variable does nothing else): a benchmark must not talk to the network. Process-wide, so here.
+    os.environ.setdefault("NNCF_CI", "1")
     if iterations is not None and min_time is not None:
         raise click.UsageError("give --iterations or --min-time, not both")
     if iterations is None and min_time is None:
         min_time = 2.0
     backend_list, device_list, sizes = parse_backends(backends), parse_devices(devices), parse_batch_sizes(batch_sizes)
+    precision_list = parse_precisions(precisions)
     if clock == "cpu":
         if threads not in (None, 1) or device_list != ["cpu"]:
             raise click.UsageError(
@@ -240,11 +208,13 @@ def main(
         remeasure=not quick,
         clock=clock,
         measure={"sizes": (1024,), "mbytes": 64, "repeats": 2} if quick else {},
+        precisions=precision_list,
     )
     command = canonical_command(
         checkpoint,
         dict(
             backends=",".join(backend_list),
+            precisions=",".join(precision_list),
             devices=",".join(device_list),
             batch_sizes=",".join(map(str, sizes)),
             threads=threads,
@@ -322,6 +292,7 @@ def _run(
         "backends": list(settings.backends),
         "devices": list(settings.devices),
         "batch_sizes": list(settings.batch_sizes),
+        "precisions": list(settings.precisions or ()),
         "threads": settings.threads,
         "warmup": settings.warmup,
         "quick": not settings.remeasure,

@@ -19,7 +19,19 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-LIBRARIES = ("torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "coremltools", "alexnet-deploy")
+from benchmarks.ort_matmul import measure_matmul_onnxruntime
+
+LIBRARIES = (
+    "torch",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "openvino",
+    "nncf",
+    "coremltools",
+    "alexnet-deploy",
+)
 
 
 def cpu_model() -> str:
@@ -123,12 +135,14 @@ def describe_machine(threads: int | None = None) -> dict[str, Any]:
 
 @dataclass
 class Limits:
-    """Measured peak rates of one device; `matmul_gflops` per precision ("fp32", "fp16", "bf16")."""
+    """Measured peak rates of one device; `matmul_gflops` per precision ("fp32", "fp16", "bf16", "int8":
+    GOP/s for int8); `notes`: per precision, how a rate was found where it is not simply measured."""
 
     device: str
     matmul_gflops: dict[str, float]
     bandwidth_gbps: float
     details: dict[str, Any] = field(default_factory=dict)  # every try, for the JSON
+    notes: dict[str, str] = field(default_factory=dict)
 
     def gflops(self, precision: str) -> float:
         """The rate for `precision`, or fp32's where that was not measured."""
@@ -140,6 +154,7 @@ class Limits:
             "matmul_gflops": self.matmul_gflops,
             "bandwidth_gbps": self.bandwidth_gbps,
             "details": self.details,
+            "notes": self.notes,
         }
 
 
@@ -214,39 +229,6 @@ def measure_matmul_numpy(
     return rates
 
 
-def measure_matmul_onnxruntime(
-    sizes: tuple[int, ...] = (1024, 2048),
-    repeats: int = 3,
-    threads: int | None = None,
-    clock: Clock = time.perf_counter,
-) -> dict[int, float]:
-    """The same through onnxruntime's MLAS GEMM (what its convolutions run on); {} without onnxruntime."""
-    try:
-        import numpy as np
-        import onnxruntime as ort
-        from onnx import TensorProto, helper
-    except ImportError:
-        return {}
-    rates = {}
-    for n in sizes:
-        graph = helper.make_graph(
-            [helper.make_node("MatMul", ["a", "b"], ["c"])],
-            "matmul",
-            [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in ("a", "b")],
-            [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
-        )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-        model.ir_version = min(model.ir_version, 9)  # readable by older onnxruntime releases too
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        rng = np.random.default_rng(0)
-        feed = {x: rng.standard_normal((n, n), dtype=np.float32) for x in ("a", "b")}
-        rates[n] = 2 * n**3 / _best_seconds(lambda: session.run(None, feed), lambda: None, repeats, clock) / 1e9
-    return rates
-
-
 CPU_SIZES = (1024, 2048)
 
 
@@ -279,10 +261,13 @@ def measure_limits(
     On the CPU the fp32 matmul is timed in torch, numpy and onnxruntime, and the fastest
     counts: the floor is meant for every backend, and one library's slow path must not lower the bar.
     `clock` is the benchmark's clock (wall time, or the process's CPU time; see timing.CLOCKS).
+    int8 (CPU only) in GOP/s: measured and derived from fp32 by the instruction set, see benchmarks.int8.
     """
     details: dict[str, Any] = {"matmul": {}, "bandwidth": measure_bandwidth(device, mbytes, repeats, clock)}
-    gflops = {}
-    for precision in precisions:
+    gflops, notes = {}, {}
+    for precision in dict.fromkeys(("fp32", *precisions)):  # fp32 always: int8 and fallbacks build on it
+        if precision == "int8":
+            continue
         rates = {f"torch {n}": r for n, r in measure_matmul(device, precision, sizes, repeats, clock).items()}
         if device == "cpu" and precision == "fp32":
             rates.update({f"numpy {n}": r for n, r in measure_matmul_numpy(sizes or CPU_SIZES, repeats, clock).items()})
@@ -290,7 +275,13 @@ def measure_limits(
             rates.update({f"onnxruntime {n}": r for n, r in ort_rates.items()})
         details["matmul"][precision] = rates
         gflops[precision] = max(rates.values())
-    return Limits(device, gflops, max(details["bandwidth"].values()), details)
+    if "int8" in precisions and device == "cpu":  # int8 rows run on the CPU only
+        from benchmarks.int8 import measure_int8
+
+        rates, basis = measure_int8(gflops["fp32"], sizes or CPU_SIZES, repeats, torch_threads(), clock)
+        details["matmul"]["int8"], details["int8"] = rates, basis
+        gflops["int8"], notes["int8"] = max(rates.values()), basis["note"]
+    return Limits(device, gflops, max(details["bandwidth"].values()), details, notes)
 
 
 def torch_threads() -> int:
@@ -304,4 +295,4 @@ def best_limits(measurements: list[Limits]) -> Limits:
     first = measurements[0]
     gflops = {p: max(m.matmul_gflops.get(p, 0.0) for m in measurements) for p in first.matmul_gflops}
     bandwidth = max(m.bandwidth_gbps for m in measurements)
-    return Limits(first.device, gflops, bandwidth, {"measurements": [m.details for m in measurements]})
+    return Limits(first.device, gflops, bandwidth, {"measurements": [m.details for m in measurements]}, first.notes)

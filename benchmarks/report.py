@@ -53,7 +53,7 @@ def _f(value: float | None, fmt: str = ".2f", suffix: str = "") -> str:
 
 def _machine_line(m: dict[str, Any]) -> str:
     libs = m.get("libraries", {})
-    names = ("torch", "onnxruntime", "onnxruntime-gpu", "openvino", "coremltools", "numpy")
+    names = ("torch", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf", "coremltools", "numpy")
     versions = ", ".join(f"{k} {libs[k]}" for k in names if k in libs)
     gpu = f"; GPU {m['cuda']['device']} (CUDA {m['cuda']['cuda_version']})" if m.get("cuda") else ""
     load = m.get("load_average")
@@ -76,12 +76,14 @@ def _model_line(model: dict[str, Any]) -> str:
 
 
 def _limits_table(device: str, lim: dict[str, Any]) -> list[str]:
-    rates = ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in lim["matmul_gflops"].items())
+    rates = ", ".join(f"{p} {g:.1f} {'GOP/s' if p == 'int8' else 'GFLOP/s'}" for p, g in lim["matmul_gflops"].items())
+    notes = [f"- {note}" for note in lim.get("notes", {}).values()]
     lines = [
         f"### Physical limit: {device}",
         "",
         f"Measured matrix multiply: {rates}; memory bandwidth: {lim['bandwidth_gbps']:.1f} GB/s.",
         "",
+        *(notes + [""] if notes else []),
         "| precision | batch | compute ms | memory ms | floor ms | bound by | max images/s | layer by layer ms |",
         "|---|--:|--:|--:|--:|---|--:|--:|",
     ]
@@ -124,19 +126,35 @@ def results_table(doc: dict[str, Any], device: str) -> list[str]:
     return lines
 
 
-def fastest_table(doc: dict[str, Any], device: str) -> list[str]:
-    """Per batch size: the fastest fp32 row other than eager, against eager and against the floor."""
+def _fp32_bytes(doc: dict[str, Any], row: dict[str, Any]) -> int | None:
+    """The artifact size of the same backend's fp32 row: what an int8 artifact shrinks."""
+    same = (row["device"], row["backend"], "fp32")
+    sizes = [r["artifact_bytes"] for r in doc["rows"] if (r["device"], r["backend"], r["variant"]) == same]
+    return next((b for b in sizes if b), None)
+
+
+def fastest_table(doc: dict[str, Any], device: str, precision: str = "fp32") -> list[str]:
+    """Per batch size: the fastest `precision` row other than eager, against eager and against the floor
+    (for a precision other than fp32, also its artifact's size against the same backend's fp32 one)."""
     ok = [
         r
         for r in doc["rows"]
-        if r["device"] == device and r["status"] == "ok" and r["precision"] == "fp32" and r["backend"] != "pytorch"
+        if r["device"] == device and r["status"] == "ok" and r["precision"] == precision and r["backend"] != "pytorch"
     ]
-    lines = ["| batch | fastest fp32 backend | p50 ms | speed-up vs eager | of floor |", "|--:|---|--:|--:|--:|"]
+    sized = precision != "fp32"
+    lines = [
+        f"| batch | fastest {precision} backend | p50 ms | speed-up vs eager | of floor |"
+        + (" size vs fp32 |" if sized else ""),
+        "|--:|---|--:|--:|--:|" + ("--:|" if sized else ""),
+    ]
     for n in sorted({r["batch_size"] for r in ok}):
         best = min((r for r in ok if r["batch_size"] == n), key=lambda r: r["latency_ms"]["p50"])
+        fp32_bytes = _fp32_bytes(doc, best) if sized else None
+        ratio = best["artifact_bytes"] / fp32_bytes if fp32_bytes and best["artifact_bytes"] else None
         lines.append(
             f"| {n} | {best['backend']} {best['variant']} | {best['latency_ms']['p50']:.2f} | "
             f"{_f(best['speedup'], '.2f', 'x')} | {_f(best['floor_fraction'] and 100 * best['floor_fraction'], '.0f', '%')} |"
+            + (f" {_f(ratio and 100 * ratio, '.0f', '%')} |" if sized else "")
         )
     return lines if len(lines) > 2 else []
 
@@ -162,14 +180,16 @@ def render_markdown(doc: dict[str, Any]) -> str:
         if device in doc["limits"]:
             lines += _limits_table(device, doc["limits"][device])
         lines += ["### Results", ""] + results_table(doc, device) + [""]
-        fastest = fastest_table(doc, device)
-        if fastest:
-            lines += ["### Fastest deployed backend", ""] + fastest + [""]
+        for precision in ("fp32", "int8"):
+            fastest = fastest_table(doc, device, precision)
+            if fastest:
+                lines += [f"### Fastest deployed backend, {precision}", ""] + fastest + [""]
     lines += [
         "p50/p90/p99: latency percentiles over all timed iterations; spread: how far apart the rounds' "
         "medians were; images/s: batch / mean latency; speed-up: PyTorch eager fp32 p50 / this p50 (same "
         "device and batch); of floor: the physical floor / this p50; rel. diff: max |logits - eager "
-        "logits| / max |eager logits|.",
+        "logits| / max |eager logits|. int8 rows: the floor reads 1 byte per weight and computes at the int8 rate "
+        "(GOP/s) above; size vs fp32: the int8 artifact against the same backend's fp32 one.",
         "",
     ]
     if doc["warnings"]:
@@ -212,10 +232,12 @@ def write_plot(doc: dict[str, Any], path: str | os.PathLike) -> Path:
         lat.plot(x, [r["latency_ms"]["p50"] for r in rows], marker="o", label=label)
         thr.plot(x, [r["throughput_ips"] for r in rows], marker="o", label=label)
     for device, lim in doc["limits"].items():
-        fp32 = sorted((f for f in lim["floors"] if f["precision"] == "fp32"), key=lambda f: f["batch_size"])
-        x = [f["batch_size"] for f in fp32]
-        lat.plot(x, [f["floor_ms"] for f in fp32], "k--", label=f"floor fp32 ({device})")
-        thr.plot(x, [f["max_throughput"] for f in fp32], "k--", label=f"floor fp32 ({device})")
+        for precision, style in (("fp32", "k--"), ("int8", "k:")):
+            floors = sorted((f for f in lim["floors"] if f["precision"] == precision), key=lambda f: f["batch_size"])
+            if floors:
+                x, label = [f["batch_size"] for f in floors], f"floor {precision} ({device})"
+                lat.plot(x, [f["floor_ms"] for f in floors], style, label=label)
+                thr.plot(x, [f["max_throughput"] for f in floors], style, label=label)
     sizes = sorted({r["batch_size"] for r in doc["rows"] if r["status"] == "ok"})
     for ax, title, unit in ((lat, "latency (p50)", "ms per batch"), (thr, "throughput", "images / s")):
         ax.set_xscale("log", base=2)

@@ -14,6 +14,10 @@ rate bounds); ReLU, pooling and LRN are left out, and so are activation bytes, s
 floor is a true lower bound. A row's `floor_fraction` = floor_ms / its p50: 1.0 means the
 backend runs at the machine's measured limit. At batch 1 the fp32 weights (244 MB for the
 torchvision variant) make AlexNet memory-bound on most CPUs; large batches are compute-bound.
+
+int8 floors: weight bytes = parameters x 1 (a quarter of fp32; the few fp32/int32 biases and
+scales are left out, so the bound stays a lower one), compute at the int8 rate of
+`benchmarks.int8` (integer operations per second, 2 per multiply-accumulate).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "bf16": 2}
+BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,5 @@
-"""One runner per backend, all with the same steps:
-
-    runner.build()          once: load/compile the model on its device (may raise Skip)
-    runner.prepare(batch)   per batch size: put the input where the engine wants it (untimed)
-    runner.step()           one inference: the only thing timed
-    runner.sync()           wait for the device (CUDA/MPS run asynchronously)
-    runner.logits()         the last step's output as float32 numpy (checked against eager)
+"""One runner per backend, all with the same steps (`benchmarks.runner_base.Runner`):
+build once, then per batch size prepare, step (timed), sync, logits.
 
 Runners drive the engines directly (a torch module, an onnxruntime session, an OpenVINO
 infer request), so a timing covers the model and nothing else: no preprocessing, no
@@ -15,53 +10,18 @@ from __future__ import annotations
 
 import abc
 import sys
-import time
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from benchmarks.artifacts import Artifacts, Skip, artifact_bytes
+from benchmarks.artifacts import Skip
+from benchmarks.onnx_runners import OnnxRuntimeRunner, OpenVinoRunner
+from benchmarks.runner_base import Runner
 from runtime.errors import first_line
 
+__all__ = ["BACKENDS", "PRECISIONS", "RUNNERS", "Runner", "torch_device", "variants"]
+
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-
-
-class Runner(abc.ABC):
-    backend: ClassVar[str]
-
-    def __init__(self, artifacts: Artifacts, device: str, variant: str = "fp32", threads: int | None = None) -> None:
-        self.artifacts, self.device, self.variant, self.threads = artifacts, device, variant, threads
-        self.precision = variant.split()[0]  # "fp16 channels_last" -> "fp16"
-        self.artifact: str | None = None
-        self.artifact_bytes: int | None = None
-        self.build_s: float | None = None
-        self.info: dict[str, Any] = {}
-
-    def build(self) -> None:
-        t0 = time.perf_counter()
-        self._build()
-        self.build_s = time.perf_counter() - t0
-
-    @abc.abstractmethod
-    def _build(self) -> None: ...
-
-    @abc.abstractmethod
-    def prepare(self, batch: np.ndarray) -> None: ...
-
-    @abc.abstractmethod
-    def step(self) -> None: ...
-
-    def sync(self) -> None:
-        pass
-
-    @abc.abstractmethod
-    def logits(self) -> np.ndarray: ...
-
-    def close(self) -> None:
-        pass
-
-    def _use_artifact(self, path: Any) -> None:
-        self.artifact, self.artifact_bytes = str(path), artifact_bytes(path)
 
 
 # --- PyTorch: eager, torch.compile, TorchScript -------------------------------------------------
@@ -173,114 +133,6 @@ class TorchScriptRunner(TorchRunner):
         return module
 
 
-# --- ONNX Runtime ---------------------------------------------------------------------------------
-
-ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "mps": "CoreMLExecutionProvider"}
-
-
-class OnnxRuntimeRunner(Runner):
-    backend = "onnxruntime"
-
-    def _build(self) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise Skip("onnxruntime not installed (pip install onnxruntime)") from None
-        self.ort = ort
-        provider = ORT_PROVIDERS[self.device]
-        if provider not in ort.get_available_providers():
-            hint = {"cuda": "pip install onnxruntime-gpu", "mps": "the CoreML provider ships with onnxruntime on macOS"}
-            raise Skip(f"onnxruntime has no {provider} here ({hint[self.device]})")
-        path = self.artifacts.get("onnx", self.precision)
-        self._use_artifact(path)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # incl. NCHWc layouts
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # AlexNet is a chain: nothing to overlap
-        options.log_severity_level = 3
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-        providers = [provider] if provider == ORT_PROVIDERS["cpu"] else [provider, ORT_PROVIDERS["cpu"]]
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-        if provider not in self.session.get_providers():  # a provider that fails to start is dropped silently
-            raise Skip(f"onnxruntime could not start {provider} (check the CUDA/cuDNN libraries)")
-        self.info["providers"] = self.session.get_providers()
-        self.input_name = self.session.get_inputs()[0].name
-        self.input_type = np.float16 if "float16" in self.session.get_inputs()[0].type else np.float32
-
-    def prepare(self, batch: np.ndarray) -> None:
-        batch = np.ascontiguousarray(batch, dtype=self.input_type)
-        self.binding = None
-        if self.device == "cuda":  # input on the GPU beforehand, like the torch runners' input
-            self.binding = self.session.io_binding()
-            value = self.ort.OrtValue.ortvalue_from_numpy(batch, "cuda", 0)
-            self.binding.bind_ortvalue_input(self.input_name, value)
-            self.binding.bind_output(self.session.get_outputs()[0].name, "cuda")
-            self._keep = value
-        self.feed = {self.input_name: batch}
-
-    def step(self) -> None:
-        if self.binding is not None:
-            self.session.run_with_iobinding(self.binding)  # returns once the CUDA stream is done
-        else:
-            self.out = self.session.run(None, self.feed)[0]
-
-    def logits(self) -> np.ndarray:
-        if self.binding is not None:
-            return np.asarray(self.binding.copy_outputs_to_cpu()[0], np.float32)
-        return np.asarray(self.out, np.float32)
-
-    def close(self) -> None:
-        self.session = self.binding = None
-
-
-# --- OpenVINO ----------------------------------------------------------------------------------------
-
-
-class OpenVinoRunner(Runner):
-    """OpenVINO on the CPU, reading the exported ONNX directly (that file is what ships)."""
-
-    backend = "openvino"
-
-    def _build(self) -> None:
-        try:
-            import openvino as ov
-        except ImportError:
-            raise Skip("openvino not installed (pip install 'alexnet-deploy[openvino]')") from None
-        if self.device != "cpu":
-            raise Skip(f"OpenVINO has no {self.device.upper()} device (its GPU plugin is for Intel GPUs)")
-        self.ov = ov
-        onnx_path = self.artifacts.get("onnx", self.precision)
-        self.core = ov.Core()
-        self.model = self.core.read_model(str(onnx_path))
-        self._use_artifact(onnx_path)
-        self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-        if self.threads:
-            self.config["INFERENCE_NUM_THREADS"] = self.threads
-        self.info["config"] = dict(self.config)
-        self.requests: dict[int, Any] = {}
-
-    def prepare(self, batch: np.ndarray) -> None:
-        # One static shape per batch size, compiled once, as a deployment with a known batch would.
-        n = len(batch)
-        if n not in self.requests:
-            model = self.model.clone()
-            model.reshape({model.inputs[0].any_name: [n, *batch.shape[1:]]})
-            self.requests[n] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
-        self.request = self.requests[n]
-        self.batch = np.ascontiguousarray(batch, dtype=np.float32)
-        self.request.set_input_tensor(self.ov.Tensor(self.batch, shared_memory=True))
-
-    def step(self) -> None:
-        self.request.infer()
-
-    def logits(self) -> np.ndarray:
-        return np.array(self.request.get_output_tensor(0).data, np.float32)
-
-    def close(self) -> None:
-        self.requests.clear()
-
-
 # --- Core ML -------------------------------------------------------------------------------------------
 
 
@@ -318,6 +170,7 @@ RUNNERS: dict[str, type[Runner]] = {
     for r in (EagerRunner, CompileRunner, TorchScriptRunner, OnnxRuntimeRunner, OpenVinoRunner, CoreMLRunner)
 }
 BACKENDS = tuple(RUNNERS)
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def variants(backend: str, device: str) -> list[str]:
@@ -334,4 +187,9 @@ def variants(backend: str, device: str) -> list[str]:
         return ["fp32", "fp32 optimized"] + (["fp16"] if device == "cuda" else [])
     if backend == "onnxruntime" and device == "cuda":
         return ["fp32", "fp16"]  # the fp16 export casts inside the graph: input and logits stay float32
+    # int8 on the CPU only: that is where integer kernels (VNNI, VPMADDUBSW, SDOT) make it a deployment choice.
+    if backend == "onnxruntime" and device == "cpu":
+        return ["fp32", "int8"]
+    if backend == "openvino":
+        return ["fp32", "int8 nncf"]
     return ["fp32"]

@@ -39,6 +39,7 @@ class Settings:
     measure: dict[str, Any] = field(default_factory=dict)  # measure_limits options (sizes, mbytes, repeats)
     remeasure: bool = True  # measure the limits again after each batch size (and keep the best)
     clock: str = "wall"  # a key of timing.CLOCKS
+    precisions: Sequence[str] | None = None  # of runners.PRECISIONS; None: every variant of each backend
 
 
 @dataclass
@@ -103,9 +104,7 @@ def run_suite(
     limits: dict[str, Limits] = {}
     floors: dict[str, list[roofline.Floor]] = {}
     for device in settings.devices:
-        pairs = [(b, v) for b in settings.backends for v in variants(b, device)]
-        if BASELINE not in pairs:  # the baseline always runs, first
-            pairs.insert(0, BASELINE)
+        pairs = runner_pairs(settings.backends, device, settings.precisions)
         runners = [RUNNERS[b](artifacts, device, v, settings.threads) for b, v in pairs]
         try:
             torch_device(device)
@@ -145,6 +144,16 @@ def run_suite(
         ]
     _add_comparisons(rows, cost, limits)
     return Result(rows, limits, floors, _warnings(rows))
+
+
+def runner_pairs(
+    backends: Sequence[str], device: str, precisions: Sequence[str] | None = None
+) -> list[tuple[str, str]]:
+    """(backend, variant) to run on `device`: each backend's variants in `precisions`, the baseline first."""
+    pairs = [(b, v) for b in backends for v in variants(b, device) if precisions is None or v.split()[0] in precisions]
+    if BASELINE not in pairs:  # the baseline always runs, first
+        pairs.insert(0, BASELINE)
+    return pairs
 
 
 def _time_batch(runners: list[Runner], n: int, size: int, settings: Settings, say: Callable[[str], None]) -> list[Row]:
@@ -226,6 +235,10 @@ def _add_comparisons(rows: list[Row], cost: roofline.ModelCost, limits: dict[str
 
 
 def _warnings(rows: list[Row]) -> list[str]:
+    return _noise_warnings(rows) + _int8_warnings(rows)
+
+
+def _noise_warnings(rows: list[Row]) -> list[str]:
     noisy = [r for r in rows if r.status == "ok" and r.latency_ms["spread"] > SPREAD_WARNING]
     if not noisy:
         return []
@@ -236,3 +249,18 @@ def _warnings(rows: list[Row]) -> list[str]:
         f"{worst.latency_ms['spread']:.0%}); the machine is busy or throttling: compare with care, "
         f"or rerun with more --repeats / --min-time on a quiet machine"
     ]
+
+
+def _int8_warnings(rows: list[Row]) -> list[str]:
+    """An int8 artifact that is not all int8 (export kept layers in fp32 to pass its gate) times something else."""
+    records = {r.artifact: r.info.get("quantization") for r in rows if r.precision == "int8" and r.status == "ok"}
+    warnings = []
+    for artifact, record in records.items():
+        gate, kept = (record or {}).get("gate") or {}, (record or {}).get("fp32_layers") or []
+        if kept or gate.get("passed") is False:
+            verdict = "failed (written because the benchmark forces it)" if gate.get("passed") is False else "passed"
+            warnings.append(
+                f"int8 artifact {artifact}: export's accuracy gate {verdict}, step {gate.get('step')!r}, "
+                f"{len(kept)} layer(s) kept in fp32 ({', '.join(kept) or 'none'}): its rows are not all-int8"
+            )
+    return warnings

@@ -24,6 +24,7 @@ def invoke(*args: str):
         (["--batch-sizes", "1,x"], "comma-separated integers"),
         (["--batch-sizes", "0"], "at least 1"),
         (["--backends", ","], "unknown backend ','"),
+        (["--precisions", "fp32,int4"], "unknown precision 'int4'"),
         (["--clock", "cpu", "--threads", "2"], "--clock cpu measures one thread"),
         (["--clock", "cpu", "--devices", "cpu,cuda"], "--clock cpu measures one thread"),
         (["--json", "/no/such/dir/out.json"], "does not exist"),
@@ -45,6 +46,8 @@ def test_aliases_and_all():
     assert cli.parse_backends("compile,ort,ov") == ["torch.compile", "onnxruntime", "openvino"]
     assert cli.parse_backends("all") == list(cli.BACKENDS)
     assert cli.parse_batch_sizes("32,1,8,1") == [1, 8, 32]
+    assert cli.parse_precisions("all") == ["fp32", "fp16", "bf16", "int8"]
+    assert cli.parse_precisions("int8, fp32,int8") == ["int8", "fp32"]
 
 
 def test_canonical_command_is_one_reproducible_line():
@@ -100,7 +103,10 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path, monkeypatch):
     )
     assert result.exit_code == 0, result.output
     data = json.loads(out["json"].read_text())
-    assert data["command"].startswith("alexnet-bench --backends pytorch --devices cpu --batch-sizes 1,2 --threads 1")
+    assert data["command"].startswith(
+        "alexnet-bench --backends pytorch --precisions fp32,fp16,bf16,int8 --devices cpu --batch-sizes 1,2 --threads 1"
+    )
+    assert data["settings"]["precisions"] == ["fp32", "fp16", "bf16", "int8"]
     assert "--note" not in data["command"] and data["note"] == "test run"
     assert data["settings"]["quick"] is True and "--quick" in data["command"]
     assert (

@@ -29,6 +29,7 @@ def cost(artifacts):
 
 
 def settings(backends, devices=("cpu",), batch_sizes=(1, 2), **kwargs):
+    # fp32, fp16, bf16: the int8 rows (an int8 export, NNCF) are tested on a smaller model in test_bench_int8.py
     return suite.Settings(
         list(backends),
         list(devices),
@@ -37,6 +38,7 @@ def settings(backends, devices=("cpu",), batch_sizes=(1, 2), **kwargs):
         warmup=1,
         threads=2,
         measure=QUICK,
+        precisions=("fp32", "fp16", "bf16"),
         **kwargs,
     )
 

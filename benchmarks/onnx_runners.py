@@ -1,0 +1,136 @@
+"""The runners of the exported ONNX file: onnxruntime and OpenVINO, in fp32 and int8.
+
+int8 rows are what a CPU user would deploy: onnxruntime runs the int8 ONNX that
+`export` writes (`alexnet-export --precision int8`), opened exactly as `alexnet-run`
+opens it; OpenVINO runs the fp32 ONNX quantized by NNCF, its own post-training
+quantizer, on the same calibration images (`benchmarks.quantized`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from benchmarks.artifacts import Skip
+from benchmarks.runner_base import Runner
+
+ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "mps": "CoreMLExecutionProvider"}
+
+
+class OnnxRuntimeRunner(Runner):
+    """The session comes from `runtime.load`, as in `alexnet-run`: the same providers and session
+    options (graph optimizations, threads) for the fp32 and the int8 artifact."""
+
+    backend = "onnxruntime"
+
+    def _build(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise Skip("onnxruntime not installed (pip install onnxruntime)") from None
+        import runtime
+        from runtime.backends import BackendUnavailableError
+
+        self.ort = ort
+        provider = ORT_PROVIDERS[self.device]
+        if provider not in ort.get_available_providers():
+            hint = {"cuda": "pip install onnxruntime-gpu", "mps": "the CoreML provider ships with onnxruntime on macOS"}
+            raise Skip(f"onnxruntime has no {provider} here ({hint[self.device]})")
+        path = self.artifacts.get("onnx", self.precision)
+        self._use_artifact(path)
+        try:
+            self.predictor = runtime.load(path, backend="onnxruntime", device=self.device, threads=self.threads)
+        except BackendUnavailableError as exc:  # e.g. a CUDA provider that could not start
+            raise Skip(str(exc)) from None
+        # Timed below: the session itself, so no preprocessing or batching is counted.
+        self.session = self.predictor.backend.session
+        self.info["providers"] = self.session.get_providers()
+        if self.precision == "int8":  # how export quantized it: scheme, layers kept in fp32, the gate's verdict
+            self.info["quantization"] = self.predictor.metadata.quantization
+        self.input_name = self.session.get_inputs()[0].name
+        self.input_type = np.float16 if "float16" in self.session.get_inputs()[0].type else np.float32
+
+    def prepare(self, batch: np.ndarray) -> None:
+        batch = np.ascontiguousarray(batch, dtype=self.input_type)
+        self.binding = None
+        if self.device == "cuda":  # input on the GPU beforehand, like the torch runners' input
+            self.binding = self.session.io_binding()
+            value = self.ort.OrtValue.ortvalue_from_numpy(batch, "cuda", 0)
+            self.binding.bind_ortvalue_input(self.input_name, value)
+            self.binding.bind_output(self.session.get_outputs()[0].name, "cuda")
+            self._keep = value
+        self.feed = {self.input_name: batch}
+
+    def step(self) -> None:
+        if self.binding is not None:
+            self.session.run_with_iobinding(self.binding)  # returns once the CUDA stream is done
+        else:
+            self.out = self.session.run(None, self.feed)[0]
+
+    def logits(self) -> np.ndarray:
+        if self.binding is not None:
+            return np.asarray(self.binding.copy_outputs_to_cpu()[0], np.float32)
+        return np.asarray(self.out, np.float32)
+
+    def close(self) -> None:
+        if getattr(self, "predictor", None) is not None:
+            self.predictor.close()
+        self.predictor = self.session = self.binding = None
+
+
+class OpenVinoRunner(Runner):
+    """OpenVINO on the CPU: fp32 reads the exported ONNX directly (that file is what ships);
+    "int8 nncf" reads the OpenVINO IR that NNCF made from it. Both compile the same way."""
+
+    backend = "openvino"
+
+    def _build(self) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise Skip("openvino not installed (pip install 'alexnet-deploy[bench]')") from None
+        if self.device != "cpu":
+            raise Skip(f"OpenVINO has no {self.device.upper()} device (its GPU plugin is for Intel GPUs)")
+        self.ov = ov
+        path = self.artifacts.get("openvino" if self.precision == "int8" else "onnx", self.precision)
+        self.core = ov.Core()
+        self.model = self.core.read_model(str(path))
+        self._use_artifact(path)
+        # f32 is the precision of the layers left unquantized; NNCF's quantized layers run in int8 regardless.
+        self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if self.threads:
+            self.config["INFERENCE_NUM_THREADS"] = self.threads
+        self.info["config"] = dict(self.config)
+        if self.precision == "int8":
+            self.info["quantizer"] = _nncf_version()
+        self.requests: dict[int, Any] = {}
+
+    def prepare(self, batch: np.ndarray) -> None:
+        # One static shape per batch size, compiled once, as a deployment with a known batch would.
+        n = len(batch)
+        if n not in self.requests:
+            model = self.model.clone()
+            model.reshape({model.inputs[0].any_name: [n, *batch.shape[1:]]})
+            self.requests[n] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+        self.request = self.requests[n]
+        self.batch = np.ascontiguousarray(batch, dtype=np.float32)
+        self.request.set_input_tensor(self.ov.Tensor(self.batch, shared_memory=True))
+
+    def step(self) -> None:
+        self.request.infer()
+
+    def logits(self) -> np.ndarray:
+        return np.array(self.request.get_output_tensor(0).data, np.float32)
+
+    def close(self) -> None:
+        self.requests.clear()
+
+
+def _nncf_version() -> str:
+    from importlib import metadata
+
+    try:
+        return f"nncf {metadata.version('nncf')}"
+    except metadata.PackageNotFoundError:
+        return "nncf"

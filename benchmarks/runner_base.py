@@ -1,0 +1,58 @@
+"""The steps every benchmark runner has (see `benchmarks.runners` for the runners themselves):
+
+    runner.build()          once: load/compile the model on its device (may raise Skip)
+    runner.prepare(batch)   per batch size: put the input where the engine wants it (untimed)
+    runner.step()           one inference: the only thing timed
+    runner.sync()           wait for the device (CUDA/MPS run asynchronously)
+    runner.logits()         the last step's output as float32 numpy (checked against eager)
+
+A module of its own so that runner modules can share it without importing each other.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from benchmarks.artifacts import Artifacts, artifact_bytes
+
+
+class Runner(abc.ABC):
+    backend: ClassVar[str]
+
+    def __init__(self, artifacts: Artifacts, device: str, variant: str = "fp32", threads: int | None = None) -> None:
+        self.artifacts, self.device, self.variant, self.threads = artifacts, device, variant, threads
+        self.precision = variant.split()[0]  # "fp16 channels_last" -> "fp16", "int8 nncf" -> "int8"
+        self.artifact: str | None = None
+        self.artifact_bytes: int | None = None
+        self.build_s: float | None = None
+        self.info: dict[str, Any] = {}
+
+    def build(self) -> None:
+        t0 = time.perf_counter()
+        self._build()
+        self.build_s = time.perf_counter() - t0
+
+    @abc.abstractmethod
+    def _build(self) -> None: ...
+
+    @abc.abstractmethod
+    def prepare(self, batch: np.ndarray) -> None: ...
+
+    @abc.abstractmethod
+    def step(self) -> None: ...
+
+    def sync(self) -> None:
+        pass
+
+    @abc.abstractmethod
+    def logits(self) -> np.ndarray: ...
+
+    def close(self) -> None:
+        pass
+
+    def _use_artifact(self, path: Any) -> None:
+        self.artifact, self.artifact_bytes = str(path), artifact_bytes(path)
