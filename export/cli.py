@@ -247,6 +247,12 @@ def _export_one(checkpoint: Path, job: tuple, output: Path | None, settings: dic
     from export.validate import validate_artifact
 
     name, chosen, tag = job
+    if name == "onnx" and chosen == "fp16":
+        click.echo(
+            "warning: fp16 ONNX runs slower than fp32 on CPUs (onnxruntime's CPU provider casts most fp16 ops "
+            "back to fp32); it is meant for GPUs and the Core ML execution provider",
+            err=True,
+        )
     start = time.perf_counter()
     path = export_artifact(checkpoint, name, output, precision=chosen, tag=tag, **settings)
     click.echo(f"wrote {path} ({name}, {chosen}, {time.perf_counter() - start:.1f} s)")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -28,9 +30,11 @@ from export.quantize import (
     read_gate,
     resolve_target,
 )
+from runtime import outputs
 from runtime.metadata import ArtifactMetadata
 
 CALIBRATION_BATCH = 16
+SCRATCH_PREFIX = "alexnet-int8-"
 
 
 def _stderr(message: str) -> None:
@@ -60,7 +64,7 @@ def export_int8_onnx(
     )
     _probe(calib_set, spec, options.calibration_size, echo)
     gate = read_gate(gate_set, spec, options.gate_size, model)
-    with tempfile.TemporaryDirectory(prefix="alexnet-int8-") as scratch:
+    with _scratch_dir() as scratch:
         work = _Workspace(Path(scratch), calib_set, spec, options, scheme, gate, echo)
         work.prepare(model, metadata, opset)
         steps = work.run_steps(target)
@@ -74,6 +78,17 @@ def export_int8_onnx(
         final = dataclasses.replace(metadata, precision="int8", quantization=record)
         _write(chosen.path, final, output, weight_bytes(model, "int8"))
     return output
+
+
+def _scratch_dir() -> tempfile.TemporaryDirectory:
+    """A scratch folder for the fp32 model and the attempts (hundreds of MB at 224 px), removed
+    afterwards; folders left by a killed export (their pid is gone) are removed first."""
+    root = Path(tempfile.gettempdir())
+    for stale in root.glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = stale.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not outputs.process_running(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
 
 
 def _probe(images: calibration.ImageSet, spec, size: int, echo: Callable[[str], None]) -> None:

@@ -200,7 +200,7 @@ def remove_stale_temps(target: Path) -> list[Path]:
         return removed
     for entry in entries:
         match = _TEMP_SUFFIX.fullmatch(entry.name[len(prefix) :]) if entry.name.startswith(prefix) else None
-        if match is None or _running(int(match.group(1))):
+        if match is None or process_running(int(match.group(1))):
             continue
         stale = Path(entry.path)
         old = stale / (target.name + ASIDE)
@@ -214,7 +214,7 @@ def remove_stale_temps(target: Path) -> list[Path]:
     return removed
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:

@@ -175,14 +175,15 @@ def test_all_formats_with_table(ckpt, tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.mlpackage", "model.onnx", "model.pt"]
     header = next(line for line in result.output.splitlines() if line.startswith("format"))
-    assert header.split() == ["format", "precision", "export", "validation", "artifact"]
+    assert header.split() == ["format", "precision", "size", "agreement", "accuracy", "check", "artifact"]
     rows = {
         line.split()[0]: line.split()
         for line in result.output.splitlines()
         if line.split()[:1] in (["torchscript"], ["onnx"], ["coreml"])
     }
     assert rows["torchscript"][1] == "fp32" and rows["coreml"][1] == "fp16"  # Core ML defaults to fp16
-    assert all(row[3] == "skipped" and row[4].startswith(str(tmp_path)) for row in rows.values())
+    assert all(row[2:] == [row[2], "MB", "-", "-", "skipped", row[-1]] for row in rows.values())
+    assert all(row[-1].startswith(str(tmp_path)) and float(row[2]) > 1 for row in rows.values())
 
 
 def test_never_overwrites_the_checkpoint(ckpt, tmp_path):

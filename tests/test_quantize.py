@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,3 +205,35 @@ def test_a_gate_that_cannot_pass_exits_1_and_writes_nothing(untrained, tmp_path,
     with runtime.load(out) as predictor:
         gate = predictor.metadata.quantization["gate"]
     assert gate["passed"] is False and gate["forced"] is True and predictor.metadata.precision == "int8"
+
+
+def test_scratch_folders_of_killed_exports_are_removed(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    from export.to_onnx_int8 import SCRATCH_PREFIX, _scratch_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"{SCRATCH_PREFIX}{dead.stdout.strip()}-abc"
+    live = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-abc"
+    stale.mkdir(), live.mkdir()
+    with _scratch_dir() as scratch:
+        assert Path(scratch).name.startswith(f"{SCRATCH_PREFIX}{os.getpid()}-")
+    assert not stale.exists() and live.exists()
+
+
+def test_jobs_of_format_all_and_precisions():
+    from export.cli import _jobs
+
+    formats = ("torchscript", "onnx", "coreml")
+    assert _jobs(formats, None, "fp32,int8") == [
+        ("torchscript", "fp32", None),
+        ("onnx", "fp32", None),
+        ("onnx", "int8", "int8"),
+        ("coreml", "fp32", "fp32"),
+        ("coreml", "int8", "int8"),
+    ]
+    assert _jobs(("onnx",), "int8", None) == [("onnx", "int8", "int8")]
+    assert _jobs(("coreml",), None, None) == [("coreml", "fp16", None)]
