@@ -38,9 +38,11 @@ demo: setup
 	$(BIN)/alexnet-eval $(OUT)/run/best.pth --data synthetic --json $(OUT)/eval.json --confusion $(OUT)/confusion.png
 	$(BIN)/alexnet-export --format all $(OUT)/run/best.pth
 	$(BIN)/alexnet-eval $(OUT)/run/best.onnx --data synthetic
+	$(BIN)/alexnet-export --format onnx --precision int8 $(OUT)/run/best.pth --calibration synthetic
+	$(BIN)/alexnet-eval $(OUT)/run/best-int8.onnx --data synthetic
 	$(BIN)/alexnet-run --backend onnxruntime --model $(OUT)/run/best.onnx --topk 3 $(OUT)/images/val/circle $(OUT)/images/val/star
 	$(PY) -m runtime.agree $(OUT)/run/best.pth $(OUT)/run/best.pt $(OUT)/run/best.onnx $(OUT)/run/best.mlpackage --images $(OUT)/images/val
-	$(BIN)/alexnet-bench $(OUT)/run/best.pth --backends pytorch,torchscript,onnxruntime --batch-sizes 1,8 --min-time 1 --repeats 2 --image-size 224 --quiet
+	$(BIN)/alexnet-bench $(OUT)/run/best.pth --backends pytorch,torchscript,onnxruntime --precisions fp32,int8 --batch-sizes 1,8 --min-time 1 --repeats 2 --image-size 224 --quiet
 
 lint: setup
 	$(BIN)/ruff check .

@@ -158,6 +158,11 @@ def test_the_trained_demo_model_passes_the_gate_and_agrees_on_held_out_images(de
     assert (ours == theirs).mean() >= 0.99
     assert (theirs == labels).mean() - (ours == labels).mean() <= 0.01
     assert out.stat().st_size <= 0.4 * checkpoint.stat().st_size
+    from alexnet.cli.eval import main as eval_main
+
+    evaluated = CliRunner().invoke(eval_main, [str(out), "--data", "synthetic", "--json", "-"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["top1"] == pytest.approx((ours == labels).mean())
 
 
 @pytest.mark.slow
