@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from export import calibration
-from export.common import ExportError, example_input, first_line, weight_bytes, write_file
+from export.common import ExportError, example_input, first_line, write_file
 from export.gate import GateData, judge, run_onnx
 from export.quantize import (
     CalibrationReader,
@@ -71,12 +71,12 @@ def export_int8_onnx(
         chosen = next((s for s in steps if s.gate.passed), None)
         if chosen is None and not options.force:
             raise ExportError(gate_failure(steps))
-        chosen = chosen or min(steps, key=lambda s: s.gate.logit_error)
+        chosen = chosen or work.closest
         if not chosen.gate.passed:
             echo(f"warning: the gate FAILED ({chosen.gate.summary()}); written anyway because of --force")
         record = quantization_record(scheme, chosen, target, work.calibration_info, options.force)
         final = dataclasses.replace(metadata, precision="int8", quantization=record)
-        _write(chosen.path, final, output, weight_bytes(model, "int8"))
+        _write(chosen.path, final, output, chosen.path.stat().st_size)
     return output
 
 
@@ -117,6 +117,7 @@ class _Workspace:
         self.cache = root / "ranges.json"
         self.calibration_info: dict[str, Any] = {}
         self._attempts = 0
+        self._closest: Step | None = None  # the failed step with the smallest logit error (what --force writes)
 
     def prepare(self, model: nn.Module, metadata: ArtifactMetadata, opset: int) -> None:
         """fp32 ONNX (dynamic batch, so calibration can batch) -> quant_pre_process."""
@@ -224,8 +225,19 @@ class _Workspace:
         )
         return ranking
 
+    @property
+    def closest(self) -> Step:
+        return self._closest
+
     def _report(self, step: Step) -> Step:
+        """Print the step; of the failed steps' files keep only the closest (disk: up to 244 MB each)."""
         self.echo(f"  gate [{step.label}]: {step.gate.summary()}")
+        if not step.gate.passed:
+            discard = step
+            if self._closest is None or step.gate.logit_error < self._closest.gate.logit_error:
+                self._closest, discard = step, self._closest
+            if discard is not None:
+                discard.path.unlink(missing_ok=True)
         return step
 
 

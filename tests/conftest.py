@@ -49,6 +49,21 @@ def demo_run(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _sound_signal_stack():
+    """OpenVINO's CPU plugin leaves the main thread's alternate signal stack pointing at memory it
+    frees (seen with openvino 2026.4: sigaltstack from libopenvino_intel_cpu_plugin); the next
+    signal delivered with SA_ONSTACK (CPython installs every handler so, e.g. the SIGCHLD handler
+    of DataLoader workers) then kills the process with SIGSEGV. After a test that loaded
+    OpenVINO, faulthandler puts its own (valid) stack back. Tests only: a user's process runs
+    OpenVINO in alexnet-bench, which neither forks workers nor handles SIGCHLD."""
+    yield
+    import faulthandler
+
+    if "openvino" in sys.modules and faulthandler.is_enabled():
+        faulthandler.enable(file=sys.__stderr__)
+
+
+@pytest.fixture(autouse=True)
 def _restore_torch_threads():
     """CLIs run in-process (`--threads 1`) call torch.set_num_threads at their entry point, which is
     process-wide: without this, every later test would run on one thread."""
