@@ -78,6 +78,8 @@ class ArtifactMetadata:
         data["class_names"] = list(self.class_names)
         data["preprocess"] = self.preprocess.to_dict()
         data["input_shape"] = list(self.input_shape)
+        if data["quantization"] is None:
+            del data["quantization"]  # fp32/fp16 metadata stays what it was before int8 existed
         return data
 
     def to_json(self) -> str:

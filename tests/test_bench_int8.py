@@ -273,16 +273,3 @@ def test_a_given_checkpoint_keeps_exports_gate(run, monkeypatch):
     given = dataclasses.replace(run.artifacts.source, given=True)
     options = quantized.quantize_options(given)
     assert options.force and options.max_agreement_loss < 1.0 and options.max_accuracy_drop < 1.0
-
-
-@pytest.mark.slow
-def test_real_int8_exporter(run, tmp_path):
-    pytest.importorskip("export.quantize")
-    import runtime
-
-    path = Artifacts(run.artifacts.source, tmp_path).get("onnx", "int8")  # export's own int8 exporter
-    with runtime.load(path, backend="onnxruntime", device="cpu") as predictor:
-        record = predictor.metadata.quantization
-    assert record["gate"]["passed"] and record["fp32_layers"] == []  # the fresh model's artifact: all int8
-    assert record["calibration"]["images"] == quantized.CALIBRATION_SIZE
-    assert path.stat().st_size < 0.3 * run.artifacts.get("onnx", "fp32").stat().st_size

@@ -16,7 +16,6 @@ from export.validate import (
     check_coreml_package,
     check_weights,
     compare,
-    coreml_problems,
     expected_weights,
     load_program,
     validate_artifact,
@@ -136,17 +135,6 @@ def test_compare_int8_gates_top1_and_finiteness_not_max_diff():
     broken[0, 2] = np.nan
     assert not compare("coreml", broken, ref, "int8").passed
     assert not compare("coreml", moved, ref, "int8", atol=1.0).passed  # an explicit atol still gates
-
-
-@pytest.mark.slow  # 10-12 s: a second int8 export
-def test_int8_tensor_input(ckpt):
-    path = export_artifact(ckpt, "coreml", ckpt.parent / "tensor8.mlpackage", precision="int8", coreml_input="tensor")
-    assert coreml_problems(path, load_checkpoint(ckpt)) == []
-    spec = ct.utils.load_spec(str(path))
-    assert spec.description.input[0].type.WhichOneof("Type") == "multiArrayType"
-    meta = _metadata(path)
-    assert meta.precision == "int8" and meta.input_shape == (None, 3, 32, 32)
-    assert meta.quantization["gate"]["weights"] == WEIGHTS
 
 
 @pytest.mark.slow  # 5-6 s: an fp16 export to compare with

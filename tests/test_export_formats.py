@@ -142,7 +142,8 @@ def test_compare_reports_failures():
 def test_option_errors_before_any_work(ckpt, tmp_path):
     for kwargs, message in [
         (dict(fmt="tflite"), "unknown export format"),
-        (dict(fmt="onnx", precision="int8"), "unknown precision"),
+        (dict(fmt="onnx", precision="int4"), "unknown precision"),
+        (dict(fmt="torchscript", precision="int8"), "use --format onnx --precision int8"),
         (dict(fmt="onnx", batch_size=0), "at least 1"),
         (dict(fmt="coreml", coreml_input="video"), "unknown Core ML input"),
         (dict(fmt="coreml", batch_size=4), "one image at a time"),
