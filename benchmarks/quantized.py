@@ -43,25 +43,21 @@ def quantize_options(source: Source) -> Any:
 
 def preprocess_spec(source: Source) -> Any:
     """The checkpoint's preprocessing at the benchmarked input size (what export writes into the artifact)."""
-    from runtime.preprocess import PreprocessSpec
+    from export.common import preprocess_for_size
 
-    spec = source.checkpoint.preprocess
-    if spec.crop == source.image_size:
-        return spec
-    return PreprocessSpec.for_image_size(
-        source.image_size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation
-    )
+    return preprocess_for_size(source.checkpoint.preprocess, source.image_size)
 
 
 def calibration_inputs(source: Source, count: int | None = None) -> list[np.ndarray]:
     """The first `count` (default CALIBRATION_SIZE) calibration inputs of export's int8 exporter for
     `calibration="synthetic"`, each (1, 3, H, W) float32."""
     from export import calibration
+    from export.quantize import training_seed
 
     count = CALIBRATION_SIZE if count is None else count
     spec = preprocess_spec(source)
     checkpoint = source.checkpoint
-    seed = int(((checkpoint.training or {}).get("args") or {}).get("seed", 0))  # as export/to_onnx_int8.py seeds it
+    seed = training_seed(checkpoint.training)  # as export/to_onnx_int8.py seeds it
     images, _held_out = calibration.resolve_sets("synthetic", checkpoint.class_names, spec, seed=seed)
     log = calibration.ReadLog()
     return [batch for batch, _ in calibration.batches(images, spec, limit=count, batch_size=1, log=log)]

@@ -112,6 +112,14 @@ def resolve_image_size(checkpoint: Checkpoint, model: nn.Module, image_size: int
     return size
 
 
+def preprocess_for_size(spec: PreprocessSpec, image_size: int) -> PreprocessSpec:
+    """The checkpoint's preprocessing for an artifact taking `image_size` inputs: a different input
+    size means a different crop, with the resize/crop ratio convention kept."""
+    if image_size == spec.crop:
+        return spec
+    return PreprocessSpec.for_image_size(image_size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation)
+
+
 def export_metadata(
     checkpoint_path: str | os.PathLike,
     checkpoint: Checkpoint,
@@ -122,10 +130,7 @@ def export_metadata(
     precision: str,
 ) -> ArtifactMetadata:
     """What the artifact carries: classes, preprocessing, model config, input, provenance."""
-    spec = checkpoint.preprocess
-    if image_size != spec.crop:
-        # A different input size means a different crop; keep the resize/crop ratio convention.
-        spec = PreprocessSpec.for_image_size(image_size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation)
+    spec = preprocess_for_size(checkpoint.preprocess, image_size)
     return ArtifactMetadata(
         class_names=tuple(checkpoint.class_names),
         preprocess=spec,

@@ -97,6 +97,12 @@ def resolve_target(target_cpu: str, echo: Callable[[str], None]) -> str:
     return target
 
 
+def training_seed(training: dict[str, Any] | None) -> int:
+    """The seed the checkpoint trained with: it fixes which images the synthetic and folder splits hold."""
+    seed = ((training or {}).get("args") or {}).get("seed", 0)
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+
 def calibration_source(options: QuantizeOptions, training: dict[str, Any] | None) -> str:
     if options.calibration:
         return options.calibration

@@ -29,6 +29,7 @@ from export.quantize import (
     quantize_model,
     read_gate,
     resolve_target,
+    training_seed,
 )
 from runtime import outputs
 from runtime.metadata import ArtifactMetadata
@@ -56,7 +57,7 @@ def export_int8_onnx(
     target = resolve_target(options.target_cpu, echo)
     scheme = Scheme.for_target(target)
     data = calibration_source(options, training)
-    seed = int(((training or {}).get("args") or {}).get("seed", 0))
+    seed = training_seed(training)
     names, spec = metadata.class_names, metadata.preprocess
     calib_set, held_out = calibration.resolve_sets(data, names, spec, seed=seed)
     gate_set = (
