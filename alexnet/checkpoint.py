@@ -139,7 +139,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike) -> Path:
             # atomic_write turns it, like OSError, into an OutputError.
             outputs.atomic_write(path, lambda tmp: torch.save(data, tmp), expected_bytes=_tensor_bytes(data))
     except outputs.OutputError as exc:
-        raise CheckpointError(f"cannot save checkpoint {path}: {exc.reason}") from None
+        raise CheckpointError(f"cannot save checkpoint {path}: {exc.reason}") from exc
     return path
 
 
@@ -157,14 +157,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except pickle.UnpicklingError as exc:
         refused = _refused_global(path, exc)
         if refused is None:
-            raise CheckpointError(_unreadable(path, exc)) from None
+            raise CheckpointError(_unreadable(path, exc)) from exc
         # Not torch's text: it suggests retrying with weights_only=False, the one thing not to do with this file.
         raise CheckpointError(
             f"{path} contains code or objects outside the allowed set (tensors and plain "
             f"containers): the global {refused}; it will not be loaded"
-        ) from None
+        ) from exc
     except Exception as exc:  # torch.load on foreign bytes raises many types (RuntimeError, struct.error, ...)
-        raise CheckpointError(_unreadable(path, exc)) from None
+        raise CheckpointError(_unreadable(path, exc)) from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a {type(data).__name__}, not a checkpoint dict or state_dict")
     if data.get("format") == FORMAT_NAME:
@@ -237,7 +237,7 @@ def _from_dict(data: dict[str, Any], path: Path) -> Checkpoint:
             package_version=str(data.get("package_version", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path} is a malformed alexnet-deploy checkpoint: {exc}") from None
+        raise CheckpointError(f"{path} is a malformed alexnet-deploy checkpoint: {exc}") from exc
 
 
 def _from_bare_state_dict(state: dict[str, torch.Tensor], path: Path) -> Checkpoint:
@@ -268,13 +268,13 @@ def _load_safetensors(path: Path, map_location: str | torch.device) -> Checkpoin
             header = (handle.metadata() or {}).get(SAFETENSORS_KEY)
             state = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from None
+        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
     if header is None:
         return _from_bare_state_dict(state, path)
     try:
         data = json.loads(header)
     except (json.JSONDecodeError, RecursionError) as exc:
-        raise CheckpointError(f"{path}: its {SAFETENSORS_KEY} header is not valid JSON ({exc})") from None
+        raise CheckpointError(f"{path}: its {SAFETENSORS_KEY} header is not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: its {SAFETENSORS_KEY} header must be a JSON object, not {type(data).__name__}")
     data["model_state"] = state

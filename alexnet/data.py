@@ -29,7 +29,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from alexnet.augment import TrainTransform
-from alexnet.datasets_local import DataError, read_cifar10, read_imagefolder, read_stl10
+from alexnet.dataset_readers import DataError, read_cifar10, read_imagefolder, read_stl10
 from alexnet.synthetic import SYNTHETIC_CLASSES, render_synthetic
 from runtime.errors import DeployError
 from runtime.preprocess import PreprocessSpec, load_image, preprocess_image
@@ -177,12 +177,8 @@ def _arrays(
             return range(len(labels)), labels, names, pixels, f"stl10:{location}"
         paths, labels, names = read_imagefolder(location, split, seed=seed, val_fraction=val_fraction)
         return paths, labels, names, None, f"imagefolder:{location}"
-    except DataError:
-        raise
-    except (FileNotFoundError, ValueError) as exc:
-        raise DataError(str(exc)) from None
     except OSError as exc:  # unreadable files: permissions, I/O errors
-        raise DataError(f"{data}: cannot read {exc.filename or location}: {exc.strerror or exc}") from None
+        raise DataError(f"{data}: cannot read {exc.filename or location}: {exc.strerror or exc}") from exc
 
 
 def default_preprocess(data: str, image_size: int | None) -> PreprocessSpec:

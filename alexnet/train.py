@@ -44,7 +44,7 @@ def _resume_args(path: str, args: TrainArgs, explicit: set[str]) -> tuple[TrainA
     try:
         stored = TrainArgs(**ckpt.training["args"])
     except (TypeError, KeyError) as exc:
-        raise TrainError(f"{path}: its stored training arguments are not this version's ({exc})") from None
+        raise TrainError(f"{path}: its stored training arguments are not this version's ({exc})") from exc
     stored.validate()  # a checkpoint is untrusted input: its arguments pass the same checks as the flags
     if not _finite(ckpt.model_state):
         raise DivergenceError(f"{path} holds non-finite weights (that run diverged); start a new run with a lower --lr")
@@ -105,7 +105,7 @@ def train(args: TrainArgs, resume: str | None = None, echo=print, explicit: set[
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TrainError(f"cannot create {out}: {exc.strerror or exc}") from None
+            raise TrainError(f"cannot create {out}: {exc.strerror or exc}") from exc
     try:
         return _run(args, state, resume, out, device, rank, world, echo)
     except BaseException as exc:

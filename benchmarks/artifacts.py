@@ -66,7 +66,7 @@ def open_source(
     try:
         model = build_alexnet(variant=variant, num_classes=num_classes)
     except ValueError as exc:
-        raise DeployError(str(exc)) from None
+        raise DeployError(str(exc)) from exc
     size = image_size or model.config.default_image_size
     names = imagenet_class_names() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
     ckpt = Checkpoint(
@@ -124,7 +124,7 @@ class Artifacts:
             from export import export_artifact
             from export.common import SUFFIXES
         except ImportError as exc:
-            raise Skip(f"cannot export {fmt}: the export package is not available ({exc})") from None
+            raise Skip(f"cannot export {fmt}: the export package is not available ({exc})") from exc
         output = self.workdir / f"model-{precision}{SUFFIXES[fmt]}"
         # Core ML: a tensor input takes the same float batch as every other backend (an image input is batch 1).
         extra: dict[str, Any] = {"coreml_input": "tensor"} if fmt == "coreml" else {}
@@ -146,4 +146,4 @@ class Artifacts:
                 )
             )
         except DeployError as exc:
-            raise Skip(f"cannot export {fmt} ({precision}): {exc}") from None
+            raise Skip(f"cannot export {fmt} ({precision}): {exc}") from exc

@@ -42,7 +42,7 @@ class OnnxRuntimeRunner(Runner):
         try:
             self.predictor = runtime.load(path, backend="onnxruntime", device=self.device, threads=self.threads)
         except BackendUnavailableError as exc:  # e.g. a CUDA provider that could not start
-            raise Skip(str(exc)) from None
+            raise Skip(str(exc)) from exc
         # Timed below: the session itself, so no preprocessing or batching is counted.
         self.session = self.predictor.backend.session
         self.info["providers"] = self.session.get_providers()

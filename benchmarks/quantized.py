@@ -34,7 +34,7 @@ def quantize_options(source: Source) -> Any:
     try:
         from export.quantize import QuantizeOptions
     except ImportError as exc:
-        raise Skip(f"cannot export an int8 ONNX: export.quantize is not available ({exc})") from None
+        raise Skip(f"cannot export an int8 ONNX: export.quantize is not available ({exc})") from exc
     wide = {} if source.given else {"max_agreement_loss": 1.0, "max_accuracy_drop": 1.0}
     return QuantizeOptions(
         calibration="synthetic", calibration_size=CALIBRATION_SIZE, gate_size=GATE_SIZE, force=True, **wide

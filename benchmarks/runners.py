@@ -109,7 +109,7 @@ class CompileRunner(TorchRunner):
             with torch.inference_mode():
                 compiled(torch.zeros(1, 3, size, size, device=self._device, dtype=self.dtype))
         except Exception as exc:  # inductor raises many kinds (BackendCompilerFailed, CppCompileError...)
-            raise Skip(f"torch.compile failed here: {first_line(exc)}") from None
+            raise Skip(f"torch.compile failed here: {first_line(exc)}") from exc
         return compiled
 
 

@@ -147,12 +147,12 @@ def _synthetic(split: str, class_names: Sequence[str], spec: PreprocessSpec, see
 
 
 def _arrays(kind: str, location: str, split: str, class_names: Sequence[str]) -> ImageSet:
-    from alexnet.datasets_local import DataError, read_cifar10, read_stl10
+    from alexnet.dataset_readers import DataError, read_cifar10, read_stl10
 
     try:
         pixels, labels, names = (read_cifar10 if kind == "cifar10" else read_stl10)(location, split)
-    except (DataError, FileNotFoundError, ValueError, OSError) as exc:
-        raise ExportError(f"{kind}:{location}: {exc}") from None
+    except (DataError, OSError) as exc:
+        raise ExportError(f"{kind}:{location}: {exc}") from exc
     mapped = [_label(names[label], class_names) for label in labels]
     return ImageSet(f"{kind}:{location} {split} split", mapped, lambda i: Image.fromarray(pixels[i], "RGB"))
 
@@ -177,12 +177,12 @@ def _flat_images(directory: Path, recursive: bool = False) -> list[Path]:
 
 
 def _imagefolder(root: Path, split: str, class_names: Sequence[str], seed: int) -> ImageSet:
-    from alexnet.datasets_local import DataError, read_imagefolder
+    from alexnet.dataset_readers import DataError, read_imagefolder
 
     try:
         paths, labels, names = read_imagefolder(str(root), split, seed=seed)
-    except (DataError, FileNotFoundError, ValueError) as exc:
-        raise ExportError(str(exc)) from None
+    except DataError as exc:
+        raise ExportError(str(exc)) from exc
     pairs = [(path, _label(names[label], class_names)) for path, label in zip(paths, labels)]
     return _labelled_paths(f"{root} {split} split", pairs)
 

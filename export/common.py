@@ -93,7 +93,7 @@ def check_output(output: Path, fmt: str, checkpoint: str | os.PathLike) -> None:
     try:
         outputs.check_output_path(output, directory_ok=fmt == "coreml")
     except outputs.OutputError as exc:
-        raise ExportError(str(exc)) from None
+        raise ExportError(str(exc)) from exc
 
 
 def load_model(checkpoint_path: str | os.PathLike) -> tuple[Checkpoint, nn.Module]:
@@ -191,7 +191,7 @@ def write_file(output: Path, write: Callable[[str], Any], *, expected_bytes: int
     try:
         outputs.atomic_write(output, write, expected_bytes=expected_bytes)
     except outputs.OutputError as exc:
-        raise ExportError(str(exc)) from None
+        raise ExportError(str(exc)) from exc
 
 
 def write_directory(output: Path, write: Callable[[str], Any], *, expected_bytes: int | None = None) -> None:
@@ -199,7 +199,7 @@ def write_directory(output: Path, write: Callable[[str], Any], *, expected_bytes
     try:
         outputs.replace_directory(output, write, expected_bytes=expected_bytes)
     except outputs.OutputError as exc:
-        raise ExportError(str(exc)) from None
+        raise ExportError(str(exc)) from exc
 
 
 @contextlib.contextmanager

@@ -142,7 +142,7 @@ def convert(model: nn.Module, metadata: ArtifactMetadata, coreml_input: str = "i
                 skip_model_load=True,
             )
     except Exception as exc:  # coremltools raises plain ValueError/RuntimeError/NotImplementedError
-        raise ExportError(f"Core ML conversion failed: {first_line(exc)}") from None
+        raise ExportError(f"Core ML conversion failed: {first_line(exc)}") from exc
     if metadata.precision == "int8":
         mlmodel = _quantize(mlmodel)
     mlmodel = _rename_probabilities(ct, mlmodel)
@@ -167,7 +167,7 @@ def _quantize(mlmodel: Any) -> Any:
             warnings.simplefilter("ignore")
             return cto.linear_quantize_weights(mlmodel, config)
     except Exception as exc:  # coremltools raises plain ValueError/RuntimeError
-        raise ExportError(f"Core ML int8 weight compression failed: {first_line(exc)}") from None
+        raise ExportError(f"Core ML int8 weight compression failed: {first_line(exc)}") from exc
 
 
 def _record_int8(mlmodel: Any, model: nn.Module, metadata: ArtifactMetadata, coreml_input: str) -> ArtifactMetadata:
@@ -231,7 +231,7 @@ def export_coreml(model: nn.Module, metadata: ArtifactMetadata, output: Path, *,
         except OSError:
             raise  # write_directory words it
         except Exception as exc:  # coremltools raises bare Exception for what it refuses
-            raise ExportError(f"cannot save the Core ML package {output}: {first_line(exc)}") from None
+            raise ExportError(f"cannot save the Core ML package {output}: {first_line(exc)}") from exc
 
     write_directory(output, save, expected_bytes=weight_bytes(model, metadata.precision))
     return output

@@ -53,7 +53,7 @@ def export_onnx(
                 verbose=False,
             )
     except Exception as exc:  # the exporter wraps everything in its own error classes
-        raise ExportError(f"ONNX export (opset {opset}) failed: {first_line(exc)}") from None
+        raise ExportError(f"ONNX export (opset {opset}) failed: {first_line(exc)}") from exc
     proto = program.model_proto
     written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if written != opset:
@@ -73,7 +73,7 @@ def export_onnx(
         try:
             onnx.checker.check_model(tmp, full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-            raise ExportError(f"the exported ONNX model fails onnx.checker: {first_line(exc)}") from None
+            raise ExportError(f"the exported ONNX model fails onnx.checker: {first_line(exc)}") from exc
 
     write_file(output, write, expected_bytes=weight_bytes(model, metadata.precision))
     return output

@@ -131,7 +131,7 @@ class _Workspace:
         try:
             quant_pre_process(str(raw), str(self.fp32), skip_symbolic_shape=True)
         except Exception as exc:  # onnxruntime raises whatever its optimizer raises
-            raise ExportError(f"onnxruntime's quantization pre-processing failed: {first_line(exc)}") from None
+            raise ExportError(f"onnxruntime's quantization pre-processing failed: {first_line(exc)}") from exc
         raw.unlink()
         self.layers = layer_names(self.fp32)
 
@@ -146,7 +146,7 @@ class _Workspace:
                 self.fp32, path, reader, scheme=scheme, method=self.options.method, cache=self.cache, exclude=exclude
             )
         except Exception as exc:  # onnxruntime.quantization raises bare exceptions
-            raise ExportError(f"int8 quantization failed: {first_line(exc)}") from None
+            raise ExportError(f"int8 quantization failed: {first_line(exc)}") from exc
         if reader is not None:
             self._finish_calibration(reader)
         result = judge(
@@ -252,6 +252,6 @@ def _write(path: Path, metadata: ArtifactMetadata, output: Path, expected_bytes:
         try:
             onnx.checker.check_model(tmp, full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-            raise ExportError(f"the int8 ONNX model fails onnx.checker: {first_line(exc)}") from None
+            raise ExportError(f"the int8 ONNX model fails onnx.checker: {first_line(exc)}") from exc
 
     write_file(output, write, expected_bytes=expected_bytes)

@@ -23,7 +23,7 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, metadata: Artifa
         # freeze inlines the weights as constants and folds what it can: no attributes left to mutate.
         frozen = torch.jit.freeze(traced)
     except RuntimeError as exc:
-        raise ExportError(f"TorchScript tracing failed: {first_line(exc)}") from None
+        raise ExportError(f"TorchScript tracing failed: {first_line(exc)}") from exc
     extra = {EXTRA_FILE: metadata.to_json()}
     write_file(
         output,

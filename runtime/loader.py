@@ -75,14 +75,14 @@ def read_labels(path: str | os.PathLike) -> list[str]:
         with open_regular(path) as handle:  # a FIFO given as --labels must not hang
             text = handle.read().decode("utf-8")
     except SpecialFileError as exc:
-        raise InputError(f"labels file {exc}; not read") from None
+        raise InputError(f"labels file {exc}; not read") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read labels file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise InputError(f"cannot read labels file {path}: {getattr(exc, 'strerror', None) or exc}") from exc
     if path.suffix.lower() == ".json":
         try:
             names = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InputError(f"labels file {path} is not valid JSON: {exc}") from None
+            raise InputError(f"labels file {path} is not valid JSON: {exc}") from exc
         if not isinstance(names, list):
             raise InputError(f"labels file {path} must hold a JSON list of class names")
         names = [str(n) for n in names]
@@ -93,7 +93,7 @@ def read_labels(path: str | os.PathLike) -> list[str]:
     try:
         return list(check_class_names(names, "the labels"))
     except MetadataError as exc:
-        raise InputError(f"labels file {path}: {exc}") from None
+        raise InputError(f"labels file {path}: {exc}") from exc
 
 
 def resolve_metadata(
@@ -140,7 +140,7 @@ def resolve_metadata(
     try:
         spec = dataclasses.replace(spec, mean=tuple(mean or spec.mean), std=tuple(std or spec.std))
     except ValueError as exc:
-        raise InputError(f"bad preprocessing override: {exc}") from None
+        raise InputError(f"bad preprocessing override: {exc}") from exc
 
     height, width = io.input_shape[2:4] if len(io.input_shape) == 4 else (None, None)
     if (height is not None and height != spec.crop) or (width is not None and width != spec.crop):

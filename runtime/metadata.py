@@ -119,7 +119,7 @@ class ArtifactMetadata:
                 **values,
             )
         except MetadataError as exc:
-            raise _malformed(str(exc)) from None
+            raise _malformed(str(exc)) from exc
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str | os.PathLike | None = None) -> ArtifactMetadata:
@@ -128,12 +128,12 @@ class ArtifactMetadata:
             try:
                 data = json.loads(text)
             except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-                raise MetadataError(f"{METADATA_KEY} metadata is not valid JSON: {exc}") from None
+                raise MetadataError(f"{METADATA_KEY} metadata is not valid JSON: {exc}") from exc
             return cls.from_dict(data)
         except MetadataError as exc:
             if source is None:
                 raise
-            raise MetadataError(f"{os.fspath(source)}: {exc}") from None
+            raise MetadataError(f"{os.fspath(source)}: {exc}") from exc
 
 
 def _malformed(detail: str) -> MetadataError:

@@ -72,7 +72,7 @@ def _plan(path: Path, what: str | None, directory_ok: bool = False) -> tuple[Pat
     except FileNotFoundError:
         info = None
     except OSError as exc:  # a symlink loop, a parent that is a file, no permission to look
-        raise OutputError(path, _missing_parent(path) or exc.strerror or str(exc), what) from None
+        raise OutputError(path, _missing_parent(path) or exc.strerror or str(exc), what) from exc
     if info is not None and (stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
         if directory_ok:
             raise OutputError(path, "it is a device or pipe, not a directory", what)
@@ -164,7 +164,7 @@ def _guarded(path: str | os.PathLike, what: str | None, action: Callable[[], Any
     except DeployError:
         raise
     except (OSError, RuntimeError) as exc:
-        raise OutputError(path, _reason(exc), what) from None
+        raise OutputError(path, _reason(exc), what) from exc
 
 
 def _reason(exc: BaseException) -> str:
@@ -288,7 +288,7 @@ def _put_back(old: Path, target: Path, path: str | os.PathLike, what: str | None
     try:
         os.replace(old, target)
     except OSError as exc:
-        raise OutputError(path, f"{_reason(exc)}; the previous version is at {old}", what) from None
+        raise OutputError(path, f"{_reason(exc)}; the previous version is at {old}", what) from exc
 
 
 def dumps_json(obj: Any, **kwargs: Any) -> str:

@@ -122,7 +122,7 @@ class PreprocessSpec:
         try:
             return cls(**{k: v for k, v in data.items() if k in known})
         except MetadataError as exc:
-            raise MetadataError(f"preprocess: {exc}") from None
+            raise MetadataError(f"preprocess: {exc}") from exc
 
 
 def short_repr(value: Any, limit: int = 60) -> str:
@@ -215,17 +215,17 @@ def load_image(source: ImageInput) -> Image.Image:
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError(f"{name}: refused, image too large ({exc})") from None
+        raise ImageLoadError(f"{name}: refused, image too large ({exc})") from exc
     except FileNotFoundError:
         raise ImageLoadError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise ImageLoadError(f"{name}: is a directory, not an image") from None
     except SpecialFileError as exc:
-        raise ImageLoadError(f"{exc}; not read") from None
+        raise ImageLoadError(f"{exc}; not read") from exc
     except Image.UnidentifiedImageError:
         raise ImageLoadError(f"{name}: not an image file Pillow can read") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageLoadError(f"{name}: cannot read image ({exc})") from None
+        raise ImageLoadError(f"{name}: cannot read image ({exc})") from exc
 
 
 def _source_name(source: ImageInput) -> str:

@@ -223,7 +223,7 @@ def backend():
     from runtime.backends import detect_backend
     detect_backend(fifo)
 def folder():
-    from alexnet.datasets_local import read_imagefolder
+    from alexnet.dataset_readers import read_imagefolder
     paths, _, _ = read_imagefolder(str(fifo.parent.parent), "train", val_fraction=0.5)
     print("listed", sorted(p.name for p in paths))
 try:

@@ -174,7 +174,7 @@ def test_backend_errors_name_the_fix(tmp_path):
 
 def test_pytorch_backend_is_a_plugin_found_by_entry_point():
     [ep] = [ep for ep in entry_points(group="alexnet_deploy.backends") if ep.name == "pytorch"]
-    assert ep.value == "alexnet.backend:PyTorchBackend"
+    assert ep.value == "alexnet.runtime_plugin:PyTorchBackend"
     assert get_backend("pytorch").name == "pytorch"
     assert set(runtime.backend_names()) >= {"onnxruntime", "coreml", "torchscript", "pytorch"}
 

@@ -13,7 +13,7 @@ alexnet::
 
     [options.entry_points]
     alexnet_deploy.backends =
-        pytorch = alexnet.backend:PyTorchBackend
+        pytorch = alexnet.runtime_plugin:PyTorchBackend
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def get_backend(name: str) -> type[Backend]:
         raise BackendUnavailableError(
             f"the {name} backend cannot be imported ({missing} missing: {exc}); install it "
             f"(pip install torch) or export the model to ONNX and use --backend onnxruntime"
-        ) from None
+        ) from exc
 
 
 def detect_backend(path: str | Path) -> str:
@@ -167,7 +167,7 @@ def detect_backend(path: str | Path) -> str:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
         except (zipfile.BadZipFile, OSError) as exc:
-            raise ModelLoadError(f"{path} is a damaged archive: {exc}") from None
+            raise ModelLoadError(f"{path} is a damaged archive: {exc}") from exc
         if any("/code/" in n or n.endswith("constants.pkl") for n in names):
             return "torchscript"
         if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
@@ -199,7 +199,7 @@ def check_model_path(path: Path) -> None:
     except FileNotFoundError:
         raise ModelLoadError(f"model {path} does not exist") from None
     except OSError as exc:
-        raise ModelLoadError(f"cannot read model {path}: {exc.strerror or exc}") from None
+        raise ModelLoadError(f"cannot read model {path}: {exc.strerror or exc}") from exc
     kind = special_file_kind(mode)
     if kind not in (None, "a directory"):
         raise ModelLoadError(f"model {path} is {kind}, not a regular file; not read")

@@ -82,7 +82,7 @@ class CoreMLBackend(Backend):
         try:
             self.model = ct.models.MLModel(str(path), compute_units=units)
         except Exception as exc:  # coremltools raises plain Exception/RuntimeError for bad packages
-            raise ModelLoadError(f"coremltools cannot load {path}: {first_line(exc)}") from None
+            raise ModelLoadError(f"coremltools cannot load {path}: {first_line(exc)}") from exc
         self.device = _COMPUTE_UNITS[device]
         text = self.model.user_defined_metadata.get(METADATA_KEY)
         self.metadata = ArtifactMetadata.from_json(text, source=path) if text else None
@@ -122,7 +122,7 @@ class CoreMLBackend(Backend):
         except Exception as exc:  # coremltools raises plain Exception/RuntimeError from the Core ML framework
             raise run_failed(
                 self.path, exc, batch, f"{self.io.input_shape} {'image' if self.image_input else 'tensor'}"
-            ) from None
+            ) from exc
         return np.stack([self._scores(r[self.io.output_name]) for r in results])
 
     def _scores(self, value: Any) -> np.ndarray:

@@ -101,7 +101,7 @@ class OnnxRuntimeBackend(Backend):
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
         except Exception as exc:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail, ...)
             first = first_line(exc)
-            raise ModelLoadError(f"onnxruntime cannot load {path}: {first}") from None
+            raise ModelLoadError(f"onnxruntime cannot load {path}: {first}") from exc
         active = self.session.get_providers()
         # A provider that fails to initialise (e.g. CUDA libraries missing) is silently dropped.
         wanted = list(providers) if providers else ([_DEVICE_PROVIDER[device]] if device in _DEVICE_PROVIDER else [])
@@ -147,7 +147,7 @@ class OnnxRuntimeBackend(Backend):
             (logits,) = self.session.run([self.io.output_name], feed)
         except Exception as exc:  # onnxruntime's pybind errors (InvalidArgument, Fail, ...) share no base class
             inp = self.session.get_inputs()[0]
-            raise run_failed(self.path, exc, feed[self.io.input_name], f"{_shown(inp.shape)} {inp.type}") from None
+            raise run_failed(self.path, exc, feed[self.io.input_name], f"{_shown(inp.shape)} {inp.type}") from exc
         return np.asarray(logits, dtype=np.float32)
 
     def close(self) -> None:

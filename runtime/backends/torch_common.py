@@ -44,7 +44,7 @@ def resolve_torch_device(torch: Any, device: str) -> Any:
     try:
         return torch.device(device)
     except RuntimeError as exc:  # "cuda:x"
-        raise BackendUnavailableError(f"unknown device {device!r}: {first_line(exc)}") from None
+        raise BackendUnavailableError(f"unknown device {device!r}: {first_line(exc)}") from exc
 
 
 def run_module(
@@ -69,7 +69,7 @@ def run_module(
         except DeployError:
             raise  # already says what to do (e.g. alexnet's InputTooSmallError)
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # torch and TorchScript raise these
-            raise run_failed(path, exc, batch, expected) from None
+            raise run_failed(path, exc, batch, expected) from exc
         if not isinstance(out, torch.Tensor):
             raise run_failed(
                 path, TypeError(f"it returned a {type(out).__name__}, not a tensor of logits"), batch, expected

@@ -34,7 +34,7 @@ class TorchScriptBackend(Backend):
             self.module = torch.jit.load(str(path), map_location=self._device, _extra_files=extra).eval()
         except (RuntimeError, ValueError, OSError) as exc:
             first = first_line(exc)
-            raise ModelLoadError(f"{path} is not a loadable TorchScript archive: {first}") from None
+            raise ModelLoadError(f"{path} is not a loadable TorchScript archive: {first}") from exc
         text = extra[EXTRA_FILE]
         self.metadata = ArtifactMetadata.from_json(text, source=path) if text else None
         # fp16 exports hold half weights and want half input; the weights say which.

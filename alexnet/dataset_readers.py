@@ -1,7 +1,8 @@
 """Readers for datasets on local disk: ImageFolder trees, CIFAR-10 and STL-10 official files.
 
 They return plain arrays/paths and labels; alexnet/data.py wraps them in Datasets.
-Errors are FileNotFoundError/ValueError with one-line messages listing what is expected.
+Errors are DataError (a DeployError) with one-line messages listing what is expected;
+unreadable files raise OSError, which alexnet/data.py turns into a DataError naming the file.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ class DataError(DeployError, ValueError):
 
 def _require(root: Path, names: list[str], what: str) -> None:
     if not root.is_dir():
-        raise FileNotFoundError(f"{what} directory {root} does not exist; expected files: {', '.join(names)}")
+        raise DataError(f"{what} directory {root} does not exist; expected files: {', '.join(names)}")
     missing = [n for n in names if not (root / n).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise DataError(
             f"{what} directory {root} is incomplete: missing {', '.join(missing)} (expected: {', '.join(names)})"
         )
 
@@ -55,7 +56,7 @@ def _load_cifar_pickle(path: Path) -> dict:
         try:
             data = _NumpyOnlyUnpickler(handle, encoding="bytes").load()
         except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-            raise DataError(f"{path} is not an official CIFAR-10 python batch: {exc}") from None
+            raise DataError(f"{path} is not an official CIFAR-10 python batch: {exc}") from exc
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
 
 
@@ -119,14 +120,14 @@ def read_imagefolder(
     """DIR/train/<class>/*, DIR/val/<class>/* — or DIR/<class>/* split per class by a seeded shuffle."""
     root = Path(location)
     if not root.is_dir():
-        raise FileNotFoundError(
+        raise DataError(
             f"data directory {root} does not exist (expected DIR/train/<class>/*, DIR/val/<class>/* "
             f"or DIR/<class>/*; or use synthetic, cifar10:DIR, stl10:DIR)"
         )
     has_train, has_val = (root / "train").is_dir(), (root / "val").is_dir()
     if has_train != has_val:  # half a split layout; a class called "train" is more likely a mistake
         present, absent = ("train", "val") if has_train else ("val", "train")
-        raise FileNotFoundError(
+        raise DataError(
             f"{root} has {present}/ but no {absent}/ (expected {root}/train/<class>/ and "
             f"{root}/val/<class>/, or class folders directly in {root})"
         )
