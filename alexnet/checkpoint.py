@@ -77,6 +77,11 @@ class Checkpoint:
         return model.eval()
 
 
+def default_class_names(num_classes: int) -> list[str]:
+    """Names for weights that carry none: ImageNet's for 1000 classes, else class_0, class_1, ..."""
+    return imagenet_class_names() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
+
+
 def imagenet_class_names() -> list[str]:
     text = resources.files("alexnet").joinpath("assets/imagenet_classes.txt").read_text(encoding="utf-8")
     names = [line.strip() for line in text.splitlines() if line.strip()]
@@ -248,7 +253,7 @@ def _from_bare_state_dict(state: dict[str, torch.Tensor], path: Path) -> Checkpo
             f"{path} is a state_dict but not in torchvision's AlexNet layout (no features.0/classifier.6)"
         )
     num_classes = int(last.shape[0])
-    names = imagenet_class_names() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
+    names = default_class_names(num_classes)
     checkpoint = Checkpoint(
         config=AlexNetConfig(variant="torchvision", num_classes=num_classes),
         model_state=state,

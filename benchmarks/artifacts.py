@@ -55,7 +55,7 @@ def open_source(
     image_size: int | None = None,
 ) -> Source:
     """Load `checkpoint`, or build and save a fresh model of `variant` when it is None."""
-    from alexnet.checkpoint import Checkpoint, imagenet_class_names, load_checkpoint, save_checkpoint
+    from alexnet.checkpoint import Checkpoint, default_class_names, load_checkpoint, save_checkpoint
     from alexnet.model import build_alexnet
     from runtime.preprocess import PreprocessSpec
 
@@ -68,7 +68,7 @@ def open_source(
     except ValueError as exc:
         raise DeployError(str(exc)) from exc
     size = image_size or model.config.default_image_size
-    names = imagenet_class_names() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
+    names = default_class_names(num_classes)
     ckpt = Checkpoint(
         config=model.config,
         model_state=model.state_dict(),

@@ -22,7 +22,7 @@ from alexnet import __version__
 from alexnet.checkpoint import Checkpoint, file_sha256, load_checkpoint
 from runtime import outputs
 from runtime.errors import DeployError, first_line  # noqa: F401 (first_line: the exporters' import)
-from runtime.metadata import PRECISIONS, ArtifactMetadata
+from runtime.metadata import BYTES_PER_WEIGHT, PRECISIONS, ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
 
 FORMATS = ("torchscript", "onnx", "coreml")
@@ -183,7 +183,7 @@ def weight_bytes(model: nn.Module, precision: str) -> int:
     """About what an artifact of `model` takes on disk (its weights at `precision`): the free
     space checked before writing it, since torch.jit.save aborts the process on a full disk."""
     count = sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
-    return count * {"fp16": 2, "int8": 1}.get(precision, 4)
+    return count * BYTES_PER_WEIGHT[precision]
 
 
 def write_file(output: Path, write: Callable[[str], Any], *, expected_bytes: int | None = None) -> None:

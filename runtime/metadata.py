@@ -19,6 +19,8 @@ from runtime.preprocess import PreprocessSpec, short_repr
 METADATA_KEY = "alexnet_deploy"
 SCHEMA_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
+# Bytes one weight takes at each precision (bf16: a benchmark-only precision of torch eager).
+BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 # Bounds on metadata from files (artifacts, checkpoints, --labels), which may be hostile;
 # the preprocessing bounds are in runtime/preprocess.py.
 MAX_CLASSES = 100_000
@@ -37,6 +39,7 @@ __all__ = [
     "check_batch_size",
     "METADATA_KEY",
     "SCHEMA_VERSION",
+    "BYTES_PER_WEIGHT",
     "PRECISIONS",
     "MAX_CLASSES",
     "MAX_NAME_LENGTH",
