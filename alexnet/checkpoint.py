@@ -9,8 +9,13 @@ A `.pth` checkpoint is a plain dict (loadable with ``torch.load(weights_only=Tru
       "class_names": [...],
       "preprocess": {"resize": ..., "crop": ..., "mean": [...], "std": [...], "interpolation": ...},
       "model_state": {name: tensor},
-      "training": {...}            # optional: optimizer, scheduler, epoch, metrics, RNG states
+      "training": {...}            # optional: alexnet.recipe.TrainState.to_dict()
     }
+
+"training" holds "epoch" (epochs done), "best_top1", "history" (the metrics rows) and "args" (the
+run's TrainArgs); a resumable last.pth adds "optimizer" and "scaler" (their state_dicts). No
+scheduler (the learning rate is a function of the step) and no RNG states (each epoch reseeds
+from (seed, epoch, rank)). `load_checkpoint` passes the section on as a dict; resuming checks it.
 
 A `.safetensors` file holds the model tensors; everything else but "training" goes into
 its string metadata as JSON under "alexnet_deploy". A bare state_dict in torchvision's
@@ -20,7 +25,6 @@ layout (torchvision's ImageNet AlexNet weights) loads as variant "torchvision" w
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -284,11 +288,3 @@ def _load_safetensors(path: Path, map_location: str | torch.device) -> Checkpoin
         raise CheckpointError(f"{path}: its {SAFETENSORS_KEY} header must be a JSON object, not {type(data).__name__}")
     data["model_state"] = state
     return _from_dict(data, path)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -1,5 +1,6 @@
 """A training run's arguments and recipes: `TrainArgs` (stored in every checkpoint, so `--resume`
-continues the same run), the named recipes that fill the knobs left unset, and their checks.
+continues the same run), the named recipes that fill the knobs left unset, and their checks;
+`TrainState`, a checkpoint's "training" section.
 
 The CLI's defaults and help texts are generated from here (alexnet/cli/train.py), so each value
 is written once. No torch: checking arguments needs none.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from alexnet.model import VARIANTS
 from runtime.errors import DeployError
@@ -63,7 +65,7 @@ class TrainArgs:
         """
 
         def fail(name: str, rule: str) -> TrainError:
-            return TrainError(f"--{name.replace('_', '-')} must be {rule} (got {getattr(self, name)!r})")
+            return TrainError(f"--{name.replace('_', '-')} must be {rule} (got {getattr(self, name)!r:.40})")
 
         def choice(name: str, options) -> None:
             if getattr(self, name) not in options:
@@ -100,7 +102,7 @@ class TrainArgs:
             if value is None and optional:
                 continue
             kinds = (int,) if integer else (int, float)
-            if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not ok(value):
+            if isinstance(value, bool) or not isinstance(value, kinds) or not _finite(value) or not ok(value):
                 raise fail(name, rule)
         if not isinstance(self.channels_last, bool):
             raise fail("channels_last", "true or false")
@@ -109,8 +111,8 @@ class TrainArgs:
 
 # "default" is tuned for short runs (measured on the synthetic default, 4 epochs, batch 64, 64 px,
 # 2 CPU cores; val top-1 at seeds 0/1/2): AdamW at 4e-4 with a short warm-up, cosine decay, label
-# smoothing 0.1 and no dropout reaches 0.913/0.910/0.923. Dropout 0.2 underfits in 4 epochs
-# (0.928/0.875/0.928). Before the fused optimizer, at seed 0: 2e-4 without smoothing 0.878; 5e-4 and
+# smoothing 0.1 and no dropout reaches 0.915/0.8925/0.905 (0.913/0.910/0.923 with the epoch seeds
+# before SeedSequence). With those older seeds, dropout 0.2 underfit in 4 epochs (0.928/0.875/0.928). Before the fused optimizer, at seed 0: 2e-4 without smoothing 0.878; 5e-4 and
 # 6e-4 overshoot in the first epoch. The paper's SGD at lr 0.01 barely leaves chance level in that
 # budget (AlexNet has no normalization layers). "paper" is the 2012 recipe for long runs.
 RECIPES = {
@@ -151,3 +153,69 @@ def recipe_values(knob: str) -> str:
         f"{name} {values[knob]:g}" if isinstance(values[knob], float) else f"{name} {values[knob]}"
         for name, values in RECIPES.items()
     )
+
+
+# The numbers of one metrics row (one per epoch: history, metrics.jsonl, curves.png).
+ROW_KEYS = (
+    "epoch", "epochs", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "images_per_s", "seconds",
+)  # fmt: skip
+
+
+@dataclass
+class TrainState:
+    """A checkpoint's "training" section, typed. On disk it is `to_dict()`: a plain dict with these
+    keys (the format of every checkpoint so far). best.pth leaves out optimizer and scaler."""
+
+    epoch: int  # epochs completed: the next one to run, 0-based
+    best_top1: float  # the best val top-1 so far (-1.0 before any epoch)
+    history: list[dict[str, float]]  # one metrics row per completed epoch (ROW_KEYS)
+    args: TrainArgs  # the run's resolved arguments: --resume continues with these
+    optimizer: dict[str, Any] | None = None  # optimizer.state_dict(); the lr schedule is a function of the step
+    scaler: dict[str, Any] | None = None  # GradScaler.state_dict() (fp16 loss scale)
+
+    def to_dict(self, resumable: bool = True) -> dict[str, Any]:
+        data = {"epoch": self.epoch, "best_top1": self.best_top1, "history": self.history, "args": self.args.to_dict()}
+        if resumable:
+            data.update(optimizer=self.optimizer, scaler=self.scaler)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str) -> TrainState:
+        """Check a stored section (untrusted input): TrainError naming the bad field, on one line."""
+        if not isinstance(data, dict):
+            raise TrainError(f"{source}: its training section is a {type(data).__name__}, not a dict")
+        try:
+            args = TrainArgs(**data["args"])
+        except (TypeError, KeyError) as exc:
+            raise TrainError(f"{source}: its stored training arguments are not this version's ({exc})") from exc
+        args.validate()  # the same checks as the flags
+        epoch, best, history = data.get("epoch"), data.get("best_top1"), data.get("history")
+        if not _is_number(epoch, integer=True) or not 0 <= epoch <= args.epochs:
+            raise TrainError(
+                f"{source}: its training epoch must be an integer in [0, {args.epochs}], got {epoch!r:.40}"
+            )
+        if not _is_number(best) or not -1 <= best <= 1:
+            raise TrainError(f"{source}: its best_top1 must be a number in [-1, 1], got {best!r:.40}")
+        if not isinstance(history, list) or len(history) > epoch or not all(map(_is_row, history)):
+            raise TrainError(
+                f"{source}: its history must be a list of at most {epoch} metrics rows ({', '.join(ROW_KEYS)})"
+            )
+        for key in ("optimizer", "scaler"):
+            if not isinstance(data.get(key, {}), dict):
+                raise TrainError(f"{source}: its {key} state must be a dict, got {type(data[key]).__name__}")
+        rows = [{key: row[key] for key in ROW_KEYS} for row in history]  # only numbers reach metrics.jsonl
+        return cls(epoch, float(best), rows, args, data.get("optimizer"), data.get("scaler"))
+
+
+def _finite(value: int | float) -> bool:
+    """math.isfinite, without its OverflowError on an int too large for a float (a stored value may be one)."""
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _is_number(value: Any, integer: bool = False) -> bool:
+    kinds = (int,) if integer else (int, float)
+    return isinstance(value, kinds) and not isinstance(value, bool) and _finite(value)
+
+
+def _is_row(row: Any) -> bool:
+    return isinstance(row, dict) and all(_is_number(row.get(key)) for key in ROW_KEYS)

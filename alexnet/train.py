@@ -2,83 +2,50 @@
 
 alexnet-train --data synthetic --image-size 64 --epochs 4 --out runs/demo
 torchrun --nproc_per_node=2 -m alexnet.cli.train --data synthetic --out runs/ddp
+
+The order of a run: `train` checks the arguments (and a --resume file) and makes --out; `_setup`
+builds the data, model and optimizer; `_resume` loads a checkpoint into them; then one epoch at a
+time `_train_epoch` (every rank), `_epoch_row` (validation) and `_save_epoch` (rank 0 alone).
+The pieces of an epoch (schedule, step, validation, seeds) are in alexnet/trainloop.py.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import traceback
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from alexnet.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from alexnet.checkpoint import Checkpoint, load_checkpoint, load_state_into, save_checkpoint
 from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS, load_data, reraise_worker_error
 from alexnet.model import AlexNet, AlexNetConfig
-from alexnet.recipe import DivergenceError, TrainArgs, TrainError, resolve_recipe
-from alexnet.trainloop import build_optimizer, diverged, pick_device, seed_epoch, train_one_epoch, validate
+from alexnet.recipe import DivergenceError, TrainArgs, TrainError, TrainState, resolve_recipe
+from alexnet.trainloop import (
+    build_optimizer,
+    distributed,
+    diverged,
+    finite_state,
+    format_row,
+    own_rng,
+    pick_device,
+    seed_epoch,
+    train_one_epoch,
+    validate,
+)
 from runtime.errors import DeployError
 from runtime.outputs import OutputError, atomic_write
+from runtime.preprocess import PreprocessSpec
 
 __all__ = ["DivergenceError", "TrainError", "train"]
 
-
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
 # Flags that may differ on --resume: where the run writes and runs, and how long it goes on.
 RESUME_OVERRIDABLE = {"out", "workers", "device", "epochs"}
-
-
-def _resume_args(path: str, args: TrainArgs, explicit: set[str]) -> tuple[TrainArgs, dict]:
-    """The resumed run's own arguments (from the checkpoint), with the overridable flags given now."""
-    ckpt = load_checkpoint(path)
-    if ckpt.training is None or "optimizer" not in ckpt.training:
-        raise TrainError(f"{path} holds no optimizer/epoch state (a best.pth or weights file); resume from last.pth")
-    try:
-        stored = TrainArgs(**ckpt.training["args"])
-    except (TypeError, KeyError) as exc:
-        raise TrainError(f"{path}: its stored training arguments are not this version's ({exc})") from exc
-    stored.validate()  # a checkpoint is untrusted input: its arguments pass the same checks as the flags
-    if not _finite(ckpt.model_state):
-        raise DivergenceError(f"{path} holds non-finite weights (that run diverged); start a new run with a lower --lr")
-    for name in sorted(explicit - RESUME_OVERRIDABLE):
-        if getattr(args, name) != getattr(stored, name):
-            flag = "--" + name.replace("_", "-")
-            raise TrainError(
-                f"{flag} {getattr(args, name)} differs from the resumed run's {getattr(stored, name)} "
-                f"({path} is variant {ckpt.config.variant!r} with {ckpt.config.num_classes} classes)"
-            )
-    for name in RESUME_OVERRIDABLE & (explicit | {"out"}):
-        setattr(stored, name, getattr(args, name))
-    return stored, {"model": ckpt.model_state, "config": ckpt.config, "class_names": ckpt.class_names, **ckpt.training}
-
-
-def _finite(state: dict) -> bool:
-    """Every floating-point tensor of a state dict is finite (no nan/inf weight is ever saved)."""
-    return all(bool(torch.isfinite(v).all()) for v in state.values() if torch.is_tensor(v) and v.is_floating_point())
-
-
-def _write_metrics(out: Path, history: list[dict]) -> None:
-    """metrics.jsonl mirrors the checkpoint's history, rewritten atomically (no duplicate lines after a resume).
-
-    Strict JSON (no NaN/Infinity): rows are checked finite before they get here."""
-    text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in history)
-    atomic_write(out / "metrics.jsonl", lambda tmp: Path(tmp).write_text(text))
-
-
-def _format_row(row: dict) -> str:
-    return (
-        f"epoch {row['epoch']}/{row['epochs']}  train loss {row['train_loss']:.4f}  acc {row['train_top1']:.3f}  "
-        f"val loss {row['val_loss']:.4f}  top1 {row['val_top1']:.3f}  top5 {row['val_top5']:.3f}  "
-        f"lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s"
-    )
 
 
 def train(args: TrainArgs, resume: str | None = None, echo=print, explicit: set[str] | None = None) -> list[dict]:
@@ -87,11 +54,12 @@ def train(args: TrainArgs, resume: str | None = None, echo=print, explicit: set[
     `explicit`: the argument names the user gave (on --resume only those in RESUME_OVERRIDABLE may
     differ from the stored run; None means all of `args` was given).
     """
-    state = None
+    resumed = None
     args = resolve_recipe(args).validate()
     if resume:
-        args, state = _resume_args(resume, args, set(TrainArgs().to_dict()) if explicit is None else explicit)
-    rank, world, local_rank = _distributed()
+        resumed = (resume, *_resume_args(resume, args, set(TrainArgs().to_dict()) if explicit is None else explicit))
+        args = resumed[2].args
+    rank, world, local_rank = distributed()
     device = pick_device(args.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
@@ -107,7 +75,8 @@ def train(args: TrainArgs, resume: str | None = None, echo=print, explicit: set[
         except OSError as exc:
             raise TrainError(f"cannot create {out}: {exc.strerror or exc}") from exc
     try:
-        return _run(args, state, resume, out, device, rank, world, echo)
+        with own_rng(device):
+            return _run(args, resumed, device, echo)
     except BaseException as exc:
         _remove_if_empty(created)
         if isinstance(exc, DeployError):
@@ -120,6 +89,28 @@ def train(args: TrainArgs, resume: str | None = None, echo=print, explicit: set[
         raise
 
 
+def _resume_args(path: str, args: TrainArgs, explicit: set[str]) -> tuple[Checkpoint, TrainState]:
+    """The checkpoint to resume and its training state, whose `args` are the stored run's with the
+    overridable flags given now. Checked before any data is built: the file is untrusted input."""
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt.training, dict) or "optimizer" not in ckpt.training:
+        raise TrainError(f"{path} holds no optimizer/epoch state (a best.pth or weights file); resume from last.pth")
+    state = TrainState.from_dict(ckpt.training, path)
+    if not finite_state(ckpt.model_state):
+        raise DivergenceError(f"{path} holds non-finite weights (that run diverged); start a new run with a lower --lr")
+    stored = state.args
+    for name in sorted(explicit - RESUME_OVERRIDABLE):
+        if getattr(args, name) != getattr(stored, name):
+            flag = "--" + name.replace("_", "-")
+            raise TrainError(
+                f"{flag} {getattr(args, name)} differs from the resumed run's {getattr(stored, name)} "
+                f"({path} is variant {ckpt.config.variant!r} with {ckpt.config.num_classes} classes)"
+            )
+    for name in RESUME_OVERRIDABLE & (explicit | {"out"}):
+        setattr(stored, name, getattr(args, name))
+    return ckpt, state
+
+
 def _remove_if_empty(created: list[Path]) -> None:
     """Remove the folders a failed run made, deepest first, while they are empty (os.rmdir refuses otherwise)."""
     for folder in created:
@@ -129,54 +120,70 @@ def _remove_if_empty(created: list[Path]) -> None:
             return
 
 
-def _run(
-    args: TrainArgs,
-    state: dict | None,
-    resume: str | None,
-    out: Path,
-    device: torch.device,
-    rank: int,
-    world: int,
-    echo,
-) -> list[dict]:
-    train_per = args.synthetic_train_per_class or SYNTHETIC_TRAIN_PER_CLASS
-    val_per = args.synthetic_val_per_class or SYNTHETIC_VAL_PER_CLASS
+@dataclass
+class _Run:
+    """What one process trains with: built once by `_setup`, the same every epoch."""
+
+    args: TrainArgs
+    out: Path
+    device: torch.device
+    rank: int
+    world: int
+    config: AlexNetConfig
+    class_names: list[str]
+    preprocess: PreprocessSpec  # the eval preprocessing: travels in the checkpoints
+    model: AlexNet  # the weights (validated and saved); DDP wraps it for the training steps
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    train_loader: DataLoader  # batches: float32 (N, 3, S, S), int64 (N,)
+    val_loader: DataLoader
+    sampler: DistributedSampler | None  # this rank's share of the train set, under torchrun
+    generator: torch.Generator  # the train loader's: reseeded every epoch (seed_epoch)
+
+
+def _run(args: TrainArgs, resumed: tuple[str, Checkpoint, TrainState] | None, device: torch.device, echo) -> list[dict]:
+    """Set up, resume, then each epoch: train (all ranks), validate and save (rank 0), wait for all."""
+    rank, world, _ = distributed()
+    run = _setup(args, Path(args.out), device, rank, world)
+    state = _resume(run, *resumed) if resumed else TrainState(epoch=0, best_top1=-1.0, history=[], args=args)
+    # Wrapped after resuming: DDP starts every rank from rank 0's weights.
+    net = (
+        nn.parallel.DistributedDataParallel(run.model, device_ids=[device.index] if device.type == "cuda" else None)
+        if world > 1
+        else run.model
+    )
+    for epoch in range(state.epoch, args.epochs):
+        totals, result = _train_epoch(run, net, epoch)
+        if rank == 0:
+            row = _epoch_row(run, epoch, totals, result)
+            _save_epoch(run, state, row)
+            echo(format_row(row))
+        if world > 1:
+            dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return state.history
+
+
+def _setup(args: TrainArgs, out: Path, device: torch.device, rank: int, world: int) -> _Run:
+    """The data, the model (initial weights from --seed), its optimizer and the loaders."""
     bundle = load_data(
         args.data,
         image_size=args.image_size,
         seed=args.seed,
-        synthetic_train_per_class=train_per,
-        synthetic_val_per_class=val_per,
+        synthetic_train_per_class=args.synthetic_train_per_class or SYNTHETIC_TRAIN_PER_CLASS,
+        synthetic_val_per_class=args.synthetic_val_per_class or SYNTHETIC_VAL_PER_CLASS,
     )
     num_classes = args.num_classes or len(bundle.class_names)
     if num_classes != len(bundle.class_names):
         raise TrainError(f"--num-classes {num_classes} but {args.data} has {len(bundle.class_names)} classes")
     config = AlexNetConfig(variant=args.variant, num_classes=num_classes, dropout=args.dropout)
-
     torch.manual_seed(args.seed)  # the initial weights
     model = AlexNet(config)
     model.check_input_size(bundle.preprocess.crop, bundle.preprocess.crop)
     model.to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, args)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
-    history, start_epoch, best = [], 0, -1.0
-    if state is not None:
-        if state["config"] != config or state["class_names"] != bundle.class_names:
-            raise TrainError(
-                f"--resume {resume} was trained as {state['config']} on other classes than {args.data} now has"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        history, start_epoch, best = list(state["history"]), int(state["epoch"]), float(state["best_top1"])
-    net = (
-        torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if world > 1
-        else model
-    )
-
     sampler = (
         DistributedSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
         if world > 1
@@ -195,92 +202,101 @@ def _run(
         persistent_workers=False,
     )
     val_loader = DataLoader(bundle.val, batch_size=args.batch_size * 2, num_workers=args.workers)
+    optimizer = build_optimizer(model, args)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+    return _Run(
+        args, out, device, rank, world, config, bundle.class_names, bundle.preprocess,
+        model, optimizer, scaler, train_loader, val_loader, sampler, generator,
+    )  # fmt: skip
 
+
+def _resume(run: _Run, path: str, ckpt: Checkpoint, state: TrainState) -> TrainState:
+    """Load the checkpoint's weights, optimizer and grad-scaler states into the run; `state` goes on."""
+    if ckpt.config != run.config or ckpt.class_names != run.class_names:
+        raise TrainError(f"--resume {path} was trained as {ckpt.config} on other classes than {run.args.data} now has")
+    load_state_into(run.model, ckpt.model_state)  # CheckpointError naming a layer that does not fit
+    try:
+        run.optimizer.load_state_dict(state.optimizer)
+        run.scaler.load_state_dict(state.scaler)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise TrainError(f"--resume {path}: its optimizer or grad-scaler state does not fit this run ({exc})") from exc
+    for group in run.optimizer.param_groups:  # load_state_dict checks the counts; a wrong shape fails at a step
+        for param in group["params"]:
+            for name, value in run.optimizer.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.ndim and value.shape != param.shape:
+                    raise TrainError(f"--resume {path}: its optimizer's {name} of shape {tuple(value.shape)} "
+                                     f"does not fit a parameter of shape {tuple(param.shape)}")  # fmt: skip
+    return state
+
+
+def _train_epoch(run: _Run, net: nn.Module, epoch: int) -> tuple[torch.Tensor, dict]:
+    """One epoch of training steps on this rank: float64 (loss sum, correct, images) summed over
+    all ranks, and train_one_epoch's result (seconds, last lr)."""
     from tqdm import tqdm
 
-    for epoch in range(start_epoch, args.epochs):
-        seed_epoch(args.seed, epoch, rank)
-        generator.manual_seed(args.seed * 7919 + epoch * 31 + rank)  # this epoch's shuffle and worker seeds
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        with tqdm(
-            total=len(train_loader),
-            desc=f"epoch {epoch + 1}/{args.epochs}",
-            unit="batch",
-            disable=rank != 0,
-            leave=False,
-        ) as progress:
-            result = train_one_epoch(
-                net, train_loader, optimizer, scaler, args, device, epoch, epoch * len(train_loader), progress
-            )
-        totals = result["totals"]
-        if world > 1:  # loss sum, correct, images over all ranks (NCCL reduces device tensors only)
-            totals = totals.to(device)
-            dist.all_reduce(totals)
-            totals = totals.cpu()
-        if rank == 0:
-            row = {
-                "epoch": epoch + 1,
-                "epochs": args.epochs,
-                "train_loss": float(totals[0] / totals[2]),
-                "train_top1": float(totals[1] / totals[2]),
-                **validate(model, val_loader, device, args),
-                "lr": result["lr"],
-                "images_per_s": float(totals[2]) / result["seconds"],
-                "seconds": result["seconds"],
-            }
-            for key in ("train_loss", "val_loss", "val_top1", "val_top5"):
-                if not math.isfinite(row[key]):
-                    what = "validation loss" if key == "val_loss" else key.replace("_", " ")
-                    raise diverged(f"{what} is {row[key]}", epoch, None, result["lr"], args)
-            history.append(row)
-            improved = row["val_top1"] > best
-            best = max(best, row["val_top1"])
-            _save_epoch(out, model, optimizer, scaler, args, config, bundle, history, epoch + 1, best, improved)
-            echo(_format_row(row))
-        if world > 1:
-            dist.barrier()
-    if world > 1:
-        dist.destroy_process_group()
-    return history
+    seed_epoch(run.args.seed, epoch, run.rank, run.generator)  # shuffle, augmentation, dropout
+    if run.sampler is not None:
+        run.sampler.set_epoch(epoch)
+    steps = len(run.train_loader)
+    bar = dict(desc=f"epoch {epoch + 1}/{run.args.epochs}", unit="batch", disable=run.rank != 0, leave=False)
+    with tqdm(total=steps, **bar) as progress:
+        result = train_one_epoch(
+            net, run.train_loader, run.optimizer, run.scaler, run.args, run.device, epoch, epoch * steps, progress
+        )
+    totals = result["totals"]
+    if run.world > 1:  # NCCL reduces device tensors only
+        totals = totals.to(run.device)
+        dist.all_reduce(totals)
+        totals = totals.cpu()
+    return totals, result
 
 
-def _save_epoch(
-    out: Path, model, optimizer, scaler, args: TrainArgs, config, bundle, history, epoch, best, improved
-) -> None:
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    if not _finite(state):  # last.pth keeps the previous (finite) epoch; best.pth is never non-finite
-        raise diverged("the weights hold nan/inf", epoch - 1, None, history[-1]["lr"], args)
-    training = {
-        "epoch": epoch,
-        "best_top1": best,
-        "history": history,
-        "args": args.to_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(),
+def _epoch_row(run: _Run, epoch: int, totals: torch.Tensor, result: dict) -> dict:
+    """The epoch's metrics row (validation on rank 0 alone); a non-finite number is divergence."""
+    row = {
+        "epoch": epoch + 1,
+        "epochs": run.args.epochs,
+        "train_loss": float(totals[0] / totals[2]),
+        "train_top1": float(totals[1] / totals[2]),
+        **validate(run.model, run.val_loader, run.device, run.args),
+        "lr": result["lr"],
+        "images_per_s": float(totals[2]) / result["seconds"],
+        "seconds": result["seconds"],
     }
-    ckpt = Checkpoint(
-        config=config,
-        model_state=state,
-        class_names=bundle.class_names,
-        preprocess=bundle.preprocess,
-        training=training,
-    )
+    for key in ("train_loss", "val_loss", "val_top1", "val_top5"):
+        if not math.isfinite(row[key]):
+            what = "validation loss" if key == "val_loss" else key.replace("_", " ")
+            raise diverged(f"{what} is {row[key]}", epoch, None, result["lr"], run.args)
+    return row
+
+
+def _save_epoch(run: _Run, state: TrainState, row: dict) -> None:
+    """Add `row` to `state`; write last.pth, best.pth (on a new best), metrics.jsonl and curves.png.
+
+    Non-finite weights are never written: last.pth keeps the previous (finite) epoch."""
+    weights = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
+    if not finite_state(weights):
+        raise diverged("the weights hold nan/inf", row["epoch"] - 1, None, row["lr"], run.args)
+    improved = row["val_top1"] > state.best_top1
+    state.epoch, state.best_top1 = row["epoch"], max(state.best_top1, row["val_top1"])
+    state.history.append(row)
+    state.optimizer, state.scaler = run.optimizer.state_dict(), run.scaler.state_dict()
+    ckpt = Checkpoint(run.config, weights, run.class_names, run.preprocess, training=state.to_dict())
     try:
-        _write_epoch_files(out, ckpt, training, history, improved)
-    except (
-        OutputError
-    ) as exc:  # metrics.jsonl / curves.png on a full disk; checkpoints raise CheckpointError themselves
+        if improved:  # best.pth is for evaluation and export: no optimizer state (a third of the size)
+            save_checkpoint(replace(ckpt, training=state.to_dict(resumable=False)), run.out / "best.pth")
+        save_checkpoint(ckpt, run.out / "last.pth")
+        _write_metrics(run.out, state.history)
+        from alexnet.plots import save_curves
+
+        save_curves(state.history, run.out / "curves.png")
+    except OutputError as exc:  # metrics.jsonl / curves.png on a full disk; checkpoints raise CheckpointError
         raise TrainError(str(exc)) from exc
 
 
-def _write_epoch_files(out: Path, ckpt: Checkpoint, training: dict, history: list[dict], improved: bool) -> None:
-    config, state = ckpt.config, ckpt.model_state
-    if improved:  # best.pth is for evaluation and export: no optimizer state (a third of the size)
-        best_training = {k: v for k, v in training.items() if k not in ("optimizer", "scaler")}
-        save_checkpoint(Checkpoint(config, state, ckpt.class_names, ckpt.preprocess, best_training), out / "best.pth")
-    save_checkpoint(ckpt, out / "last.pth")
-    _write_metrics(out, history)
-    from alexnet.plots import save_curves
+def _write_metrics(out: Path, history: list[dict]) -> None:
+    """metrics.jsonl mirrors the checkpoint's history, rewritten atomically (no duplicate lines after a resume).
 
-    save_curves(history, out / "curves.png")
+    Strict JSON (no NaN/Infinity): rows are checked finite before they get here."""
+    text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in history)
+    atomic_write(out / "metrics.jsonl", lambda tmp: Path(tmp).write_text(text))

@@ -1,4 +1,5 @@
-"""The pieces of one training run: optimizer, learning-rate schedule, device, one epoch, validation.
+"""The pieces of one training run: optimizer, learning-rate schedule, device, one epoch, validation,
+the seeds of each epoch.
 
 alexnet/train.py strings them together (checkpoints, resume, DDP, files).
 """
@@ -6,7 +7,11 @@ alexnet/train.py strings them together (checkpoints, resume, DDP, files).
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -61,22 +66,32 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
+# How often (in steps) train_one_epoch reads the losses back from the device, to stop a diverged run
+# and refresh the progress bar. In between, steps queue up on a GPU without waiting for the host.
+SYNC_EVERY = 25
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
-    scaler,
+    scaler: torch.amp.GradScaler,
     args: TrainArgs,
     device: torch.device,
     epoch: int,
     first_step: int,
-    progress,
+    progress=None,
 ) -> dict:
-    """One pass over `loader`; returns summed loss/correct/count (summed, so ranks can all-reduce)."""
+    """One pass over `loader`: {"totals": float64 (loss sum, correct, images) (summed, so ranks can
+    all-reduce), "seconds", "lr" (the last step's)}.
+
+    Each step's loss and correct count stay on the device; `_read_back` fetches them every
+    SYNC_EVERY steps and at the end, and stops the run at the first non-finite loss."""
     model.train()
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, images
-    start = time.perf_counter()
+    losses = torch.zeros(len(loader), device=device)  # (steps,): each step's mean loss, float32
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = _Seen(epoch=epoch, args=args, start=time.perf_counter())
     for i, (images, labels) in enumerate(loader):
         lr = learning_rate(first_step + i, len(loader), args)
         for group in optimizer.param_groups:
@@ -86,29 +101,57 @@ def train_one_epoch(
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device, args.amp):
             logits = model(images)  # (N, classes)
-            loss = criterion(logits, labels)
+            loss = criterion(logits, labels)  # () float32, under autocast too
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        value = loss.item()  # the step's one sync; a non-finite loss is divergence (with fp16 too: the
-        if not math.isfinite(value):  # scaler skips steps whose *gradients* overflow, not a nan/inf loss)
-            raise diverged(f"loss is {value}", epoch, i + 1, lr, args)
-        batch = torch.tensor(
-            [value * len(labels), (logits.argmax(1) == labels).sum().item(), len(labels)], dtype=torch.float64
-        )
-        totals += batch
+        losses[i] = loss.detach()
+        correct += (logits.argmax(1) == labels).sum()
+        seen.lrs.append(lr)
+        seen.sizes.append(len(labels))
+        if (i + 1) % SYNC_EVERY == 0 or i + 1 == len(loader):
+            _read_back(seen, losses, correct, progress)
         if progress is not None:
-            elapsed = time.perf_counter() - start
-            progress.set_postfix(
-                loss=f"{totals[0] / totals[2]:.3f}",
-                acc=f"{totals[1] / totals[2]:.3f}",
-                img_s=f"{totals[2] / max(elapsed, 1e-9):.0f}",
-                lr=f"{lr:.2e}",
-            )
             progress.update(1)
-    totals_time = time.perf_counter() - start
-    return {"totals": totals, "seconds": totals_time, "lr": lr}
+    if seen.read < len(seen.sizes):  # only if the loader ran short of len(loader)
+        _read_back(seen, losses, correct, None)
+    totals = torch.tensor([seen.loss_sum, seen.correct, sum(seen.sizes)], dtype=torch.float64)
+    return {"totals": totals, "seconds": time.perf_counter() - seen.start, "lr": seen.lrs[-1]}
+
+
+@dataclass
+class _Seen:
+    """What train_one_epoch has read back from the device so far (and the host's per-step lr, size)."""
+
+    epoch: int
+    args: TrainArgs
+    start: float  # time.perf_counter() at the epoch's start
+    lrs: list[float] = field(default_factory=list)  # per step
+    sizes: list[int] = field(default_factory=list)  # per step: images in its batch
+    read: int = 0  # steps whose loss was read back
+    loss_sum: float = 0.0  # sum over the read steps of loss * images
+    correct: int = 0
+
+
+def _read_back(seen: _Seen, losses: torch.Tensor, correct: torch.Tensor, progress) -> None:
+    """One host sync: the losses since the last read. A non-finite one is divergence (with fp16 too:
+    the scaler skips steps whose *gradients* overflow, not a nan/inf loss), named by its step."""
+    steps = len(seen.sizes)
+    values = losses[seen.read : steps].tolist()
+    for step, value in enumerate(values, seen.read):
+        if not math.isfinite(value):
+            raise diverged(f"loss is {value}", seen.epoch, step + 1, seen.lrs[step], seen.args)
+        seen.loss_sum += value * seen.sizes[step]  # float64, in step order: the same sum on every run
+    seen.read, seen.correct = steps, int(correct.item())
+    if progress is not None and steps:
+        images = sum(seen.sizes)
+        progress.set_postfix(
+            loss=f"{seen.loss_sum / images:.3f}",
+            acc=f"{seen.correct / images:.3f}",
+            img_s=f"{images / max(time.perf_counter() - seen.start, 1e-9):.0f}",
+            lr=f"{seen.lrs[-1]:.2e}",
+        )
 
 
 def diverged(what: str, epoch: int, step: int | None, lr: float, args: TrainArgs) -> DivergenceError:
@@ -130,9 +173,9 @@ def validate(model: nn.Module, loader: DataLoader, device: torch.device, args: T
         if args.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device, args.amp):
-            logits_all.append(model(images).float().cpu())
+            logits_all.append(model(images).float())  # (N, classes), left on the device: no sync per batch
         labels_all.append(labels)
-    logits, labels = torch.cat(logits_all), torch.cat(labels_all)
+    logits, labels = torch.cat(logits_all).cpu(), torch.cat(labels_all)  # the one copy back
     loss = nn.functional.cross_entropy(logits, labels).item()
     logits_np, labels_np = logits.numpy(), labels.numpy()
     return {
@@ -142,8 +185,55 @@ def validate(model: nn.Module, loader: DataLoader, device: torch.device, args: T
     }
 
 
-def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
+def epoch_seeds(seed: int, epoch: int, rank: int = 0) -> tuple[int, int, int]:
+    """(torch, data loader, numpy) seeds of one epoch on one rank: 64, 64 and 32 bits.
+
+    SeedSequence hashes the triple, so no two (seed, epoch, rank) share a stream however many
+    ranks run (an affine mix such as seed * P + epoch * Q + rank repeats once rank reaches Q)."""
+    torch_seed, loader_seed, numpy_seed = np.random.SeedSequence([seed, epoch, rank]).generate_state(3, np.uint64)
+    return int(torch_seed), int(loader_seed), int(numpy_seed) % 2**32
+
+
+def seed_epoch(seed: int, epoch: int, rank: int = 0, generator: torch.Generator | None = None) -> None:
     """Every epoch's randomness (shuffle, augmentation, dropout) is a function of (seed, epoch, rank),
-    so a run resumed at epoch e computes exactly what the uninterrupted run would have."""
-    torch.manual_seed(seed * 1_000_003 + epoch * 1_009 + rank)
-    np.random.seed((seed * 1_000_003 + epoch * 1_009 + rank) % 2**32)
+    so a run resumed at epoch e computes exactly what the uninterrupted run would have.
+
+    Seeds torch's global generator (dropout; augmentation in this process with --workers 0), numpy's,
+    and `generator`, the train loader's (its shuffle order and its workers' seeds). train() gives the
+    caller its global generator states back afterwards."""
+    torch_seed, loader_seed, numpy_seed = epoch_seeds(seed, epoch, rank)
+    torch.manual_seed(torch_seed)
+    np.random.seed(numpy_seed)
+    if generator is not None:
+        generator.manual_seed(loader_seed)
+
+
+def distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def finite_state(state: dict) -> bool:
+    """Every floating-point tensor of a state dict is finite (no nan/inf weight is ever saved)."""
+    return all(bool(torch.isfinite(v).all()) for v in state.values() if torch.is_tensor(v) and v.is_floating_point())
+
+
+@contextmanager
+def own_rng(device: torch.device) -> Iterator[None]:
+    """A run seeds torch's and numpy's global generators (initial weights, then every epoch): the
+    caller gets its own states back afterwards (CPU and CUDA; on MPS the MPS generator stays seeded)."""
+    numpy_state = np.random.get_state()
+    cuda = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+
+
+def format_row(row: dict) -> str:
+    return (
+        f"epoch {row['epoch']}/{row['epochs']}  train loss {row['train_loss']:.4f}  acc {row['train_top1']:.3f}  "
+        f"val loss {row['val_loss']:.4f}  top1 {row['val_top1']:.3f}  top5 {row['val_top5']:.3f}  "
+        f"lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s"
+    )

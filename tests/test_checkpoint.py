@@ -233,3 +233,16 @@ def test_a_pickle_that_would_run_code_is_refused_by_name_without_torchs_advice(t
         assert "outside the allowed set" in message and "will not be loaded" in message
         assert "weights_only" not in message and "Re-running" not in message
     assert not marker.exists()
+
+
+def test_training_state_round_trips_with_the_same_keys():
+    """A checkpoint's "training" section as TrainState: the keys on disk stay those of every checkpoint so far."""
+    from alexnet.recipe import ROW_KEYS, TrainArgs, TrainState, resolve_recipe
+
+    row = {key: 1 for key in ROW_KEYS}
+    args = resolve_recipe(TrainArgs()).to_dict()
+    data = {"epoch": 1, "best_top1": 0.5, "history": [{**row, "extra": "dropped"}], "args": args}
+    data.update(optimizer={"state": {}, "param_groups": []}, scaler={})
+    state = TrainState.from_dict(data, "x")
+    assert state.to_dict() == {**data, "history": [row]}
+    assert set(state.to_dict(resumable=False)) == {"epoch", "best_top1", "history", "args"}

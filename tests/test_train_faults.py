@@ -250,3 +250,52 @@ def test_error_in_a_dataloader_worker_keeps_its_message(tmp_path):
     error = result.output.rsplit("Error: ", 1)[1]
     assert "broken.png" in error and "DataLoader worker" not in error and error.count("\n") == 1, result.output
     assert not out.exists()
+
+
+def _good_training(**changes):
+    args = resolve_recipe(TrainArgs(variant="cifar", image_size=32, batch_size=8)).to_dict()
+    return {"epoch": 1, "best_top1": 0.5, "history": [], "args": args, "optimizer": {}, "scaler": {}, **changes}
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"epoch": "1"}, "training epoch must be an integer in [0, 4], got '1'"),
+        ({"epoch": 5}, "training epoch must be an integer in [0, 4], got 5"),
+        ({"epoch": True}, "training epoch must be an integer"),
+        ({"best_top1": float("nan")}, "best_top1 must be a number in [-1, 1], got nan"),
+        ({"history": [{"epoch": 1}]}, "history must be a list of at most 1 metrics rows"),
+        ({"history": "rows"}, "history must be a list"),
+        ({"optimizer": [1, 2]}, "optimizer state must be a dict, got list"),
+        ({"args": "lr=1"}, "stored training arguments are not this version's"),
+    ],
+)
+def test_resume_checks_every_field_of_the_training_section(tmp_path, no_data, changes, message):
+    from alexnet.recipe import TrainState
+
+    with pytest.raises(TrainError) as error:
+        TrainState.from_dict(_good_training(**changes), "last.pth")
+    assert message in str(error.value) and "\n" not in str(error.value)
+    config = AlexNetConfig(variant="cifar", num_classes=8, dropout=0.0)
+    ckpt = Checkpoint(
+        config, AlexNet(config).state_dict(), list(SYNTHETIC_CLASSES), default_preprocess("synthetic", 32), None
+    )
+    ckpt.training = _good_training(**changes)
+    save_checkpoint(ckpt, tmp_path / "last.pth")
+    with pytest.raises(TrainError, match="last.pth: its"):  # the whole path: refused before any data is built
+        train(TrainArgs(out=str(tmp_path / "run")), resume=str(tmp_path / "last.pth"), explicit=set())
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_non_finite_loss_between_read_backs_names_its_own_step():
+    """Losses stay on the device and are read back every SYNC_EVERY steps; the error still names
+    the first non-finite step and its learning rate."""
+    steps = trainloop.SYNC_EVERY + 5
+    batches = [(torch.randn(4, 3), torch.tensor([0, 1, 0, 1])) for _ in range(steps)]
+    batches[2][0][0, 0] = float("nan")  # step 3's loss
+    model = torch.nn.Linear(3, 2)
+    args = resolve_recipe(TrainArgs(epochs=1, lr=0.1, warmup_epochs=0.0, schedule="step"))
+    optimizer = trainloop.build_optimizer(model, args)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    with pytest.raises(DivergenceError, match=r"loss is nan at epoch 1, step 3 \(lr 0.1\)"):
+        trainloop.train_one_epoch(model, batches, optimizer, scaler, args, torch.device("cpu"), 0, 0, None)
