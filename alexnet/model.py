@@ -25,7 +25,9 @@ from runtime.errors import DeployError
 
 VARIANTS = ("torchvision", "paper", "cifar")
 
-# The input size each variant was designed for (the summary and export default to it).
+# The input size each variant was designed for: the default of a fresh, untrained model's layer
+# summary (alexnet-info --variant) and benchmark. A checkpoint's summary and export default to
+# the checkpoint's own crop size instead (its preprocess.crop: the size it was trained at).
 DEFAULT_IMAGE_SIZE = {"torchvision": 224, "paper": 227, "cifar": 32}
 
 
@@ -61,63 +63,81 @@ class AlexNetConfig:
         return DEFAULT_IMAGE_SIZE[self.variant]
 
 
+def _relu() -> nn.ReLU:
+    return nn.ReLU(inplace=True)
+
+
+def _pool() -> nn.MaxPool2d:
+    return nn.MaxPool2d(kernel_size=3, stride=2)
+
+
+def _torchvision_features() -> nn.Sequential:
+    # Index layout (features.0, .3, .6, .8, .10) must match torchvision's exactly.
+    return nn.Sequential(
+        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+        _relu(),
+        _pool(),
+        nn.Conv2d(64, 192, kernel_size=5, padding=2),
+        _relu(),
+        _pool(),
+        nn.Conv2d(192, 384, kernel_size=3, padding=1),
+        _relu(),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1),
+        _relu(),
+        nn.Conv2d(256, 256, kernel_size=3, padding=1),
+        _relu(),
+        _pool(),
+    )
+
+
+def _paper_features() -> nn.Sequential:
+    # PyTorch's LRN divides alpha by `size`; the paper's formula does not, so the
+    # paper's alpha=1e-4 becomes 5e-4 here: b = a / (k + 1e-4 * sum(a^2)) ** 0.75.
+    lrn = lambda: nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)  # noqa: E731
+    return nn.Sequential(
+        nn.Conv2d(3, 96, kernel_size=11, stride=4),
+        _relu(),
+        lrn(),
+        _pool(),  # 227 -> 55 -> 27
+        nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=2),
+        _relu(),
+        lrn(),
+        _pool(),  # 27 -> 13
+        nn.Conv2d(256, 384, kernel_size=3, padding=1),
+        _relu(),  # conv3 crosses both GPUs
+        nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=2),
+        _relu(),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=2),
+        _relu(),
+        _pool(),  # 13 -> 6
+    )
+
+
+def _cifar_features() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, 96, kernel_size=11, stride=4, padding=4),
+        _relu(),  # 32 -> 8, no pool
+        nn.Conv2d(96, 256, kernel_size=5, padding=2),
+        _relu(),
+        _pool(),  # 8 -> 3
+        nn.Conv2d(256, 384, kernel_size=3, padding=1),
+        _relu(),
+        nn.Conv2d(384, 384, kernel_size=3, padding=1),
+        _relu(),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1),
+        _relu(),
+        _pool(),  # 3 -> 1
+    )
+
+
+# Each variant's convolutional layers (the `features` of the model), one table per variant.
+_FEATURES = {"torchvision": _torchvision_features, "paper": _paper_features, "cifar": _cifar_features}
+
+
 def _features(variant: str) -> nn.Sequential:
-    relu = lambda: nn.ReLU(inplace=True)  # noqa: E731
-    pool = lambda: nn.MaxPool2d(kernel_size=3, stride=2)  # noqa: E731
-    if variant == "torchvision":
-        # Index layout (features.0, .3, .6, .8, .10) must match torchvision's exactly.
-        return nn.Sequential(
-            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
-            relu(),
-            pool(),
-            nn.Conv2d(64, 192, kernel_size=5, padding=2),
-            relu(),
-            pool(),
-            nn.Conv2d(192, 384, kernel_size=3, padding=1),
-            relu(),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1),
-            relu(),
-            nn.Conv2d(256, 256, kernel_size=3, padding=1),
-            relu(),
-            pool(),
-        )
-    if variant == "paper":
-        # PyTorch's LRN divides alpha by `size`; the paper's formula does not, so the
-        # paper's alpha=1e-4 becomes 5e-4 here: b = a / (k + 1e-4 * sum(a^2)) ** 0.75.
-        lrn = lambda: nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)  # noqa: E731
-        return nn.Sequential(
-            nn.Conv2d(3, 96, kernel_size=11, stride=4),
-            relu(),
-            lrn(),
-            pool(),  # 227 -> 55 -> 27
-            nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=2),
-            relu(),
-            lrn(),
-            pool(),  # 27 -> 13
-            nn.Conv2d(256, 384, kernel_size=3, padding=1),
-            relu(),  # conv3 crosses both GPUs
-            nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=2),
-            relu(),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=2),
-            relu(),
-            pool(),  # 13 -> 6
-        )
-    if variant == "cifar":
-        return nn.Sequential(
-            nn.Conv2d(3, 96, kernel_size=11, stride=4, padding=4),
-            relu(),  # 32 -> 8, no pool
-            nn.Conv2d(96, 256, kernel_size=5, padding=2),
-            relu(),
-            pool(),  # 8 -> 3
-            nn.Conv2d(256, 384, kernel_size=3, padding=1),
-            relu(),
-            nn.Conv2d(384, 384, kernel_size=3, padding=1),
-            relu(),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1),
-            relu(),
-            pool(),  # 3 -> 1
-        )
-    raise ValueError(f"unknown AlexNet variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    if variant not in _FEATURES:
+        raise ValueError(f"unknown AlexNet variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return _FEATURES[variant]()
 
 
 def _spatial_out(size: int, features: nn.Sequential) -> int:

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from alexnet import __version__
-from alexnet.checkpoint import file_sha256, load_checkpoint
+from alexnet.checkpoint import load_checkpoint
 from runtime.backends import Backend, ModelIO
 from runtime.backends.torch_common import resolve_torch_device, run_module
+from runtime.fileio import file_sha256
 from runtime.metadata import ArtifactMetadata
 
 

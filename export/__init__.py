@@ -15,10 +15,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from export.common import COREML_INPUTS, FORMATS, PRECISIONS, ExportError
 from export.quantize import QuantizeOptions
 from export.validate import ValidationResult, validate_artifact
+from runtime.metadata import ArtifactMetadata
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = [
     "FORMATS",
@@ -63,24 +68,27 @@ def export_artifact(
     common.check_output(output, fmt, checkpoint)
     ckpt, model = common.load_model(checkpoint)
     size = common.resolve_image_size(ckpt, model, image_size)
+    # A Core ML image input takes one image at a time: its metadata says batch 1.
+    batch = 1 if fmt == "coreml" and coreml_input == "image" else batch_size
+    metadata = common.export_metadata(checkpoint, ckpt, fmt=fmt, batch_size=batch, image_size=size, precision=precision)
     if fmt == "coreml":
         from export.to_coreml import export_coreml
 
-        batch = 1 if coreml_input == "image" else batch_size
-        metadata = common.export_metadata(
-            checkpoint, ckpt, fmt=fmt, batch_size=batch, image_size=size, precision=precision
-        )
         return export_coreml(model, metadata, output, coreml_input=coreml_input)
-    metadata = common.export_metadata(
-        checkpoint, ckpt, fmt=fmt, batch_size=batch_size, image_size=size, precision=precision
-    )
     if fmt == "onnx" and precision == "int8":
         from export.to_onnx_int8 import export_int8_onnx
 
         options = quantize or QuantizeOptions()
         kwargs = {"echo": echo} if echo else {}
         return export_int8_onnx(model, metadata, output, options=options, training=ckpt.training, opset=opset, **kwargs)
-    module = common.for_precision(model, precision)
+    return _export_traced(fmt, common.for_precision(model, precision), metadata, output, opset=opset)
+
+
+def _export_traced(fmt: str, module: nn.Module, metadata: ArtifactMetadata, output: Path, *, opset: int) -> Path:
+    """TorchScript or fp32/fp16 ONNX: both trace the model on an example batch of the artifact's input."""
+    from export import common
+
+    batch_size, _, size, _ = metadata.input_shape
     example = common.example_input(batch_size, size)
     if fmt == "torchscript":
         from export.to_torchscript import export_torchscript

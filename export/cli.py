@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import click
 
+from export import cli_jobs
 from export.common import FORMATS, ExportError
 from export.quantize import (
     CALIBRATION_METHODS,
@@ -33,8 +34,7 @@ from runtime.preprocess import MAX_CROP
     type=click.Path(path_type=Path),
     help="Output file, or a directory to write into (required to be one with --format all). Default: beside the checkpoint.",
 )
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), help="Fixed batch size.")
-@click.option("--dynamic-batch", is_flag=True, help="Any batch size (the default).")
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), help="Fixed batch size. Default: any batch size.")
 @click.option(
     "--opset",
     type=click.IntRange(min=7),
@@ -64,7 +64,9 @@ from runtime.preprocess import MAX_CROP
     show_default=True,
     help="int8: calibration images to use.",
 )
-@click.option("--calibration-method", type=click.Choice(CALIBRATION_METHODS), default="minmax", show_default=True)
+@click.option(
+    "--calibration-method", "method", type=click.Choice(CALIBRATION_METHODS), default="minmax", show_default=True
+)
 @click.option(
     "--gate-data",
     help="int8: held-out images for the accuracy gate (never calibration images). Default: the held-out "
@@ -124,25 +126,15 @@ def main(
     fmt: str,
     output: Path | None,
     batch_size: int | None,
-    dynamic_batch: bool,
     opset: int,
     precision: str | None,
     precisions: str | None,
-    calibration: str | None,
-    calibration_size: int,
-    calibration_method: str,
-    gate_data: str | None,
-    gate_size: int,
-    max_agreement_loss: float,
-    max_accuracy_drop: float,
-    target_cpu: str,
-    max_fp32_layers: int | None,
-    force: bool,
     image_size: int | None,
     coreml_input: str,
     no_validate: bool,
     atol: float | None,
     data: Path | None,
+    **quantize: Any,  # the int8 options, named as QuantizeOptions' fields
 ) -> None:
     """Export CHECKPOINT (.pth / .safetensors) to a deployable artifact.
 
@@ -168,8 +160,28 @@ def main(
     have labels, the accuracy drop. When it fails, the most sensitive layers stay fp32 one at a
     time; if nothing passes, the command exits 1 and writes nothing (unless --force).
     """
-    if batch_size is not None and dynamic_batch:
-        raise click.UsageError("--batch and --dynamic-batch exclude each other")
+    jobs = _checked_jobs(checkpoint, fmt, output, batch_size, precision, precisions, coreml_input)
+    settings = {"batch_size": batch_size, "opset": opset, "image_size": image_size, "coreml_input": coreml_input}
+    settings.update(quantize=QuantizeOptions(**quantize), echo=click.echo)
+    cli_jobs.check_before_writing(checkpoint, jobs, output, None if no_validate else data)
+    checks = {"no_validate": no_validate, "atol": atol, "data": data}
+    failed = cli_jobs.run_jobs(checkpoint, jobs, output, settings, checks)
+    if failed:
+        kept = ", ".join(map(str, failed))
+        click.echo(f"Error: validation failed for {kept} (artifact kept; see the numbers above)", err=True)
+        sys.exit(1)
+
+
+def _checked_jobs(
+    checkpoint: Path,
+    fmt: str,
+    output: Path | None,
+    batch_size: int | None,
+    precision: str | None,
+    precisions: str | None,
+    coreml_input: str,
+) -> list[cli_jobs.Job]:
+    """The jobs, once the options fit together (usage errors, exit 2) and the checkpoint exists."""
     formats = FORMATS if fmt == "all" else (fmt,)
     jobs = _jobs(formats, precision, precisions)
     if "coreml" in formats and coreml_input == "image" and batch_size not in (None, 1):
@@ -182,45 +194,10 @@ def main(
         raise click.UsageError(f"with several precisions, -o must be an existing directory (got {output})")
     if not Path(checkpoint).exists():
         raise ExportError(f"checkpoint {checkpoint} does not exist")
-    quantize = QuantizeOptions(
-        calibration=calibration,
-        calibration_size=calibration_size,
-        method=calibration_method,
-        gate_data=gate_data,
-        gate_size=gate_size,
-        max_agreement_loss=max_agreement_loss,
-        max_accuracy_drop=max_accuracy_drop,
-        target_cpu=target_cpu,
-        max_fp32_layers=max_fp32_layers,
-        force=force,
-    )
-    _check_before_writing(checkpoint, jobs, output, None if no_validate else data)
-    settings = {
-        "batch_size": batch_size,
-        "opset": opset,
-        "image_size": image_size,
-        "coreml_input": coreml_input,
-        "quantize": quantize,
-        "echo": click.echo,
-    }
-    checks = {"no_validate": no_validate, "atol": atol, "data": data}
-    rows, failed = [], []
-    for job in jobs:
-        row = _export_one(checkpoint, job, output, settings, checks)
-        rows.append(row[:-1])
-        if not row[-1]:
-            failed.append(row[-2])
-    if len(rows) > 1:
-        _table(("format", "precision", "size", "agreement", "accuracy", "check", "artifact"), rows)
-    if failed:
-        click.echo(
-            f"Error: validation failed for {', '.join(map(str, failed))} (artifact kept; see the numbers above)",
-            err=True,
-        )
-        sys.exit(1)
+    return jobs
 
 
-def _jobs(formats: tuple[str, ...], precision: str | None, precisions: str | None) -> list[tuple[str, str, str | None]]:
+def _jobs(formats: tuple[str, ...], precision: str | None, precisions: str | None) -> list[cli_jobs.Job]:
     """(format, precision, name tag) of each artifact: --precision for every format, or each of
     --precisions that applies. int8 artifacts are always tagged (best-int8.onnx beside best.onnx)."""
     from export.common import applies, default_precision
@@ -239,74 +216,6 @@ def _jobs(formats: tuple[str, ...], precision: str | None, precisions: str | Non
         raise click.UsageError(f"none of {precisions} applies to {', '.join(formats)}")
     # Several precisions of one format need several names: a non-default one is tagged (best-fp16.onnx).
     return [(name, p, p if p != default_precision(name) else None) for name, p in jobs]
-
-
-def _export_one(checkpoint: Path, job: tuple, output: Path | None, settings: dict, checks: dict) -> tuple:
-    """Export and check one artifact; its table row, its path, then whether it passed."""
-    from export import export_artifact
-    from export.validate import validate_artifact
-
-    name, chosen, tag = job
-    if name == "onnx" and chosen == "fp16":
-        click.echo(
-            "warning: fp16 ONNX runs slower than fp32 on CPUs (onnxruntime's CPU provider casts most fp16 ops "
-            "back to fp32); it is meant for GPUs and the Core ML execution provider",
-            err=True,
-        )
-    start = time.perf_counter()
-    path = export_artifact(checkpoint, name, output, precision=chosen, tag=tag, **settings)
-    click.echo(f"wrote {path} ({name}, {chosen}, {time.perf_counter() - start:.1f} s)")
-    agreement = accuracy = "-"
-    verdict, passed = "skipped", True
-    if name == "onnx" and chosen == "int8":
-        gate = _gate_record(path)
-        verdict = "gate PASS" if gate.get("passed") else "gate FAIL (forced)"
-        agreement = f"{gate.get('agreement', 0):.2%}"
-        if gate.get("accuracy_int8") is not None:
-            accuracy = f"{gate['accuracy_int8']:.2%} (fp32 {gate['accuracy_fp32']:.2%})"
-    elif not checks["no_validate"]:
-        result = validate_artifact(path, checkpoint, atol=checks["atol"], data=checks["data"])
-        click.echo(f"  {result.summary()}")
-        verdict, passed = ("PASS" if result.passed else "FAIL"), result.passed
-        agreement = "-" if result.top1 is None else f"{result.top1:.2%}"
-    return name, chosen, _size(path), agreement, accuracy, verdict, str(path), path, passed
-
-
-def _gate_record(path: Path) -> dict:
-    import runtime
-
-    with runtime.load(path, backend="onnxruntime", device="cpu") as predictor:
-        return dict((predictor.metadata.quantization or {}).get("gate") or {})
-
-
-def _size(path: Path) -> str:
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
-    return f"{size / 1e6:.1f} MB"
-
-
-def _check_before_writing(checkpoint: Path, jobs: list[tuple], output: Path | None, data: Path | None) -> None:
-    """Every output place and the --data images, checked before the first artifact replaces an old one."""
-    from export import common
-
-    for name, _, tag in jobs:
-        common.check_output(common.resolve_output(checkpoint, name, output, tag), name, checkpoint)
-    if data is not None:
-        from export.validate import validation_inputs
-        from runtime.metadata import ArtifactMetadata
-        from runtime.preprocess import PreprocessSpec
-
-        # Validation reads these images only after the export; read the same ones now (at a
-        # tiny size: only whether they load matters here).
-        probe = ArtifactMetadata(
-            class_names=(), preprocess=PreprocessSpec(resize=8, crop=8), model_config={}, input_shape=(None, 3, 8, 8)
-        )
-        validation_inputs(probe, data, random=0)
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
 if __name__ == "__main__":

@@ -19,14 +19,15 @@ import torch
 from torch import nn
 
 from alexnet import __version__
-from alexnet.checkpoint import Checkpoint, file_sha256, load_checkpoint
+from alexnet.checkpoint import Checkpoint, load_checkpoint
 from runtime import outputs
 from runtime.errors import DeployError, first_line  # noqa: F401 (first_line: the exporters' import)
-from runtime.metadata import BYTES_PER_WEIGHT, PRECISIONS, ArtifactMetadata
+from runtime.fileio import file_sha256
+from runtime.metadata import BYTES_PER_WEIGHT, FORMAT_SUFFIXES, PRECISIONS, ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
 
-FORMATS = ("torchscript", "onnx", "coreml")
-SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx", "coreml": ".mlpackage"}
+SUFFIXES = FORMAT_SUFFIXES  # format -> artifact suffix, defined with the metadata's formats
+FORMATS = tuple(SUFFIXES)
 COREML_INPUTS = ("image", "tensor")
 
 

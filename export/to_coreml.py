@@ -15,7 +15,7 @@ channel (coremltools.optimize.coreml, linear symmetric): Core ML dequantizes the
 load time, so the package is about half the fp16 one and the compute stays fp16. Biases stay
 fp16 (coremltools never compresses 1-D tensors). iOS 16 has that op (constexpr_affine_dequantize),
 so int8 keeps the same deployment target. Before saving, every compressed weight is checked to
-dequantize within one quantization step of the checkpoint's (export.validate.check_weights) and
+dequantize within one quantization step of the checkpoint's (export.coreml_checks.check_weights) and
 the result is recorded in the metadata's `quantization`.
 The classifier output carries the class names (ct.ClassifierConfig): `logits` is a
 class -> raw score dictionary and `classLabel` the top class.
@@ -179,7 +179,7 @@ def _record_int8(mlmodel: Any, model: nn.Module, metadata: ArtifactMetadata, cor
     package failing it is not written, so "passed" is true in every record); on macOS,
     validation also predicts (export.validate.compare's int8 rule).
     """
-    from export.validate import check_weights, expected_weights, load_program
+    from export.coreml_checks import check_weights, expected_weights, load_program
 
     std = metadata.preprocess.std if coreml_input == "image" else None
     report = check_weights(load_program(mlmodel), expected_weights(model, std), precision="int8")

@@ -6,6 +6,7 @@ import contextlib
 import io
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,6 +32,26 @@ def export_onnx(
     newest = onnx.defs.onnx_opset_version()
     if opset > newest:
         raise ExportError(f"opset {opset} is newer than the installed onnx {onnx.__version__} knows (up to {newest})")
+    proto = _convert(model, example, opset, dynamic_batch)
+    _check_opset(proto, opset)
+    proto.producer_name = "alexnet-deploy"
+    proto.doc_string = f"AlexNet ({metadata.model_config.get('variant', '?')}), {metadata.num_classes} classes"
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, metadata.to_json()
+
+    def write(tmp: str) -> None:
+        onnx.save_model(proto, tmp, save_as_external_data=False)
+        try:
+            onnx.checker.check_model(tmp, full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+            raise ExportError(f"the exported ONNX model fails onnx.checker: {first_line(exc)}") from exc
+
+    write_file(output, write, expected_bytes=weight_bytes(model, metadata.precision))
+    return output
+
+
+def _convert(model: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool) -> Any:
+    """The dynamo exporter's ModelProto of `model`, the batch dimension named and free when dynamic."""
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
     try:
         # The exporter reports its progress on stdout and warns about untested versions; keep the CLI quiet.
@@ -54,7 +75,10 @@ def export_onnx(
             )
     except Exception as exc:  # the exporter wraps everything in its own error classes
         raise ExportError(f"ONNX export (opset {opset}) failed: {first_line(exc)}") from exc
-    proto = program.model_proto
+    return program.model_proto
+
+
+def _check_opset(proto: Any, opset: int) -> None:
     written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if written != opset:
         # The exporter writes opset 18+ and down-converts on request; when that fails it keeps
@@ -63,17 +87,3 @@ def export_onnx(
             f"the ONNX exporter could not produce opset {opset} (it wrote opset {written}); "
             f"use --opset {max(written or 18, 18)} or newer"
         )
-    proto.producer_name = "alexnet-deploy"
-    proto.doc_string = f"AlexNet ({metadata.model_config.get('variant', '?')}), {metadata.num_classes} classes"
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, metadata.to_json()
-
-    def write(tmp: str) -> None:
-        onnx.save_model(proto, tmp, save_as_external_data=False)
-        try:
-            onnx.checker.check_model(tmp, full_check=True)
-        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-            raise ExportError(f"the exported ONNX model fails onnx.checker: {first_line(exc)}") from exc
-
-    write_file(output, write, expected_bytes=weight_bytes(model, metadata.precision))
-    return output

@@ -1,7 +1,7 @@
 """alexnet-deploy's runtime: run exported AlexNet artifacts without PyTorch.
 
     import runtime
-    predictor = runtime.load("demo-out/model.onnx")          # backend and device: auto
+    predictor = runtime.load("demo-out/run/best.onnx")       # backend and device: auto
     [p] = predictor.predict("cat.jpg", topk=3)
     p.labels, p.probabilities
 

@@ -14,11 +14,15 @@ import click
 
 from runtime.backends import DEVICES, backend_names
 from runtime.cliutil import handle_errors, set_torch_threads
+from runtime.metadata import FORMAT_SUFFIXES
 from runtime.preprocess import IMAGE_SUFFIXES, MAX_CROP
 
 DEMO_DIR = "demo-out"  # where the demo writes its artifacts
 MODEL_ENV = "ALEXNET_MODEL"
-ARTIFACT_SUFFIXES = (".onnx", ".pt") + ((".mlpackage", ".mlmodel") if sys.platform == "darwin" else ())
+# What the default model search picks up: Core ML packages (and the older .mlmodel) only where Core ML runs.
+ARTIFACT_SUFFIXES = (FORMAT_SUFFIXES["onnx"], FORMAT_SUFFIXES["torchscript"]) + (
+    (FORMAT_SUFFIXES["coreml"], ".mlmodel") if sys.platform == "darwin" else ()
+)
 PROGRESS_MIN = 20  # show a progress bar from this many images on
 # Control (ESC, CSI, newline), format (bidi overrides, zero-width) and separator characters:
 # escaped in human output, since class names and file names come from untrusted files.
@@ -229,18 +233,23 @@ def main(
     if logits and not as_json:
         raise click.UsageError("--logits only applies to --json output")
     model = model or default_model()
-    predictor = runtime.load(
-        model,
-        backend,
-        device,
-        labels=labels,
-        image_size=image_size,
-        mean=mean,
-        std=std,
-        threads=threads,
-        batch_size=batch_size,
-    )
+    overrides = {"labels": labels, "image_size": image_size, "mean": mean, "std": std}  # of the embedded metadata
+    predictor = runtime.load(model, backend, device, threads=threads, batch_size=batch_size, **overrides)
     set_torch_threads(threads)  # torch backends: process-wide, so here at the entry point, not in the library
+    images = _images_to_predict(inputs)
+    if not as_json:
+        _describe(model, predictor)
+    failed = _print_predictions(predictor, images, topk, logits, as_json)
+    predictor.close()
+    if failed:
+        click.echo(f"{len(failed)} of {len(images)} images could not be predicted:", err=True)
+        for prediction in failed:
+            click.echo(f"  {printable(prediction.error)}", err=True)
+        click.get_current_context().exit(1)
+
+
+def _images_to_predict(inputs: tuple[str, ...]) -> list[str]:
+    """The image files among `inputs` (directories walked); the files skipped are said on stderr."""
     images, skipped = collect_images(inputs)
     if skipped:
         click.echo(
@@ -250,18 +259,14 @@ def main(
         )
     if not images:
         raise click.UsageError(f"no image files found in {printable(', '.join(inputs))}")
-    if not as_json:
-        m = predictor.metadata
-        click.echo(
-            f"model: {model} ({predictor.backend_name} on {predictor.device}, {m.num_classes} classes, "
-            f"input {'x'.join(map(str, m.input_shape[1:]))}, {m.precision})",
-            err=True,
-        )
+    return images
 
-    failed = _print_predictions(predictor, images, topk, logits, as_json)
-    predictor.close()
-    if failed:
-        click.echo(f"{len(failed)} of {len(images)} images could not be predicted:", err=True)
-        for prediction in failed:
-            click.echo(f"  {printable(prediction.error)}", err=True)
-        click.get_current_context().exit(1)
+
+def _describe(model: Path, predictor: Any) -> None:
+    """One line on stderr: which model runs where, on what input (human output only)."""
+    m = predictor.metadata
+    click.echo(
+        f"model: {model} ({predictor.backend_name} on {predictor.device}, {m.num_classes} classes, "
+        f"input {'x'.join(map(str, m.input_shape[1:]))}, {m.precision})",
+        err=True,
+    )

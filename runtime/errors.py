@@ -13,14 +13,16 @@ class MetadataError(DeployError, ValueError):
     can raise it too; runtime.metadata re-exports it."""
 
 
-def first_line(exc: BaseException) -> str:
-    """An exception's message as one line (at most 200 characters), for a one-line error.
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message as one line (at most `limit` characters), for a one-line error.
 
     Engines put multi-line reports in their messages; the first line says what failed, except
     TorchScript's, whose real reason comes last, after its own traceback.
     """
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = str(exc)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return type(exc).__name__
-    line = lines[-1] if lines[0].startswith("The following operation failed in the TorchScript") else lines[0]
-    return line[:200]
+    torchscript = lines[0].startswith("The following operation failed in the TorchScript")
+    line = lines[-1] if torchscript or "Traceback of TorchScript" in text else lines[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."

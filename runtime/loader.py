@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends import DEVICES, Backend, BackendUnavailableError, check_model_path, detect_backend, get_backend
+from runtime.fileio import SpecialFileError, open_regular
 from runtime.metadata import ArtifactMetadata, MetadataError, check_batch_size, check_class_names
 from runtime.predictor import InputError, Predictor
-from runtime.preprocess import PreprocessSpec, SpecialFileError, open_regular
+from runtime.preprocess import PreprocessSpec
 
 FOREIGN_HINT = (
     "pass --labels FILE (one class name per line) and, unless the model fixes its input size, "
@@ -113,41 +114,8 @@ def resolve_metadata(
             f"{path} takes inputs of shape {io.input_shape}; alexnet-deploy runs image classifiers "
             f"that take (N, 3, H, W)"
         )
-    if isinstance(labels, (str, os.PathLike)):
-        labels = read_labels(labels)
-    if embedded is None and labels is None:
-        raise MetadataError(
-            f"{path} carries no alexnet-deploy metadata (a model not exported by alexnet-deploy); "
-            f"to run it anyway, {FOREIGN_HINT}"
-        )
-    class_names = tuple(labels) if labels is not None else embedded.class_names
-    if io.num_outputs is not None and io.num_outputs != len(class_names):
-        source = "the labels given" if labels is not None else "its metadata"
-        raise MetadataError(
-            f"{path} outputs {io.num_outputs} classes but {source} name {len(class_names)}; "
-            f"pass --labels with {io.num_outputs} names"
-        )
-
-    spec = preprocess or (embedded.preprocess if embedded else None)
-    graph_size = io.input_shape[2] if len(io.input_shape) == 4 and io.input_shape[2] == io.input_shape[3] else None
-    if spec is None:
-        size = image_size or graph_size
-        if size is None:
-            raise MetadataError(f"{path} has no alexnet-deploy metadata and no fixed input size; {FOREIGN_HINT}")
-        spec = PreprocessSpec.for_image_size(size)
-    if image_size and image_size != spec.crop:
-        spec = PreprocessSpec.for_image_size(image_size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation)
-    try:
-        spec = dataclasses.replace(spec, mean=tuple(mean or spec.mean), std=tuple(std or spec.std))
-    except ValueError as exc:
-        raise InputError(f"bad preprocessing override: {exc}") from exc
-
-    height, width = io.input_shape[2:4] if len(io.input_shape) == 4 else (None, None)
-    if (height is not None and height != spec.crop) or (width is not None and width != spec.crop):
-        raise MetadataError(
-            f"{path} takes {height}x{width} inputs, but preprocessing crops {spec.crop}x{spec.crop}; "
-            f"drop --image-size or set it to {height}"
-        )
+    class_names = _class_names(embedded, labels, io.num_outputs, path)
+    spec = _preprocess_spec(embedded, io.input_shape, path, preprocess, image_size, mean, std)
     batch = _batch_size(io.input_shape[0], embedded.batch_size if embedded else None, path)
     precision = embedded.precision if embedded else ("fp16" if io.input_dtype == np.float16 else "fp32")
     values = dict(
@@ -161,6 +129,62 @@ def resolve_metadata(
     if embedded is not None:
         return dataclasses.replace(embedded, **values)
     return ArtifactMetadata(model_config={}, format=engine.format, **values)
+
+
+def _class_names(
+    embedded: ArtifactMetadata | None,
+    labels: Sequence[str] | str | os.PathLike | None,
+    num_outputs: int | None,
+    path: Path,
+) -> tuple[str, ...]:
+    """The labels given (a list or a file) or else the embedded ones; as many as the graph's outputs."""
+    if isinstance(labels, (str, os.PathLike)):
+        labels = read_labels(labels)
+    if embedded is None and labels is None:
+        raise MetadataError(
+            f"{path} carries no alexnet-deploy metadata (a model not exported by alexnet-deploy); "
+            f"to run it anyway, {FOREIGN_HINT}"
+        )
+    class_names = tuple(labels) if labels is not None else embedded.class_names
+    if num_outputs is not None and num_outputs != len(class_names):
+        source = "the labels given" if labels is not None else "its metadata"
+        raise MetadataError(
+            f"{path} outputs {num_outputs} classes but {source} name {len(class_names)}; "
+            f"pass --labels with {num_outputs} names"
+        )
+    return class_names
+
+
+def _preprocess_spec(
+    embedded: ArtifactMetadata | None,
+    input_shape: tuple[int | None, ...],
+    path: Path,
+    preprocess: PreprocessSpec | None,
+    image_size: int | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+) -> PreprocessSpec:
+    """The preprocessing with the overrides applied (a foreign model's from its fixed input size);
+    its crop must be the size the graph takes, where the graph fixes one."""
+    spec = preprocess or (embedded.preprocess if embedded else None)
+    height, width = input_shape[2:4]
+    if spec is None:
+        size = image_size or (height if height == width else None)
+        if size is None:
+            raise MetadataError(f"{path} has no alexnet-deploy metadata and no fixed input size; {FOREIGN_HINT}")
+        spec = PreprocessSpec.for_image_size(size)
+    if image_size and image_size != spec.crop:
+        spec = PreprocessSpec.for_image_size(image_size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation)
+    try:
+        spec = dataclasses.replace(spec, mean=tuple(mean or spec.mean), std=tuple(std or spec.std))
+    except ValueError as exc:
+        raise InputError(f"bad preprocessing override: {exc}") from exc
+    if (height is not None and height != spec.crop) or (width is not None and width != spec.crop):
+        raise MetadataError(
+            f"{path} takes {height}x{width} inputs, but preprocessing crops {spec.crop}x{spec.crop}; "
+            f"drop --image-size or set it to {height}"
+        )
+    return spec
 
 
 def _batch_size(graph: int | None, embedded: int | None, path: Path) -> int | None:

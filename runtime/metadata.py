@@ -19,6 +19,8 @@ from runtime.preprocess import PreprocessSpec, short_repr
 METADATA_KEY = "alexnet_deploy"
 SCHEMA_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
+# Each export format and its artifact's suffix (a Core ML ML Program is a .mlpackage directory).
+FORMAT_SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx", "coreml": ".mlpackage"}
 # Bytes one weight takes at each precision (bf16: a benchmark-only precision of torch eager).
 BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 # Bounds on metadata from files (artifacts, checkpoints, --labels), which may be hostile;
@@ -40,6 +42,7 @@ __all__ = [
     "METADATA_KEY",
     "SCHEMA_VERSION",
     "BYTES_PER_WEIGHT",
+    "FORMAT_SUFFIXES",
     "PRECISIONS",
     "MAX_CLASSES",
     "MAX_NAME_LENGTH",

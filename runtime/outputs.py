@@ -3,12 +3,12 @@
 - A regular file is replaced atomically (temp file beside it, fsync, rename): a crash, a full
   disk or Ctrl-C leaves the previous file as it was. A symlink is followed: the file it points
   to is replaced, the link stays.
-- A device or FIFO (``/dev/null``, ``/dev/stdout``, a named pipe) is written directly: a rename
-  would replace it with a regular file. A directory (but a .mlpackage being replaced) or a
-  socket is refused. ``-`` means stdout for text outputs.
+- A device or FIFO (``/dev/null``, ``/dev/stdout``, a named pipe) is written directly; what
+  else may be an output (and ``-``, stdout) is decided in runtime/output_paths.py.
 - Temp files are ``.<name>.alexnet-<pid>-<random>.tmp``; the next write of the same target
   removes those whose process is gone (SIGKILL, power cut). The pid test assumes one machine:
   two hosts writing one network folder could lose each other's temp files, never a finished file.
+- Text and JSON outputs (`write_text`, `dumps_json`) go through the same atomic write.
 
 Failures raise `OutputError`: one line naming the path.
 """
@@ -23,102 +23,33 @@ import os
 import re
 import secrets
 import shutil
-import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from runtime.errors import DeployError, first_line
+from runtime.output_paths import STDOUT, OutputError, check_output_path, is_stdout, plan_write
 
-STDOUT = "-"
+__all__ = [
+    "STDOUT",
+    "OutputError",
+    "atomic_write",
+    "check_output_path",
+    "dumps_json",
+    "is_stdout",
+    "process_running",
+    "remove_stale_temps",
+    "replace_directory",
+    "write_text",
+]
+
 TEMP_TAG = "alexnet"
 # Free space kept beyond the expected size: file-system overhead and estimates that run short.
 SPACE_MARGIN = 16 << 20
 ASIDE = ".old"  # suffix of a replaced directory's old version inside the temp folder
 
 _TEMP_SUFFIX = re.compile(rf"{TEMP_TAG}-(\d+)-[0-9a-f]+\.tmp")
-
-
-class OutputError(DeployError, OSError):
-    """An output cannot be written (bad place, no space, the writer failed). An OSError too,
-    so callers that already handled OSError from a write keep working."""
-
-    def __init__(self, path: str | os.PathLike, reason: str, what: str | None = None) -> None:
-        self.path, self.reason = str(path), reason
-        super().__init__(f"cannot write {what + ' ' if what else ''}{path}: {reason}")
-
-
-def is_stdout(path: str | os.PathLike | None) -> bool:
-    return path is not None and os.fspath(path) == STDOUT
-
-
-def check_output_path(
-    path: str | os.PathLike, *, what: str | None = None, directory_ok: bool = False, stdout_ok: bool = False
-) -> Path:
-    """Refuse, before any long work, an output that could not be written. what: how messages name
-    it ("--json"); directory_ok: it is a directory (.mlpackage); stdout_ok: the caller takes ``-``."""
-    if is_stdout(path) and not stdout_ok:
-        raise OutputError(path, "this output cannot go to stdout ('-'); give a file name", what)
-    if not is_stdout(path):
-        _plan(Path(path), what, directory_ok)
-    return Path(path)
-
-
-def _plan(path: Path, what: str | None, directory_ok: bool = False) -> tuple[Path, bool]:
-    """(the path to write, whether to write it directly rather than through a temp file and rename)."""
-    try:
-        info = os.stat(path)  # follows symlinks: the kind of what a write would reach
-    except FileNotFoundError:
-        info = None
-    except OSError as exc:  # a symlink loop, a parent that is a file, no permission to look
-        raise OutputError(path, _missing_parent(path) or exc.strerror or str(exc), what) from exc
-    if info is not None and (stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
-        if directory_ok:
-            raise OutputError(path, "it is a device or pipe, not a directory", what)
-        if not os.access(path, os.W_OK):
-            raise OutputError(path, "it is not writable", what)
-        return path, True
-    if info is not None and stat.S_ISDIR(info.st_mode) and not directory_ok:
-        raise OutputError(path, "it is a directory", what)
-    if info is not None and not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
-        raise OutputError(path, "it is a socket or other special file, not a file", what)
-    if info is not None and _through_proc(path):
-        # /dev/stdout and /dev/fd/N lead to /proc/<pid>/fd/N: an open stream (maybe a
-        # redirected file), which a rename would detach from its name; write through it.
-        return path, True
-    target = Path(os.path.realpath(path))  # a symlink's target is replaced, the link is kept
-    parent = target.parent
-    reason = _missing_parent(target)
-    if reason:
-        raise OutputError(path, reason, what)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(path, f"directory {parent} is not writable", what)
-    return target, False
-
-
-def _through_proc(path: Path) -> bool:
-    """Whether `path` reaches its file through /proc (a process's open file descriptors)."""
-    for _ in range(40):  # the kernel's own limit on symlinks followed in one lookup
-        if Path(os.path.realpath(path.parent)).parts[1:2] == ("proc",):
-            return True
-        if not path.is_symlink():
-            return False
-        path = path.parent / os.readlink(path)  # an absolute link replaces the whole path
-    return False
-
-
-def _missing_parent(path: Path) -> str | None:
-    """Why `path`'s folder cannot hold it, naming the first ancestor that is in the way; None if it can."""
-    parent = path.parent
-    if parent.is_dir():
-        return None
-    ancestor = parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if ancestor.exists() and not ancestor.is_dir():
-        return f"{ancestor} is a file, not a directory"
-    return f"directory {parent} does not exist"
 
 
 def atomic_write(
@@ -131,7 +62,7 @@ def atomic_write(
     on a full disk instead of raising. The temp file is removed on every failure; OSError and
     RuntimeError (torch.save's "enforce fail" on a full disk) become `OutputError`.
     """
-    target, direct = _plan(Path(path), what)
+    target, direct = plan_write(Path(path), what)
     if direct:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()  # what was printed comes first, should the target be the terminal or stdout
@@ -256,7 +187,7 @@ def replace_directory(
     deleted; if the second rename fails, the old one is moved back. `path` is absent only
     between two renames, and a run killed there is repaired by the next write.
     """
-    target, _ = _plan(Path(path), what, directory_ok=True)
+    target, _ = plan_write(Path(path), what, directory_ok=True)
     parent = target.parent
     _check_space(path, parent, expected_bytes, what)
     remove_stale_temps(target)

@@ -1,6 +1,6 @@
 """Predictor: images in, top-k labels out, over any backend (no torch here).
 
-    predictor = runtime.load("demo-out/model.onnx")
+    predictor = runtime.load("demo-out/run/best.onnx")
     for p in predictor.predict(["cat.jpg", "dog.png"], topk=3):
         print(p.source, p.labels, p.probabilities)
 

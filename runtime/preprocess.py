@@ -11,15 +11,15 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import stat
 import warnings
 from dataclasses import asdict, dataclass, fields
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from runtime.errors import DeployError, MetadataError
+from runtime.fileio import SpecialFileError, open_regular
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -151,46 +151,6 @@ def _triple(name: str, values: Any, *, positive: bool) -> tuple[float, float, fl
         what = "finite positive" if positive else "finite"
         raise MetadataError(f"{name} must be three {what} numbers (R, G, B), got {short_repr(values)}")
     return tuple(float(v) for v in values)  # type: ignore[return-value]
-
-
-class SpecialFileError(OSError):
-    """A FIFO, device or socket where a regular file is needed (reading it could block or never end)."""
-
-
-def special_file_kind(mode: int) -> str | None:
-    """None for a regular file, else what it is ("a FIFO", ...), for refusing it by name."""
-    if stat.S_ISREG(mode):
-        return None
-    kinds = (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
-
-
-def open_regular(path: str | os.PathLike) -> BinaryIO:
-    """Open a regular file for reading, never blocking: a FIFO would hang a plain open() until
-    some writer appears. Raises OSError (FileNotFoundError, IsADirectoryError, SpecialFileError)."""
-    # O_NONBLOCK makes opening a FIFO return at once; fstat on the open descriptor then
-    # checks the very file that was opened (no race between a check and the open). O_NOCTTY:
-    # a terminal device given as a path must not become this process's controlling terminal.
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags)
-    try:
-        kind = special_file_kind(os.fstat(fd).st_mode)
-        if kind is not None:
-            raise (IsADirectoryError if kind == "a directory" else SpecialFileError)(
-                f"{os.fspath(path)} is {kind}, not a regular file"
-            )
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def load_image(source: ImageInput) -> Image.Image:

@@ -12,7 +12,9 @@ from typing import Any
 import click
 import numpy as np
 
+from runtime.backends import DEVICES
 from runtime.cliutil import handle_errors
+from runtime.metadata import ArtifactMetadata
 from runtime.preprocess import MAX_CROP
 
 
@@ -46,7 +48,7 @@ def _training_defaults(model: Path, seed: int, val_per_class: int | None) -> tup
 @click.option("--data", default="synthetic", show_default=True, help="synthetic | DIR | cifar10:DIR | stl10:DIR")
 @click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
 @click.option("--backend", default="auto", show_default=True, help="Runtime backend for MODEL (auto: from the file).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option(
     "--image-size",
@@ -109,7 +111,6 @@ def main(
       alexnet-eval runs/cifar/best.pth --data cifar10:~/data/cifar-10-batches-py
     """
     import runtime
-    from alexnet.data import load_eval_split
     from alexnet.evaluate import evaluate, format_report
     from alexnet.metrics import format_confusion
     from runtime.outputs import is_stdout
@@ -118,10 +119,8 @@ def main(
     seed, synthetic_val_per_class = _training_defaults(model, seed, synthetic_val_per_class)
     predictor = _with_image_size(runtime.load(model, backend=backend, device=device), image_size, model)
     meta = predictor.metadata
-    extra = {"synthetic_val_per_class": synthetic_val_per_class} if synthetic_val_per_class else {}
-    dataset, data_names = load_eval_split(data, split=split, preprocess=meta.preprocess, seed=seed, **extra)
     class_names = list(meta.class_names)
-    dataset = _match_classes(dataset, list(data_names), class_names, model, data)
+    dataset = _eval_dataset(model, meta, data, split, seed, synthetic_val_per_class)
     click.echo(
         f"{model} [{predictor.backend_name} on {predictor.device}] on {data} {split}: {len(dataset)} images, "
         f"input {meta.preprocess.crop}x{meta.preprocess.crop}",
@@ -134,6 +133,17 @@ def main(
     echo(format_report(report, class_names))
     echo(format_confusion(np.asarray(report["confusion_matrix"]), class_names))
     _write_outputs(report, class_names, json_path, confusion_path, echo)
+
+
+def _eval_dataset(
+    model: Path, meta: ArtifactMetadata, data: str, split: str, seed: int, val_per_class: int | None
+) -> Any:
+    """The `data` split, preprocessed as the model's metadata says and labelled with the model's class indices."""
+    from alexnet.data import load_eval_split
+
+    extra = {"synthetic_val_per_class": val_per_class} if val_per_class else {}
+    dataset, data_names = load_eval_split(data, split=split, preprocess=meta.preprocess, seed=seed, **extra)
+    return _match_classes(dataset, list(data_names), list(meta.class_names), model, data)
 
 
 def _check_outputs(json_path: Path | None, confusion_path: Path | None) -> None:

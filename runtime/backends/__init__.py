@@ -29,9 +29,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from runtime.errors import DeployError
+from runtime.errors import DeployError, first_line
+from runtime.fileio import special_file_kind
 from runtime.metadata import ArtifactMetadata
-from runtime.preprocess import special_file_kind
 
 ENTRY_POINT_GROUP = "alexnet_deploy.backends"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -60,21 +60,11 @@ class ModelRunError(DeployError, RuntimeError):
     """The engine failed running a batch (usually: the model takes another input than it was given)."""
 
 
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """An engine's exception as one short line. TorchScript puts the interpreter's traceback
-    first and the actual error last; onnxruntime and the rest say it on their first line."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    line = lines[-1] if "Traceback of TorchScript" in str(exc) else lines[0]
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
 def run_failed(path: Any, exc: BaseException, batch: np.ndarray, expected: str) -> ModelRunError:
     """The error for a failed `run`: the model, what it expects and what it was given, the engine's reason."""
     return ModelRunError(
         f"{path} failed on an input of shape {tuple(batch.shape)} {batch.dtype} "
-        f"(the model declares {expected}): {one_line(exc)}"
+        f"(the model declares {expected}): {first_line(exc, limit=300)}"
     )
 
 

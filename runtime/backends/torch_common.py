@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backends import BackendUnavailableError, run_failed
+from runtime.backends import DEVICES, BackendUnavailableError, run_failed
 from runtime.errors import DeployError, first_line
 
 
@@ -36,7 +36,7 @@ def resolve_torch_device(torch: Any, device: str) -> Any:
     if device == "auto":
         return torch.device(available_torch_devices(torch)[0])
     kind = device.split(":")[0]
-    if kind not in ("cpu", "cuda", "mps") or (kind != "cuda" and ":" in device):
+    if kind not in DEVICES or (kind != "cuda" and ":" in device):  # "auto" is settled above
         raise BackendUnavailableError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
     if kind not in available_torch_devices(torch):
         what = "sees no CUDA device" if kind == "cuda" else "has no MPS device (Metal on Apple silicon)"

@@ -1,0 +1,104 @@
+"""What `alexnet-export` does with its jobs (one per artifact: format, precision, name tag).
+
+Every output place and the --data images are checked before the first artifact is written;
+then each artifact is exported and checked (validated against PyTorch, or, for int8 ONNX,
+its accuracy-gate record read back), and several artifacts end in one table.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+Job = tuple[str, str, str | None]  # (format, precision, name tag)
+TABLE_HEADER = ("format", "precision", "size", "agreement", "accuracy", "check", "artifact")
+
+
+def check_before_writing(checkpoint: Path, jobs: list[Job], output: Path | None, data: Path | None) -> None:
+    """Every output place and the --data images, checked before the first artifact replaces an old one."""
+    from export import common
+
+    for name, _, tag in jobs:
+        common.check_output(common.resolve_output(checkpoint, name, output, tag), name, checkpoint)
+    if data is not None:
+        from export.validate import validation_inputs
+        from runtime.metadata import ArtifactMetadata
+        from runtime.preprocess import PreprocessSpec
+
+        # Validation reads these images only after the export; read the same ones now (at a
+        # tiny size: only whether they load matters here).
+        probe = ArtifactMetadata(
+            class_names=(), preprocess=PreprocessSpec(resize=8, crop=8), model_config={}, input_shape=(None, 3, 8, 8)
+        )
+        validation_inputs(probe, data, random=0)
+
+
+def run_jobs(checkpoint: Path, jobs: list[Job], output: Path | None, settings: dict, checks: dict) -> list[Path]:
+    """Export and check every job (a table of them when there are several); the artifacts that failed."""
+    rows, failed = [], []
+    for job in jobs:
+        *row, path, passed = export_one(checkpoint, job, output, settings, checks)
+        rows.append(tuple(row))
+        if not passed:
+            failed.append(path)
+    if len(rows) > 1:
+        _table(TABLE_HEADER, rows)
+    return failed
+
+
+def export_one(checkpoint: Path, job: Job, output: Path | None, settings: dict, checks: dict) -> tuple:
+    """Export and check one artifact; its table row, its path, then whether it passed."""
+    from export import export_artifact
+
+    name, chosen, tag = job
+    if name == "onnx" and chosen == "fp16":
+        click.echo(
+            "warning: fp16 ONNX runs slower than fp32 on CPUs (onnxruntime's CPU provider casts most fp16 ops "
+            "back to fp32); it is meant for GPUs and the Core ML execution provider",
+            err=True,
+        )
+    start = time.perf_counter()
+    path = export_artifact(checkpoint, name, output, precision=chosen, tag=tag, **settings)
+    click.echo(f"wrote {path} ({name}, {chosen}, {time.perf_counter() - start:.1f} s)")
+    if name == "onnx" and chosen == "int8":
+        verdict, agreement, accuracy, passed = _gate_verdict(path)
+    elif checks["no_validate"]:
+        verdict, agreement, accuracy, passed = "skipped", "-", "-", True
+    else:
+        verdict, agreement, accuracy, passed = _validation_verdict(path, checkpoint, checks)
+    return name, chosen, _size(path), agreement, accuracy, verdict, str(path), path, passed
+
+
+def _gate_verdict(path: Path) -> tuple[str, str, str, bool]:
+    """An int8 ONNX artifact is written only once it passed the gate (or with --force): report its record."""
+    import runtime
+
+    with runtime.load(path, backend="onnxruntime", device="cpu") as predictor:
+        gate = dict((predictor.metadata.quantization or {}).get("gate") or {})
+    verdict = "gate PASS" if gate.get("passed") else "gate FAIL (forced)"
+    accuracy = "-"
+    if gate.get("accuracy_int8") is not None:
+        accuracy = f"{gate['accuracy_int8']:.2%} (fp32 {gate['accuracy_fp32']:.2%})"
+    return verdict, f"{gate.get('agreement', 0):.2%}", accuracy, True
+
+
+def _validation_verdict(path: Path, checkpoint: Path, checks: dict) -> tuple[str, str, str, bool]:
+    from export.validate import validate_artifact
+
+    result = validate_artifact(path, checkpoint, atol=checks["atol"], data=checks["data"])
+    click.echo(f"  {result.summary()}")
+    agreement = "-" if result.top1 is None else f"{result.top1:.2%}"
+    return ("PASS" if result.passed else "FAIL"), agreement, "-", result.passed
+
+
+def _size(path: Path) -> str:
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    return f"{size / 1e6:.1f} MB"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
