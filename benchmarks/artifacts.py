@@ -10,6 +10,7 @@ ONNX (`benchmarks.quantized`), as a user choosing OpenVINO would.
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,14 @@ from runtime.errors import DeployError
 
 class Skip(Exception):
     """This backend (or device) cannot run here; the message says why, in one line."""
+
+
+def import_optional(name: str) -> Any:
+    """Module `name` of the bench extra (openvino, nncf), or Skip saying how to install it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise Skip(f"{name} not installed (pip install 'alexnet-deploy[bench]')") from None
 
 
 @dataclass
@@ -80,7 +89,7 @@ def open_source(
 
 
 def artifact_bytes(path: str | os.PathLike | None) -> int | None:
-    """Bytes on disk: a file (with its ONNX external-data file, if any) or a whole directory (.mlpackage)."""
+    """Bytes on disk: a file (an OpenVINO IR with its weights) or a whole directory (.mlpackage)."""
     if path is None:
         return None
     path = Path(path)
@@ -88,10 +97,10 @@ def artifact_bytes(path: str | os.PathLike | None) -> int | None:
         return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     if not path.exists():
         return None
-    # ONNX external data beside model.onnx; an OpenVINO IR's weights in model.bin beside model.xml
-    siblings = [path.with_name(path.name + ".data")] + ([path.with_suffix(".bin")] if path.suffix == ".xml" else [])
-    extra = [p for p in siblings if p.exists()]
-    return path.stat().st_size + sum(p.stat().st_size for p in extra)
+    # An OpenVINO IR keeps its weights in model.bin beside model.xml. (export writes every ONNX
+    # self-contained, without an external-data file, so a .onnx is one file.)
+    weights = path.with_suffix(".bin") if path.suffix == ".xml" else None
+    return path.stat().st_size + (weights.stat().st_size if weights and weights.exists() else 0)
 
 
 @dataclass
@@ -120,11 +129,9 @@ class Artifacts:
             from benchmarks.quantized import nncf_export
 
             return nncf_export(self.get("onnx", "fp32"), self.source, self.workdir / f"model-{precision}-nncf.xml")
-        try:
-            from export import export_artifact
-            from export.common import SUFFIXES
-        except ImportError as exc:
-            raise Skip(f"cannot export {fmt}: the export package is not available ({exc})") from exc
+        from export import export_artifact
+        from export.common import SUFFIXES
+
         output = self.workdir / f"model-{precision}{SUFFIXES[fmt]}"
         # Core ML: a tensor input takes the same float batch as every other backend (an image input is batch 1).
         extra: dict[str, Any] = {"coreml_input": "tensor"} if fmt == "coreml" else {}

@@ -12,18 +12,26 @@ from typing import Any
 import click
 
 from alexnet.model import VARIANTS
+from benchmarks import report
 from benchmarks.options import (
     BACKENDS,
     PRECISIONS,
-    canonical_command,
+    check_outputs,
+    clock_threads,
+    command_line,
     parse_backends,
     parse_batch_sizes,
     parse_devices,
     parse_precisions,
+    timed_seconds,
 )
+from benchmarks.suite import Settings
+from benchmarks.timing import Budget
 from runtime.cliutil import handle_errors
 from runtime.outputs import is_stdout
 from runtime.preprocess import MAX_CROP
+
+QUICK_MEASURE = {"sizes": (1024,), "mbytes": 64, "repeats": 2}  # --quick: measure_limits options, a first look
 
 
 def _progress(enabled: bool) -> tuple[Callable[[str], None], Callable[[], None]]:
@@ -175,73 +183,67 @@ def main(
     # nncf sends usage telemetry from every quantize call unless this is set (in nncf 3.4 the
     # variable does nothing else): a benchmark must not talk to the network. Process-wide, so here.
     os.environ.setdefault("NNCF_CI", "1")
-    if iterations is not None and min_time is not None:
-        raise click.UsageError("give --iterations or --min-time, not both")
-    if iterations is None and min_time is None:
-        min_time = 2.0
+    min_time = timed_seconds(iterations, min_time)
     backend_list, device_list, sizes = parse_backends(backends), parse_devices(devices), parse_batch_sizes(batch_sizes)
     precision_list = parse_precisions(precisions)
-    if clock == "cpu":
-        if threads not in (None, 1) or device_list != ["cpu"]:
-            raise click.UsageError(
-                "--clock cpu measures one thread on the CPU: use it with --devices cpu (and --threads 1)"
-            )
-        threads = 1
+    threads = clock_threads(clock, threads, device_list)
     check_outputs(json_out, markdown, plot)  # before the long run: a result nobody can write is lost
+    budget = Budget(iterations=iterations, min_time=min_time, rounds=repeats)
+    settings = _settings(backend_list, device_list, sizes, precision_list, budget, threads, warmup, clock, quick)
+    model_options = dict(variant=variant, num_classes=num_classes, image_size=image_size)
+    outputs = dict(json=json_out, markdown=markdown, plot=plot)
+    command = command_line(checkpoint, settings, model_options, outputs)
+    parts = _run_with_progress(checkpoint, workdir, model_options, settings, quiet)
+    _show_and_write(report.build_document(command=command, note=note, **parts), json_out, markdown, plot)
 
+
+def _settings(
+    backends: list[str],
+    devices: list[str],
+    sizes: list[int],
+    precisions: list[str],
+    budget: Budget,
+    threads: int | None,
+    warmup: int,
+    clock: str,
+    quick: bool,
+) -> Settings:
+    """The suite's settings. Sets torch's thread count: process-wide, which only an entry point may do."""
     import torch
 
-    from benchmarks import report
     from benchmarks.machine import physical_cores
-    from benchmarks.suite import Settings
-    from benchmarks.timing import Budget
 
     threads = threads or physical_cores()
     torch.set_num_threads(threads)
-    settings = Settings(
-        backend_list,
-        device_list,
+    return Settings(
+        backends,
+        devices,
         sizes,
-        Budget(iterations=iterations, min_time=min_time, rounds=repeats),
+        budget,
         warmup=warmup,
         threads=threads,
         remeasure=not quick,
         clock=clock,
-        measure={"sizes": (1024,), "mbytes": 64, "repeats": 2} if quick else {},
-        precisions=precision_list,
+        measure=QUICK_MEASURE if quick else {},
+        precisions=precisions,
     )
-    command = canonical_command(
-        checkpoint,
-        dict(
-            backends=",".join(backend_list),
-            precisions=",".join(precision_list),
-            devices=",".join(device_list),
-            batch_sizes=",".join(map(str, sizes)),
-            threads=threads,
-            warmup=warmup,
-            iterations=iterations,
-            min_time=min_time,
-            repeats=repeats,
-            variant=None if checkpoint else variant,
-            num_classes=None if checkpoint else num_classes,
-            image_size=image_size,
-            clock=None if clock == "wall" else clock,
-            quick=quick,
-            json=json_out,
-            markdown=markdown,
-            plot=plot,
-        ),
-    )
-    model_options = dict(variant=variant, num_classes=num_classes, image_size=image_size)
+
+
+def _run_with_progress(
+    checkpoint: str | None, workdir: str | None, model_options: dict[str, Any], settings: Settings, quiet: bool
+) -> dict[str, Any]:
+    """`_run` in `workdir`, or in a temporary directory removed afterwards, under a progress line."""
     say, done = _progress(not quiet)
     try:
         with tempfile.TemporaryDirectory(prefix="alexnet-bench-") as tmp:
             if workdir:
                 os.makedirs(workdir, exist_ok=True)
-            parts = _run(checkpoint, Path(workdir or tmp), model_options, settings, say)
+            return _run(checkpoint, Path(workdir or tmp), model_options, settings, say)
     finally:
         done()
-    doc = report.build_document(command=command, note=note, **parts)
+
+
+def _show_and_write(doc: dict[str, Any], json_out: str | None, markdown: str | None, plot: str | None) -> None:
     # The table first (on stderr when stdout carries --json/--markdown -): a failed write loses nothing on screen.
     click.echo(report.render_markdown(doc), err=is_stdout(json_out) or is_stdout(markdown))
     for warning in doc["warnings"]:
@@ -254,25 +256,8 @@ def main(
         report.write_plot(doc, plot)
 
 
-def check_outputs(json_out: str | None, markdown: str | None, plot: str | None) -> None:
-    """Usage errors (exit 2) for outputs that could not be written; `-` is stdout for one text output."""
-    from benchmarks.report import plot_format
-    from runtime.outputs import OutputError, check_output_path
-
-    if is_stdout(json_out) and is_stdout(markdown):
-        raise click.UsageError("--json - and --markdown - would both go to stdout; send one of them to a file")
-    try:
-        for flag, path in (("--json", json_out), ("--markdown", markdown), ("--plot", plot)):
-            if path:
-                check_output_path(path, what=flag, stdout_ok=flag != "--plot")
-        if plot:
-            plot_format(plot)
-    except (OutputError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from None
-
-
 def _run(
-    checkpoint: str | None, workdir: Path, model_options: dict[str, Any], settings: Any, say: Callable[[str], None]
+    checkpoint: str | None, workdir: Path, model_options: dict[str, Any], settings: Settings, say: Callable[[str], None]
 ) -> dict[str, Any]:
     """Open the model, run the suite; the pieces of the report (machine described before and after)."""
     from dataclasses import asdict

@@ -19,8 +19,9 @@ These are upper bounds: VPMADDUBSW saturates at 16 bits, and real kernels lose t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
+
+from benchmarks.timing import Clock
 
 INT8_FACTORS = {"vnni": 4.0, "avx512": 2.0, "avx2": 2.0, "arm64": 4.0, "other": 1.0}
 INSTRUCTIONS = {
@@ -53,7 +54,7 @@ def measure_int8(
     sizes: tuple[int, ...],
     repeats: int = 3,
     threads: int | None = None,
-    clock: Callable[[], float] = time.perf_counter,
+    clock: Clock = time.perf_counter,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Every int8 figure (GOP/s; the rate is their max) and what they rest on, on the CPU."""
     from benchmarks.ort_matmul import measure_matmul_int8_onnxruntime

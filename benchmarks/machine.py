@@ -20,6 +20,8 @@ from importlib import metadata
 from typing import Any
 
 from benchmarks.ort_matmul import measure_matmul_onnxruntime
+from benchmarks.timing import Clock, best_seconds
+from benchmarks.variant import TORCH_DTYPES
 
 LIBRARIES = (
     "torch",
@@ -158,23 +160,6 @@ class Limits:
         }
 
 
-Clock = Callable[[], float]
-
-
-def _best_seconds(
-    fn: Callable[[], object], sync: Callable[[], None], repeats: int, clock: Clock = time.perf_counter
-) -> float:
-    fn()
-    sync()  # the first call pays for allocation and thread start-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = clock()
-        fn()
-        sync()
-        best = min(best, clock() - t0)
-    return best
-
-
 def _sync_for(torch: Any, device: str) -> Callable[[], None]:
     if device == "cuda":
         return torch.cuda.synchronize
@@ -183,7 +168,7 @@ def _sync_for(torch: Any, device: str) -> Callable[[], None]:
     return lambda: None
 
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+CPU_SIZES = (1024, 2048)  # n of the n x n matmuls timed on the CPU
 
 
 def measure_matmul(
@@ -198,7 +183,7 @@ def measure_matmul(
 
     if sizes is None:
         sizes = CPU_SIZES if device == "cpu" else (4096, 8192)
-    dtype = getattr(torch, DTYPES[precision])
+    dtype = getattr(torch, TORCH_DTYPES[precision])
     sync = _sync_for(torch, device)
     rates = {}
     # cuDNN runs fp32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32), so the
@@ -209,14 +194,14 @@ def measure_matmul(
         for n in sizes:
             a = torch.randn(n, n, device=device).to(dtype)
             b = torch.randn(n, n, device=device).to(dtype)
-            rates[n] = 2 * n**3 / _best_seconds(lambda: torch.mm(a, b), sync, repeats, clock) / 1e9
+            rates[n] = 2 * n**3 / best_seconds(lambda: torch.mm(a, b), sync, repeats, clock) / 1e9
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
     return rates
 
 
 def measure_matmul_numpy(
-    sizes: tuple[int, ...] = (1024, 2048), repeats: int = 3, clock: Clock = time.perf_counter
+    sizes: tuple[int, ...] = CPU_SIZES, repeats: int = 3, clock: Clock = time.perf_counter
 ) -> dict[int, float]:
     """The same on the CPU through numpy's BLAS: another library, another chance at the peak."""
     import numpy as np
@@ -225,11 +210,8 @@ def measure_matmul_numpy(
     rates = {}
     for n in sizes:
         a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-        rates[n] = 2 * n**3 / _best_seconds(lambda: a @ b, lambda: None, repeats, clock) / 1e9
+        rates[n] = 2 * n**3 / best_seconds(lambda: a @ b, lambda: None, repeats, clock) / 1e9
     return rates
-
-
-CPU_SIZES = (1024, 2048)
 
 
 def measure_bandwidth(
@@ -242,8 +224,8 @@ def measure_bandwidth(
     src = torch.ones(n, device=device)
     dst = torch.empty_like(src)
     sync = _sync_for(torch, device)
-    copy_s = _best_seconds(lambda: dst.copy_(src), sync, repeats, clock)
-    sum_s = _best_seconds(lambda: src.sum(), sync, repeats, clock)
+    copy_s = best_seconds(lambda: dst.copy_(src), sync, repeats, clock)
+    sum_s = best_seconds(lambda: src.sum(), sync, repeats, clock)
     return {"copy": 2 * 4 * n / copy_s / 1e9, "read": 4 * n / sum_s / 1e9}
 
 

@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.artifacts import Skip
+from benchmarks.artifacts import Skip, import_optional
 from benchmarks.runner_base import Runner
+from runtime.backends.onnxruntime_backend import COREML, CPU, CUDA
 
-ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "mps": "CoreMLExecutionProvider"}
+# The provider runtime.load picks first for each device (checked here to give a benchmark's hint, not alexnet-run's).
+ORT_PROVIDERS = {"cpu": CPU, "cuda": CUDA, "mps": COREML}
 
 
 class OnnxRuntimeRunner(Runner):
@@ -86,10 +88,7 @@ class OpenVinoRunner(Runner):
     backend = "openvino"
 
     def _build(self) -> None:
-        try:
-            import openvino as ov
-        except ImportError:
-            raise Skip("openvino not installed (pip install 'alexnet-deploy[bench]')") from None
+        ov = import_optional("openvino")
         if self.device != "cpu":
             raise Skip(f"OpenVINO has no {self.device.upper()} device (its GPU plugin is for Intel GPUs)")
         self.ov = ov

@@ -1,16 +1,22 @@
-"""Parsing of alexnet-bench's list options, and the canonical command a result file records."""
+"""Parsing and checking of alexnet-bench's options (usage errors, exit 2), and the canonical
+command a result file records."""
 
 from __future__ import annotations
 
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from benchmarks.runners import BACKENDS, PRECISIONS
+from benchmarks.runners import BACKENDS
+from benchmarks.variant import PRECISIONS
+from runtime.backends import DEVICES as RUNTIME_DEVICES
+
+if TYPE_CHECKING:
+    from benchmarks.suite import Settings
 
 ALIASES = {"compile": "torch.compile", "ort": "onnxruntime", "ov": "openvino", "eager": "pytorch"}
-DEVICES = ("cpu", "cuda", "mps")
+DEVICES = tuple(d for d in RUNTIME_DEVICES if d != "auto")  # "auto" expands to the devices present
 
 
 def _split(text: str) -> list[str]:
@@ -66,3 +72,64 @@ def canonical_command(checkpoint: str | None, params: dict[str, Any]) -> str:
         if value is not None and value is not False:
             parts += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
     return shlex.join(parts)
+
+
+def command_line(
+    checkpoint: str | None, settings: Settings, model_options: dict[str, Any], outputs: dict[str, str | None]
+) -> str:
+    """The run as one canonical command: every setting explicit, the model flags only without a checkpoint."""
+    return canonical_command(
+        checkpoint,
+        dict(
+            backends=",".join(settings.backends),
+            precisions=",".join(settings.precisions or ()),
+            devices=",".join(settings.devices),
+            batch_sizes=",".join(map(str, settings.batch_sizes)),
+            threads=settings.threads,
+            warmup=settings.warmup,
+            iterations=settings.budget.iterations,
+            min_time=settings.budget.min_time,
+            repeats=settings.budget.rounds,
+            variant=None if checkpoint else model_options["variant"],
+            num_classes=None if checkpoint else model_options["num_classes"],
+            image_size=model_options["image_size"],
+            clock=None if settings.clock == "wall" else settings.clock,
+            quick=not settings.remeasure,
+            **outputs,
+        ),
+    )
+
+
+def timed_seconds(iterations: int | None, min_time: float | None) -> float | None:
+    """--min-time as the run uses it: 2 s when neither budget flag is given; a usage error for both."""
+    if iterations is not None and min_time is not None:
+        raise click.UsageError("give --iterations or --min-time, not both")
+    return 2.0 if iterations is None and min_time is None else min_time
+
+
+def clock_threads(clock: str, threads: int | None, devices: list[str]) -> int | None:
+    """--threads as the run uses it: the CPU clock counts one thread, so it takes one."""
+    if clock != "cpu":
+        return threads
+    if threads not in (None, 1) or devices != ["cpu"]:
+        raise click.UsageError(
+            "--clock cpu measures one thread on the CPU: use it with --devices cpu (and --threads 1)"
+        )
+    return 1
+
+
+def check_outputs(json_out: str | None, markdown: str | None, plot: str | None) -> None:
+    """Usage errors (exit 2) for outputs that could not be written; `-` is stdout for one text output."""
+    from benchmarks.report import plot_format
+    from runtime.outputs import OutputError, check_output_path, is_stdout
+
+    if is_stdout(json_out) and is_stdout(markdown):
+        raise click.UsageError("--json - and --markdown - would both go to stdout; send one of them to a file")
+    try:
+        for flag, path in (("--json", json_out), ("--markdown", markdown), ("--plot", plot)):
+            if path:
+                check_output_path(path, what=flag, stdout_ok=flag != "--plot")
+        if plot:
+            plot_format(plot)
+    except (OutputError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None

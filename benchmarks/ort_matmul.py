@@ -5,10 +5,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
-Clock = Callable[[], float]
+from benchmarks.timing import Clock, best_seconds
 
 
 def _session(nodes: list[Any], inputs: list[Any], output: Any, initializers: list[Any], threads: int | None) -> Any:
@@ -25,7 +24,7 @@ def _session(nodes: list[Any], inputs: list[Any], output: Any, initializers: lis
 
 
 def measure_matmul_onnxruntime(
-    sizes: tuple[int, ...] = (1024, 2048),
+    sizes: tuple[int, ...],
     repeats: int = 3,
     threads: int | None = None,
     clock: Clock = time.perf_counter,
@@ -36,8 +35,6 @@ def measure_matmul_onnxruntime(
         from onnx import TensorProto, helper
     except ImportError:
         return {}
-    from benchmarks.machine import _best_seconds
-
     rates = {}
     for n in sizes:
         session = _session(
@@ -49,12 +46,12 @@ def measure_matmul_onnxruntime(
         )
         rng = np.random.default_rng(0)
         feed = {x: rng.standard_normal((n, n), dtype=np.float32) for x in ("a", "b")}
-        rates[n] = 2 * n**3 / _best_seconds(lambda: session.run(None, feed), lambda: None, repeats, clock) / 1e9
+        rates[n] = 2 * n**3 / best_seconds(lambda: session.run(None, feed), lambda: None, repeats, clock) / 1e9
     return rates
 
 
 def measure_matmul_int8_onnxruntime(
-    sizes: tuple[int, ...] = (1024, 2048),
+    sizes: tuple[int, ...],
     repeats: int = 3,
     threads: int | None = None,
     clock: Clock = time.perf_counter,
@@ -69,8 +66,6 @@ def measure_matmul_int8_onnxruntime(
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return {}
-    from benchmarks.machine import _best_seconds
-
     rng = np.random.default_rng(0)
     rates = {}
     for n in sizes:
@@ -83,5 +78,5 @@ def measure_matmul_int8_onnxruntime(
             threads,
         )
         feed = {"a": rng.integers(0, 256, (n, n), dtype=np.uint8)}
-        rates[n] = 2 * n**3 / _best_seconds(lambda: session.run(None, feed), lambda: None, repeats, clock) / 1e9
+        rates[n] = 2 * n**3 / best_seconds(lambda: session.run(None, feed), lambda: None, repeats, clock) / 1e9
     return rates

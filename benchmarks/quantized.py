@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.artifacts import Skip, Source
+from benchmarks.artifacts import Source, import_optional
 
 CALIBRATION_SIZE = 32  # images, for export's int8 ONNX and for NNCF alike
 GATE_SIZE = 32  # images export compares int8 with fp32 on (its accuracy gate)
@@ -31,10 +31,8 @@ def quantize_options(source: Source) -> Any:
     export into keeping layers in fp32; what a fresh model stands for is the all-int8 artifact.
     A user's checkpoint keeps export's thresholds: its rows time what `alexnet-export` would ship.
     """
-    try:
-        from export.quantize import QuantizeOptions
-    except ImportError as exc:
-        raise Skip(f"cannot export an int8 ONNX: export.quantize is not available ({exc})") from exc
+    from export.quantize import QuantizeOptions
+
     wide = {} if source.given else {"max_agreement_loss": 1.0, "max_accuracy_drop": 1.0}
     return QuantizeOptions(
         calibration="synthetic", calibration_size=CALIBRATION_SIZE, gate_size=GATE_SIZE, force=True, **wide
@@ -63,21 +61,9 @@ def calibration_inputs(source: Source, count: int | None = None) -> list[np.ndar
     return [batch for batch, _ in calibration.batches(images, spec, limit=count, batch_size=1, log=log)]
 
 
-def _import_nncf() -> Any:
-    try:
-        import nncf
-    except ImportError:
-        raise Skip("nncf not installed (pip install 'alexnet-deploy[bench]')") from None
-    return nncf
-
-
 def nncf_export(onnx_path: Path, source: Source, output: Path) -> Path:
     """The fp32 ONNX quantized by NNCF for OpenVINO on the CPU, saved as an OpenVINO IR (`output`, .xml + .bin)."""
-    try:
-        import openvino as ov
-    except ImportError:
-        raise Skip("openvino not installed (pip install 'alexnet-deploy[bench]')") from None
-    nncf = _import_nncf()
+    ov, nncf = import_optional("openvino"), import_optional("nncf")
     model = ov.Core().read_model(str(onnx_path))
     inputs = calibration_inputs(source)
     logger = logging.getLogger("nncf")

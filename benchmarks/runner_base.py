@@ -18,18 +18,27 @@ from typing import Any, ClassVar
 import numpy as np
 
 from benchmarks.artifacts import Artifacts, artifact_bytes
+from benchmarks.variant import FP32, Variant
 
 
 class Runner(abc.ABC):
     backend: ClassVar[str]
 
-    def __init__(self, artifacts: Artifacts, device: str, variant: str = "fp32", threads: int | None = None) -> None:
+    def __init__(self, artifacts: Artifacts, device: str, variant: Variant = FP32, threads: int | None = None) -> None:
         self.artifacts, self.device, self.variant, self.threads = artifacts, device, variant, threads
-        self.precision = variant.split()[0]  # "fp16 channels_last" -> "fp16", "int8 nncf" -> "int8"
         self.artifact: str | None = None
         self.artifact_bytes: int | None = None
         self.build_s: float | None = None
         self.info: dict[str, Any] = {}
+
+    @property
+    def precision(self) -> str:
+        return self.variant.precision
+
+    @property
+    def label(self) -> str:
+        """Backend and variant, as progress lines show them: "pytorch fp32 channels_last"."""
+        return f"{self.backend} {self.variant.label}"
 
     def build(self) -> None:
         t0 = time.perf_counter()

@@ -17,11 +17,10 @@ import numpy as np
 from benchmarks.artifacts import Skip
 from benchmarks.onnx_runners import OnnxRuntimeRunner, OpenVinoRunner
 from benchmarks.runner_base import Runner
+from benchmarks.variant import TORCH_DTYPES
 from runtime.errors import first_line
 
-__all__ = ["BACKENDS", "PRECISIONS", "RUNNERS", "Runner", "torch_device", "variants"]
-
-TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+__all__ = ["BACKENDS", "RUNNERS", "Runner", "torch_device"]
 
 
 # --- PyTorch: eager, torch.compile, TorchScript -------------------------------------------------
@@ -48,7 +47,7 @@ class TorchRunner(Runner):
         self._device = torch_device(self.device)
         self.dtype = getattr(torch, TORCH_DTYPES[self.precision])
         self.input_dtype = self.dtype
-        self.channels_last = "channels_last" in self.variant
+        self.channels_last = "channels_last" in self.variant.options
         if self.dtype != torch.float32 and self.device == "cpu":
             raise Skip(f"{self.precision} on CPU is an emulation here, not a deployment choice")
         self.module = self._module()
@@ -124,7 +123,7 @@ class TorchScriptRunner(TorchRunner):
         self._use_artifact(path)
         self.input_dtype = torch.float32  # an fp16 export casts inside: its interface stays fp32
         module = torch.jit.load(str(path), map_location=self._device).eval()
-        if "optimized" in self.variant:
+        if "optimized" in self.variant.options:
             # freezes first if needed; on CPU: oneDNN layouts, prepacked weights, conv+relu fused
             module = torch.jit.optimize_for_inference(module)
             size = self.artifacts.source.image_size
@@ -170,26 +169,3 @@ RUNNERS: dict[str, type[Runner]] = {
     for r in (EagerRunner, CompileRunner, TorchScriptRunner, OnnxRuntimeRunner, OpenVinoRunner, CoreMLRunner)
 }
 BACKENDS = tuple(RUNNERS)
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-
-
-def variants(backend: str, device: str) -> list[str]:
-    """The configurations benchmarked per backend and device (eager fp32 is the baseline)."""
-    if backend == "pytorch":
-        return {
-            "cpu": ["fp32", "fp32 channels_last"],
-            "mps": ["fp32", "fp16"],
-            "cuda": ["fp32", "fp16", "bf16", "fp16 channels_last"],
-        }[device]
-    if backend == "torch.compile":
-        return ["fp32", "fp16"] if device == "cuda" else ["fp32"]
-    if backend == "torchscript":
-        return ["fp32", "fp32 optimized"] + (["fp16"] if device == "cuda" else [])
-    if backend == "onnxruntime" and device == "cuda":
-        return ["fp32", "fp16"]  # the fp16 export casts inside the graph: input and logits stay float32
-    # int8 on the CPU only: that is where integer kernels (VNNI, VPMADDUBSW, SDOT) make it a deployment choice.
-    if backend == "onnxruntime" and device == "cpu":
-        return ["fp32", "int8"]
-    if backend == "openvino":
-        return ["fp32", "int8 nncf"]
-    return ["fp32"]

@@ -19,11 +19,12 @@ import numpy as np
 from benchmarks import roofline
 from benchmarks.artifacts import Artifacts, Skip
 from benchmarks.machine import Limits, best_limits, measure_limits
-from benchmarks.runners import RUNNERS, Runner, torch_device, variants
+from benchmarks.runners import RUNNERS, Runner, torch_device
 from benchmarks.timing import CLOCKS, SPREAD_WARNING, Budget, summarize, throughput, time_block
+from benchmarks.variant import FP32, Variant, variants
 from runtime.errors import first_line
 
-BASELINE = ("pytorch", "fp32")  # every speed-up is against this row, same device and batch size
+BASELINE = ("pytorch", FP32)  # (backend, variant): every speed-up is against it, same device and batch size
 PAUSE_S = 0.05  # between blocks, so one engine's spinning worker threads park before the next runs
 
 
@@ -39,13 +40,15 @@ class Settings:
     measure: dict[str, Any] = field(default_factory=dict)  # measure_limits options (sizes, mbytes, repeats)
     remeasure: bool = True  # measure the limits again after each batch size (and keep the best)
     clock: str = "wall"  # a key of timing.CLOCKS
-    precisions: Sequence[str] | None = None  # of runners.PRECISIONS; None: every variant of each backend
+    precisions: Sequence[str] | None = None  # of variant.PRECISIONS; None: every variant of each backend
 
 
 @dataclass
 class Row:
+    """One result, as the JSON keeps it: the variant by its label, beside its precision."""
+
     backend: str
-    variant: str
+    variant: str  # Variant.label
     device: str
     batch_size: int | None
     status: str = "ok"  # ok | skipped | failed
@@ -68,6 +71,10 @@ class Row:
     def label(self) -> str:
         return f"{self.backend} {self.variant}"
 
+    @property
+    def is_baseline(self) -> bool:
+        return (self.backend, self.variant) == (BASELINE[0], BASELINE[1].label)
+
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
@@ -83,7 +90,7 @@ class Result:
 def _runner_row(runner: Runner, batch_size: int | None, **values: Any) -> Row:
     return Row(
         runner.backend,
-        runner.variant,
+        runner.variant.label,
         runner.device,
         batch_size,
         precision=runner.precision,
@@ -109,7 +116,7 @@ def run_suite(
         try:
             torch_device(device)
         except Skip as exc:
-            rows += [_runner_row(r, None, status="skipped", reason=str(exc)) for r in runners]
+            rows += [_not_ok_row(r, None, exc) for r in runners]
             continue
         precisions = tuple(dict.fromkeys(r.precision for r in runners))
         say(f"{device}: measuring matmul rate and memory bandwidth")
@@ -117,16 +124,8 @@ def run_suite(
             measure_limits, device, precisions, clock=CLOCKS[settings.clock], **settings.measure
         )
         measured = [measure()]
-        ready = []
-        for runner in runners:
-            say(f"{device}: building {runner.backend} {runner.variant}")
-            try:
-                runner.build()
-                ready.append(runner)
-            except Skip as exc:
-                rows.append(_runner_row(runner, None, status="skipped", reason=str(exc)))
-            except Exception as exc:  # a broken backend must not stop the others
-                rows.append(_runner_row(runner, None, status="failed", reason=first_line(exc)))
+        ready, unready = _build(runners, say)
+        rows += unready
         try:
             for n in settings.batch_sizes:
                 rows += _time_batch(ready, n, artifacts.source.image_size, settings, say)
@@ -146,54 +145,43 @@ def run_suite(
     return Result(rows, limits, floors, _warnings(rows))
 
 
+def _not_ok_row(runner: Runner, batch_size: int | None, exc: Exception) -> Row:
+    """Skip: "skipped" (cannot run here); anything else: "failed" (broke), in one line either way."""
+    if isinstance(exc, Skip):
+        return _runner_row(runner, batch_size, status="skipped", reason=str(exc))
+    return _runner_row(runner, batch_size, status="failed", reason=first_line(exc))
+
+
+def _build(runners: list[Runner], say: Callable[[str], None]) -> tuple[list[Runner], list[Row]]:
+    """Build each runner once: (the runners ready, a row for each of the others)."""
+    ready, rows = [], []
+    for runner in runners:
+        say(f"{runner.device}: building {runner.label}")
+        try:
+            runner.build()
+            ready.append(runner)
+        except Exception as exc:  # a broken backend must not stop the others
+            rows.append(_not_ok_row(runner, None, exc))
+    return ready, rows
+
+
 def runner_pairs(
     backends: Sequence[str], device: str, precisions: Sequence[str] | None = None
-) -> list[tuple[str, str]]:
+) -> list[tuple[str, Variant]]:
     """(backend, variant) to run on `device`: each backend's variants in `precisions`, the baseline first."""
-    pairs = [(b, v) for b in backends for v in variants(b, device) if precisions is None or v.split()[0] in precisions]
+    pairs = [(b, v) for b in backends for v in variants(b, device) if precisions is None or v.precision in precisions]
     if BASELINE not in pairs:  # the baseline always runs, first
         pairs.insert(0, BASELINE)
     return pairs
 
 
 def _time_batch(runners: list[Runner], n: int, size: int, settings: Settings, say: Callable[[str], None]) -> list[Row]:
+    """One batch size: warm every runner up, time them in interleaved rounds, compare with eager."""
     rng = np.random.default_rng(settings.seed)
     batch = rng.standard_normal((n, 3, size, size), dtype=np.float32)  # (N, 3, H, W)
-    rows, active, warm_s, outputs = [], [], {}, {}
-    for runner in runners:
-        say(f"{runner.device} batch {n}: warming up {runner.backend} {runner.variant}")
-        try:
-            t0 = time.perf_counter()
-            runner.prepare(batch)
-            for _ in range(max(settings.warmup, 1)):  # at least one call: compile, allocate, autotune
-                runner.step()
-            runner.sync()
-            warm_s[runner] = time.perf_counter() - t0
-            outputs[runner] = runner.logits()
-            active.append(runner)
-        except Skip as exc:
-            rows.append(_runner_row(runner, n, status="skipped", reason=str(exc)))
-        except Exception as exc:
-            rows.append(_runner_row(runner, n, status="failed", reason=first_line(exc)))
-    times: dict[Runner, list[list[float]]] = {r: [] for r in active}
-    min_iterations, min_seconds = settings.budget.block()
-    for round_index in range(settings.budget.rounds):
-        shift = round_index % max(len(active), 1)
-        for runner in active[shift:] + active[:shift]:  # rotate: nobody always runs first or last
-            say(
-                f"{runner.device} batch {n}: round {round_index + 1}/{settings.budget.rounds} {runner.backend} {runner.variant}"
-            )
-            time.sleep(PAUSE_S)
-            runner.sync()
-            times[runner].append(
-                time_block(
-                    runner.step,
-                    runner.sync,
-                    min_iterations=min_iterations,
-                    min_seconds=min_seconds,
-                    clock=CLOCKS[settings.clock],
-                )
-            )
+    outputs, warm_s, rows = _warm_up(runners, batch, settings.warmup, say)
+    active = list(outputs)
+    times = _time_rounds(active, n, settings, say)
     reference = next((outputs[r] for r in active if (r.backend, r.variant) == BASELINE), None)
     for runner in active:
         stats = summarize(times[runner])
@@ -206,6 +194,50 @@ def _time_batch(runners: list[Runner], n: int, size: int, settings: Settings, sa
     return rows
 
 
+def _warm_up(
+    runners: list[Runner], batch: np.ndarray, warmup: int, say: Callable[[str], None]
+) -> tuple[dict[Runner, np.ndarray], dict[Runner, float], list[Row]]:
+    """(logits per runner that warmed up, in order; its warm-up seconds; a row for each that did not)."""
+    outputs, warm_s, rows = {}, {}, []
+    for runner in runners:
+        say(f"{runner.device} batch {len(batch)}: warming up {runner.label}")
+        try:
+            t0 = time.perf_counter()
+            runner.prepare(batch)
+            for _ in range(max(warmup, 1)):  # at least one call: compile, allocate, autotune
+                runner.step()
+            runner.sync()
+            seconds = time.perf_counter() - t0
+            outputs[runner], warm_s[runner] = runner.logits(), seconds
+        except Exception as exc:  # a runner failing at one batch size must not stop the others
+            rows.append(_not_ok_row(runner, len(batch), exc))
+    return outputs, warm_s, rows
+
+
+def _time_rounds(
+    runners: list[Runner], n: int, settings: Settings, say: Callable[[str], None]
+) -> dict[Runner, list[list[float]]]:
+    """Seconds per call, per runner and round; each round visits every runner, in a rotated order."""
+    times: dict[Runner, list[list[float]]] = {r: [] for r in runners}
+    min_iterations, min_seconds = settings.budget.block()
+    for round_index in range(settings.budget.rounds):
+        shift = round_index % max(len(runners), 1)
+        for runner in runners[shift:] + runners[:shift]:  # rotate: nobody always runs first or last
+            say(f"{runner.device} batch {n}: round {round_index + 1}/{settings.budget.rounds} {runner.label}")
+            time.sleep(PAUSE_S)
+            runner.sync()
+            times[runner].append(
+                time_block(
+                    runner.step,
+                    runner.sync,
+                    min_iterations=min_iterations,
+                    min_seconds=min_seconds,
+                    clock=CLOCKS[settings.clock],
+                )
+            )
+    return times
+
+
 def _rel_diff(out: np.ndarray, ref: np.ndarray) -> float | None:
     if out.shape != ref.shape:
         return None
@@ -215,11 +247,7 @@ def _rel_diff(out: np.ndarray, ref: np.ndarray) -> float | None:
 
 def _add_comparisons(rows: list[Row], cost: roofline.ModelCost, limits: dict[str, Limits]) -> None:
     """Speed-up against eager fp32 on the same device and batch size, and the fraction of the floor."""
-    base = {
-        (r.device, r.batch_size): r.latency_ms["p50"]
-        for r in rows
-        if r.status == "ok" and (r.backend, r.variant) == BASELINE
-    }
+    base = {(r.device, r.batch_size): r.latency_ms["p50"] for r in rows if r.status == "ok" and r.is_baseline}
     for row in rows:
         if row.status != "ok":
             continue

@@ -17,10 +17,12 @@ import numpy as np
 # A row whose round medians differ by more than this fraction of its median gets a warning.
 SPREAD_WARNING = 0.10
 
+Clock = Callable[[], float]
+
 # wall: elapsed time, what a user waits. cpu: the process's CPU time; with one thread and a CPU
 # device it is what the work costs, and it does not count the time the process sat descheduled,
 # so on a machine shared with other jobs it is the steadier measure of the backends' efficiency.
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+CLOCKS: dict[str, Clock] = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def time_block(
     *,
     min_iterations: int = 1,
     min_seconds: float = 0.0,
-    clock: Callable[[], float] = time.perf_counter,
+    clock: Clock = time.perf_counter,
 ) -> list[float]:
     """Seconds per call of `step`, each measured up to `sync()` (the device has finished).
 
@@ -69,6 +71,22 @@ def time_block(
         sync()  # CUDA/MPS launch asynchronously: without this we would time the launch only
         times.append(clock() - t0)
     return times
+
+
+def best_seconds(
+    fn: Callable[[], object], sync: Callable[[], None], repeats: int, clock: Clock = time.perf_counter
+) -> float:
+    """The fastest of `repeats` calls, after one untimed call: how the machine's limits are measured
+    (a floor must be optimistic, so the best try counts, not a typical one)."""
+    fn()
+    sync()  # the first call pays for allocation and thread start-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = clock()
+        fn()
+        sync()
+        best = min(best, clock() - t0)
+    return best
 
 
 @dataclass(frozen=True)
@@ -86,27 +104,15 @@ class Stats:
     round_p50: tuple[float, ...]  # each round's median: how much the machine drifted
     spread: float  # (max - min of round_p50) / p50: 0.0 means the rounds agreed
 
-    @property
-    def noisy(self) -> bool:
-        return self.spread > SPREAD_WARNING
-
     def to_dict(self) -> dict:
         data = asdict(self)
         data["round_p50"] = list(self.round_p50)
         return data
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), linear between closest ranks (numpy's default)."""
-    if len(values) == 0:
-        raise ValueError("percentile of no values")
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile q must be in [0, 100], got {q}")
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
-
-
 def summarize(rounds: Sequence[Sequence[float]]) -> Stats:
-    """Per-round lists of seconds -> Stats in ms (percentiles pooled over all rounds)."""
+    """Per-round lists of seconds -> Stats in ms (percentiles pooled over all rounds, linear
+    between closest ranks: numpy's default)."""
     rounds = [list(r) for r in rounds if len(r)]
     if not rounds:
         raise ValueError("no timings to summarize")

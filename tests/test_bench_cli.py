@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from benchmarks import cli, suite
+from benchmarks import cli, options, suite
 from benchmarks.machine import Limits
 
 
@@ -51,7 +51,7 @@ def test_aliases_and_all():
 
 
 def test_canonical_command_is_one_reproducible_line():
-    line = cli.canonical_command(
+    line = options.canonical_command(
         "runs/my ckpt.pth", {"backends": "pytorch", "threads": 2, "iterations": None, "quiet": True, "note": "a b"}
     )
     assert line == "alexnet-bench 'runs/my ckpt.pth' --backends pytorch --threads 2 --quiet --note 'a b'"

@@ -1,9 +1,10 @@
 """int8 rows of alexnet-bench: export's int8 ONNX on onnxruntime (opened as alexnet-run opens it), OpenVINO's
 NNCF peer calibrated on the same images, the int8 floor, and how the report shows them.
 
-export's int8 exporter is stood in for by onnxruntime's own static quantizer (a real QDQ int8 model), so that
-these tests check the benchmark's side whatever state export.quantize is in; one test runs the real exporter
-where it exists. A cifar AlexNet keeps every step to seconds; the machine limits are stubbed.
+export's int8 exporter is stood in for by onnxruntime's own static quantizer (a real QDQ int8 model) fed by
+the benchmark's calibration images: these tests check the benchmark's side (what it asks export for, what it
+times), and export's exporter, with its accuracy gate, is tested in test_quantize.py. A cifar AlexNet keeps
+every step to seconds; the machine limits are stubbed.
 """
 
 from __future__ import annotations
@@ -21,20 +22,9 @@ from benchmarks.artifacts import Artifacts, Skip, open_source
 from benchmarks.machine import Limits, measure_limits
 from benchmarks.onnx_runners import OnnxRuntimeRunner, OpenVinoRunner
 from benchmarks.timing import Budget
+from benchmarks.variant import INT8, Variant
 
 CALIBRATION = 4  # images per quantizer here (the benchmark's own count is quantized.CALIBRATION_SIZE)
-
-
-@dataclasses.dataclass(frozen=True)
-class StandInOptions:
-    """export.quantize.QuantizeOptions' interface, for where export.quantize does not exist yet."""
-
-    calibration: str | None = None
-    calibration_size: int = 300
-    gate_size: int = 500
-    max_agreement_loss: float = 0.01
-    max_accuracy_drop: float = 0.01
-    force: bool = False
 
 
 def stand_in_exporter(calls: list[dict], fp32_onnx):
@@ -78,14 +68,6 @@ def settings(backends=("onnxruntime", "openvino"), precisions=("fp32", "int8"), 
     )
 
 
-def has_module(name: str) -> bool:
-    try:
-        __import__(name)
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One suite run with the fp32 and int8 rows of onnxruntime and OpenVINO, and what it was fed."""
@@ -101,8 +83,6 @@ def run(tmp_path_factory):
         return calibrations[-1]
 
     with pytest.MonkeyPatch.context() as mp:
-        if not has_module("export.quantize"):
-            mp.setitem(sys.modules, "export.quantize", types.SimpleNamespace(QuantizeOptions=StandInOptions))
         artifacts = Artifacts(open_source(None, workdir, variant="cifar", num_classes=10), workdir)
         mp.setattr(export, "export_artifact", stand_in_exporter(calls, lambda: artifacts.get("onnx", "fp32")))
         mp.setattr(quantized, "CALIBRATION_SIZE", CALIBRATION)
@@ -160,7 +140,7 @@ def test_onnxruntime_opens_sessions_as_alexnet_run_does(run, monkeypatch):
     seen = []
     real_load = runtime.load
     monkeypatch.setattr(runtime, "load", lambda *a, **k: seen.append((a, k)) or real_load(*a, **k))
-    runner = OnnxRuntimeRunner(run.artifacts, "cpu", "int8", threads=2)
+    runner = OnnxRuntimeRunner(run.artifacts, "cpu", INT8, threads=2)
     runner.build()
     try:
         assert seen == [
@@ -182,23 +162,22 @@ def test_missing_nncf_is_a_skipped_row(run, monkeypatch):
     assert rows[("pytorch", "fp32", 1)].status == "ok" and ("openvino", "fp32", None) not in rows
 
 
-def test_missing_int8_exporter_is_a_skipped_export(run, monkeypatch):
-    monkeypatch.setitem(sys.modules, "export.quantize", None)
-    with pytest.raises(Skip, match="cannot export an int8 ONNX: export.quantize is not available"):
-        Artifacts(run.artifacts.source, run.workdir).get("onnx", "int8")
+def test_openvino_on_cuda_is_a_skip(run):
     with pytest.raises(Skip, match="OpenVINO has no CUDA device"):
-        OpenVinoRunner(run.artifacts, "cuda", "int8 nncf").build()
+        OpenVinoRunner(run.artifacts, "cuda", Variant("int8", ("nncf",))).build()
 
 
 def test_precisions_pick_the_variants():
-    assert suite.runner_pairs(["onnxruntime", "openvino", "pytorch"], "cpu", ["int8"]) == [
+    pairs = suite.runner_pairs(["onnxruntime", "openvino", "pytorch"], "cpu", ["int8"])
+    assert [(b, v.label) for b, v in pairs] == [
         ("pytorch", "fp32"),  # the baseline, always
         ("onnxruntime", "int8"),
         ("openvino", "int8 nncf"),
     ]
+    assert all(v.precision == "int8" for _, v in pairs[1:])
     every = suite.runner_pairs(["onnxruntime", "openvino"], "cpu")
-    assert ("onnxruntime", "fp32") in every and ("onnxruntime", "int8") in every
-    assert all(v.split()[0] != "int8" for _, v in suite.runner_pairs(["onnxruntime"], "cuda"))  # int8: CPU only
+    assert ("onnxruntime", Variant("fp32")) in every and ("onnxruntime", INT8) in every
+    assert all(v.precision != "int8" for _, v in suite.runner_pairs(["onnxruntime"], "cuda"))  # int8: CPU only
 
 
 def test_an_int8_artifact_with_fp32_layers_or_a_failed_gate_is_a_warning():
@@ -267,9 +246,7 @@ def test_report_shows_int8_limits_and_a_fastest_int8_table(run):
     assert "| int8 | 1 |" in text  # the int8 floor rows of the limits table
 
 
-def test_a_given_checkpoint_keeps_exports_gate(run, monkeypatch):
-    if not has_module("export.quantize"):
-        monkeypatch.setitem(sys.modules, "export.quantize", types.SimpleNamespace(QuantizeOptions=StandInOptions))
+def test_a_given_checkpoint_keeps_exports_gate(run):
     given = dataclasses.replace(run.artifacts.source, given=True)
     options = quantized.quantize_options(given)
     assert options.force and options.max_agreement_loss < 1.0 and options.max_accuracy_drop < 1.0

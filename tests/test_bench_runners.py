@@ -11,6 +11,7 @@ import pytest
 from benchmarks import roofline, runners, suite
 from benchmarks.artifacts import Artifacts, Skip, open_source
 from benchmarks.timing import Budget
+from benchmarks.variant import PRECISIONS, Variant, variants
 
 QUICK = {"sizes": (128,), "mbytes": 8, "repeats": 1}  # machine limits in a blink (values unimportant here)
 CPU_BACKENDS = ["pytorch", "torchscript", "onnxruntime", "openvino", "coreml"]
@@ -77,6 +78,21 @@ def test_every_cpu_runner_produces_complete_rows(cpu_result):
             assert row.max_rel_diff < 1e-3, f"{backend} {variant} computes something else than eager"
     assert rows[("pytorch", "fp32", 1)].speedup == 1.0  # the baseline against itself
     assert rows[("onnxruntime", "fp32", 1)].info["providers"] == ["CPUExecutionProvider"]
+
+
+def test_variant_labels_are_the_names_rows_and_reports_show():
+    assert Variant("fp32").label == "fp32"
+    assert Variant("fp16", ("channels_last",)).label == "fp16 channels_last"
+    assert [v.label for v in variants("openvino", "cpu")] == ["fp32", "int8 nncf"]
+    every = {
+        v
+        for b in ("pytorch", "torch.compile", "torchscript", "onnxruntime", "openvino", "coreml")
+        for d in ("cpu", "cuda", "mps")
+        for v in variants(b, d)
+    }
+    assert {v.precision for v in every} == set(PRECISIONS)
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        Variant("fp8")
 
 
 def test_limits_and_floors_are_reported_per_device(cpu_result):
@@ -195,3 +211,17 @@ def test_mps_and_coreml_rows(artifacts, cost):
     assert rows[("pytorch", "fp32", "mps")].status == "ok"
     assert rows[("coreml", "fp32", "cpu")].status == "ok", rows[("coreml", "fp32", "cpu")].reason
     assert rows[("coreml", "fp32", "mps")].status == "ok", rows[("coreml", "fp32", "mps")].reason
+
+
+def test_artifact_bytes_counts_an_openvino_ir_with_its_weights(tmp_path):
+    from benchmarks.artifacts import artifact_bytes
+
+    (tmp_path / "model.xml").write_bytes(b"x" * 10)
+    (tmp_path / "model.bin").write_bytes(b"w" * 100)
+    (tmp_path / "model.onnx").write_bytes(b"o" * 7)
+    (tmp_path / "model.mlpackage").mkdir()
+    (tmp_path / "model.mlpackage" / "weights").write_bytes(b"c" * 5)
+    assert artifact_bytes(tmp_path / "model.xml") == 110
+    assert artifact_bytes(tmp_path / "model.onnx") == 7
+    assert artifact_bytes(tmp_path / "model.mlpackage") == 5
+    assert artifact_bytes(tmp_path / "missing.onnx") is None and artifact_bytes(None) is None

@@ -5,24 +5,17 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import roofline
-from benchmarks.timing import Budget, percentile, summarize, throughput, time_block
+from benchmarks.timing import SPREAD_WARNING, Budget, best_seconds, summarize, throughput, time_block
 
 
 def test_percentiles_on_hand_made_timings():
-    values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 100.0]
-    assert percentile(values, 50) == 6.0
-    assert percentile(values, 0) == 1.0
-    assert percentile(values, 100) == 100.0
-    assert percentile(values, 90) == 10.0  # rank 9.0 of 0..10: exactly the tenth value
-    assert percentile([1.0, 2.0], 50) == pytest.approx(1.5)  # linear between closest ranks
-    assert percentile([3.0, 1.0, 2.0], 50) == 2.0  # order does not matter
-
-
-def test_percentile_rejects_nonsense():
-    with pytest.raises(ValueError, match="no values"):
-        percentile([], 50)
-    with pytest.raises(ValueError, match=r"\[0, 100\]"):
-        percentile([1.0], 101)
+    # seconds in, milliseconds out: 1..10 ms and one 100 ms outlier, in one round
+    stats = summarize([[t / 1e3 for t in [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 100.0]]])
+    assert stats.p50 == pytest.approx(6.0)
+    assert stats.min == pytest.approx(1.0) and stats.max == pytest.approx(100.0)
+    assert stats.p90 == pytest.approx(10.0)  # rank 9.0 of 0..10: exactly the tenth value
+    assert summarize([[0.001, 0.002]]).p50 == pytest.approx(1.5)  # linear between closest ranks
+    assert summarize([[0.003, 0.001, 0.002]]).p50 == pytest.approx(2.0)  # order does not matter
 
 
 def test_summarize_pools_rounds_and_reports_spread_in_ms():
@@ -35,9 +28,9 @@ def test_summarize_pools_rounds_and_reports_spread_in_ms():
     assert stats.min == pytest.approx(10.0) and stats.max == pytest.approx(20.0)
     assert stats.std == pytest.approx(5.477, abs=1e-3)  # sample standard deviation (ddof=1)
     assert stats.spread == pytest.approx(10.0 / 15.0)
-    assert stats.noisy
+    assert stats.spread > SPREAD_WARNING
     quiet = summarize([[0.010, 0.011], [0.0105, 0.0102]])
-    assert not quiet.noisy
+    assert quiet.spread < SPREAD_WARNING
     assert set(quiet.to_dict()) >= {"p50", "p90", "p99", "mean", "std", "min", "max", "round_p50", "spread", "n"}
 
 
@@ -82,6 +75,16 @@ def test_time_block_counts_iterations_and_syncs_after_each_step():
     assert synced == [2.0, 4.0, 6.0]  # sync ran inside each timed call, after the step
     clock = FakeClock()
     assert len(time_block(clock.step, lambda: None, min_seconds=7.0, clock=clock)) == 4  # 8 s >= 7 s
+
+
+def test_best_seconds_is_the_fastest_timed_call_after_an_untimed_one():
+    clock, durations = FakeClock(), iter([50.0, 3.0, 1.0, 2.0])  # the first (untimed) call is the slow one
+
+    def step() -> None:
+        clock.now += next(durations)
+
+    assert best_seconds(step, lambda: None, repeats=3, clock=clock) == 1.0
+    assert next(durations, None) is None  # 1 untimed + 3 timed calls
 
 
 # --- roofline -------------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""What a benchmark row runs besides its backend: a `Variant` (a precision and options), and
+which variants each backend runs on each device (`variants`).
+
+Rows, reports and the JSON name a variant by its `label` ("fp32", "fp16 channels_last",
+"int8 nncf"); code reads the fields and never parses the label back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# The torch dtype (a `torch` attribute name) of each precision torch runs; int8 runs only in
+# onnxruntime and OpenVINO.
+TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A precision (one of PRECISIONS) and the runner's options, e.g. ("channels_last",)."""
+
+    precision: str
+    options: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+
+    @property
+    def label(self) -> str:
+        """The name rows and reports show: the precision, then the options, space-separated."""
+        return " ".join((self.precision, *self.options))
+
+
+FP32, FP16, BF16, INT8 = (Variant(p) for p in PRECISIONS)
+
+
+def variants(backend: str, device: str) -> list[Variant]:
+    """The configurations benchmarked per backend and device (eager fp32 is the baseline)."""
+    if backend == "pytorch":
+        return {
+            "cpu": [FP32, Variant("fp32", ("channels_last",))],
+            "mps": [FP32, FP16],
+            "cuda": [FP32, FP16, BF16, Variant("fp16", ("channels_last",))],
+        }[device]
+    if backend == "torch.compile":
+        return [FP32, FP16] if device == "cuda" else [FP32]
+    if backend == "torchscript":
+        return [FP32, Variant("fp32", ("optimized",))] + ([FP16] if device == "cuda" else [])
+    if backend == "onnxruntime" and device == "cuda":
+        return [FP32, FP16]  # the fp16 export casts inside the graph: input and logits stay float32
+    # int8 on the CPU only: that is where integer kernels (VNNI, VPMADDUBSW, SDOT) make it a deployment choice.
+    if backend == "onnxruntime" and device == "cpu":
+        return [FP32, INT8]
+    if backend == "openvino":
+        return [FP32, Variant("int8", ("nncf",))]
+    return [FP32]
