@@ -51,6 +51,46 @@ def demo_run(tmp_path_factory):
     return out / "best.pth", history
 
 
+# The untrained cifar checkpoint (builders.saved_checkpoint(): 32 px, the 5 builders.CLASSES) and its
+# exports, built once per session: each is 58M parameters (230 MB), and the export, int8 and CLI tests
+# all read the same one. The files are shared: a test that changes one copies it to its tmp_path first.
+
+
+@pytest.fixture(scope="session")
+def cifar_checkpoint(tmp_path_factory):
+    """builders.saved_checkpoint() saved as model.pth, alone in its folder with its default-named
+    exports (the fixtures below): model.pt, model.onnx beside it."""
+    from builders import saved_checkpoint
+
+    return saved_checkpoint(tmp_path_factory.mktemp("cifar") / "model.pth")
+
+
+@pytest.fixture(scope="session")
+def cifar_torchscript(cifar_checkpoint):
+    """export_artifact(checkpoint, "torchscript"): dynamic batch, default output name beside it."""
+    from export import export_artifact
+
+    return export_artifact(cifar_checkpoint, "torchscript")
+
+
+@pytest.fixture(scope="session")
+def cifar_onnx(cifar_checkpoint):
+    """export_artifact(checkpoint, "onnx"): dynamic batch, opset 18, default output name beside it."""
+    from export import export_artifact
+
+    return export_artifact(cifar_checkpoint, "onnx")
+
+
+@pytest.fixture(scope="session")
+def cifar_coreml_fp16(cifar_checkpoint, tmp_path_factory):
+    """The Core ML default: fp16, image input (batch 1); in a folder of its own."""
+    from export import export_artifact
+
+    return export_artifact(
+        cifar_checkpoint, "coreml", tmp_path_factory.mktemp("cifar-coreml") / "fp16.mlpackage", precision="fp16"
+    )
+
+
 @pytest.fixture(autouse=True)
 def _sound_signal_stack():
     """OpenVINO's CPU plugin leaves the main thread's alternate signal stack pointing at memory it

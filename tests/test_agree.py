@@ -3,20 +3,11 @@
 from click.testing import CliRunner
 from PIL import Image
 
-from alexnet.checkpoint import Checkpoint, save_checkpoint
-from alexnet.model import build_alexnet
-from export import export_artifact
 from runtime.agree import main as agree
-from runtime.preprocess import PreprocessSpec
 
 
-def test_checkpoint_and_torchscript_agree(tmp_path):
-    model = build_alexnet(variant="cifar", num_classes=4)
-    ckpt = save_checkpoint(
-        Checkpoint(model.config, model.state_dict(), list("abcd"), PreprocessSpec(resize=36, crop=32)),
-        tmp_path / "m.pth",
-    )
-    scripted = export_artifact(ckpt, "torchscript")
+def test_checkpoint_and_torchscript_agree(cifar_checkpoint, cifar_torchscript, tmp_path):
+    ckpt, scripted = cifar_checkpoint, cifar_torchscript  # the session's (conftest.py)
     (tmp_path / "imgs").mkdir()
     for i in range(3):
         Image.new("RGB", (40, 40), (80 * i, 30, 200 - 60 * i)).save(tmp_path / "imgs" / f"{i}.png")

@@ -7,32 +7,34 @@ import sys
 import numpy as np
 import pytest
 import torch
-from builders import CLASSES, assert_agrees, random_batch, reference, saved_checkpoint
+from builders import CLASSES, assert_agrees, random_batch, reference
 
 import alexnet
 import runtime
-from alexnet.checkpoint import file_sha256, load_checkpoint
+from alexnet.checkpoint import load_checkpoint
 from alexnet.model import AlexNet, AlexNetConfig
 from export import export_artifact
 from export.common import SUFFIXES, ExportError
 from export.validate import coreml_problems, validate_artifact
+from runtime.fileio import file_sha256
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return saved_checkpoint(tmp_path_factory.mktemp("export") / "cifar.pth")
+def ckpt(cifar_checkpoint):
+    return cifar_checkpoint  # the session's (conftest.py): read-only here
 
 
 @pytest.fixture(scope="module")
-def artifacts(ckpt):
-    """One export of each kind the tests share (the ONNX ones take ~10 s each)."""
-    out = ckpt.parent
+def artifacts(ckpt, cifar_torchscript, cifar_onnx, tmp_path_factory):
+    """One export of each kind the tests share (the ONNX ones take ~10 s each): the dynamic-batch
+    ones are the session's, written beside the checkpoint; the fixed-batch ones are this module's."""
+    out = tmp_path_factory.mktemp("export-fixed")
     return {
-        "ts": export_artifact(ckpt, "torchscript"),
+        "ts": cifar_torchscript,
         "ts3": export_artifact(ckpt, "torchscript", out / "fixed3.pt", batch_size=3),
-        "onnx": export_artifact(ckpt, "onnx"),
+        "onnx": cifar_onnx,
         "onnx3": export_artifact(ckpt, "onnx", out / "fixed3.onnx", batch_size=3),
     }
 
@@ -195,12 +197,11 @@ def test_coreml_rewrites_keep_the_function(variant, size):
 
 
 @pytest.fixture(scope="module")
-def coreml(ckpt):
+def coreml(ckpt, cifar_coreml_fp16, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export-coreml")
     return {
-        "image": export_artifact(ckpt, "coreml", ckpt.parent / "image.mlpackage", precision="fp16"),
-        "tensor": export_artifact(
-            ckpt, "coreml", ckpt.parent / "tensor.mlpackage", precision="fp32", coreml_input="tensor"
-        ),
+        "image": cifar_coreml_fp16,  # fp16, image input: the session's
+        "tensor": export_artifact(ckpt, "coreml", out / "tensor.mlpackage", precision="fp32", coreml_input="tensor"),
     }
 
 

@@ -9,32 +9,16 @@ import sys
 import torch
 
 import runtime
-from alexnet.checkpoint import Checkpoint, save_checkpoint
-from alexnet.model import build_alexnet
-from runtime.preprocess import PreprocessSpec
 
 
-def small_checkpoint(path):
-    model = build_alexnet(variant="cifar", num_classes=2)
-    return save_checkpoint(
-        Checkpoint(
-            config=model.config,
-            model_state=model.state_dict(),
-            class_names=["a", "b"],
-            preprocess=PreprocessSpec(resize=36, crop=32),
-        ),
-        path,
-    )
-
-
-def test_torch_backend_threads_are_left_to_the_application(tmp_path):
+def test_torch_backend_threads_are_left_to_the_application(cifar_checkpoint):
     before = torch.get_num_threads()
     target = 1 if before != 1 else 2
-    with runtime.load(small_checkpoint(tmp_path / "m.pth"), device="cpu", threads=target):
+    with runtime.load(cifar_checkpoint, device="cpu", threads=target):
         assert torch.get_num_threads() == before
 
 
-def test_alexnet_run_sets_torch_threads_at_its_entry_point(tmp_path):
+def test_alexnet_run_sets_torch_threads_at_its_entry_point(cifar_checkpoint, tmp_path):
     from click.testing import CliRunner
     from PIL import Image
 
@@ -43,9 +27,7 @@ def test_alexnet_run_sets_torch_threads_at_its_entry_point(tmp_path):
     Image.new("RGB", (40, 40), "red").save(tmp_path / "x.png")
     before = torch.get_num_threads()
     target = 1 if before != 1 else 2
-    result = CliRunner().invoke(
-        main, ["-m", str(small_checkpoint(tmp_path / "m.pth")), "--threads", str(target), str(tmp_path / "x.png")]
-    )
+    result = CliRunner().invoke(main, ["-m", str(cifar_checkpoint), "--threads", str(target), str(tmp_path / "x.png")])
     assert result.exit_code == 0, result.output
     assert torch.get_num_threads() == target  # conftest restores it after the test
 

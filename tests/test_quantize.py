@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import saved_checkpoint
 from click.testing import CliRunner
 from PIL import Image
 
@@ -34,8 +34,38 @@ def write_images(folder, count, size=40, broken=0):
 
 
 @pytest.fixture(scope="module")
-def untrained(tmp_path_factory):
-    return saved_checkpoint(tmp_path_factory.mktemp("q") / "model.pth")
+def untrained(cifar_checkpoint):
+    return cifar_checkpoint  # the session's (conftest.py): no training record, so no default calibration data
+
+
+@pytest.fixture(scope="module")
+def _prepared(tmp_path_factory):
+    """(folder, {key: file}): the fp32 models of `one_fp32_model`, kept for the module."""
+    return tmp_path_factory.mktemp("int8-fp32"), {}
+
+
+@pytest.fixture
+def one_fp32_model(monkeypatch, _prepared):
+    """The int8 exporter's first step, its fp32 ONNX export plus onnxruntime's pre-processing (the
+    larger part of an export of this model), made once per (checkpoint, input size, opset) for the
+    module's gate tests; later exports start from a copy of it. Every export still calibrates,
+    quantizes, gates and writes on its own, and the demo model's test runs the exporter unchanged."""
+    from export import to_onnx_int8
+
+    folder, made = _prepared
+    real_prepare = to_onnx_int8._Workspace.prepare
+
+    def prepare(self, model, metadata, opset):
+        key = (metadata.source_sha256, metadata.input_shape[1:], opset)
+        if key in made:
+            shutil.copyfile(made[key], self.fp32)
+            self.layers = to_onnx_int8.layer_names(self.fp32)  # what the real step ends with
+            return
+        real_prepare(self, model, metadata, opset)
+        made[key] = folder / f"fp32-{len(made)}.onnx"
+        shutil.copyfile(self.fp32, made[key])
+
+    monkeypatch.setattr(to_onnx_int8._Workspace, "prepare", prepare)
 
 
 def test_reader_streams_with_the_artifacts_preprocessing_and_counts_broken(tmp_path):
@@ -166,7 +196,7 @@ def test_the_trained_demo_model_passes_the_gate_and_agrees_on_held_out_images(de
 
 
 @pytest.mark.slow
-def test_fallback_keeps_the_sensitive_layer_in_fp32_and_records_it(untrained, tmp_path, monkeypatch):
+def test_fallback_keeps_the_sensitive_layer_in_fp32_and_records_it(untrained, tmp_path, monkeypatch, one_fp32_model):
     """features.0 is made sensitive on purpose: while it is quantized, a fifth of the outputs flip.
     The fallback must find it, keep it (alone) in fp32, pass, and say so in the metadata."""
     import runtime
@@ -200,7 +230,7 @@ def test_fallback_keeps_the_sensitive_layer_in_fp32_and_records_it(untrained, tm
     assert "features.0" not in _quantized_layers(out) and "classifier.6" in _quantized_layers(out)
 
 
-def test_a_gate_that_cannot_pass_exits_1_and_writes_nothing(untrained, tmp_path, monkeypatch):
+def test_a_gate_that_cannot_pass_exits_1_and_writes_nothing(untrained, tmp_path, monkeypatch, one_fp32_model):
     from export import to_onnx_int8
     from export.gate import run_onnx
 
