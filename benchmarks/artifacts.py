@@ -154,3 +154,33 @@ class Artifacts:
             )
         except DeployError as exc:
             raise Skip(f"cannot export {fmt} ({precision}): {exc}") from exc
+
+    def export_cache(self) -> dict[str, Any]:
+        """The exports made (or refused) so far, picklable: a worker process reuses them instead of exporting again."""
+        return {"paths": {k: str(v) for k, v in self._paths.items()}, "errors": dict(self._errors)}
+
+    def worker_source(self) -> dict[str, Any]:
+        """What a worker process needs to open the same model (`reopen_artifacts`)."""
+        return source_spec(self.source)
+
+    def adopt(self, cache: dict[str, Any]) -> None:
+        """Take over another process's exports (`export_cache`)."""
+        self._paths.update({k: Path(v) for k, v in cache.get("paths", {}).items()})
+        self._errors.update(cache.get("errors", {}))
+
+
+def source_spec(source: Source) -> dict[str, Any]:
+    """What a worker process needs to open the same Source: the checkpoint file, not its 244 MB of weights."""
+    return {"checkpoint": str(source.checkpoint_path), "image_size": source.image_size, "given": source.given}
+
+
+def reopen_artifacts(spec: dict[str, Any] | None, workdir: str | None, cache: dict[str, Any]) -> Artifacts | None:
+    """In a worker: the parent's Source (from `source_spec`) and its exports so far; None without a source."""
+    if spec is None:
+        return None
+    from alexnet.checkpoint import load_checkpoint
+
+    source = Source(Path(spec["checkpoint"]), load_checkpoint(spec["checkpoint"]), spec["image_size"], spec["given"])
+    artifacts = Artifacts(source, Path(workdir or "."))
+    artifacts.adopt(cache)
+    return artifacts

@@ -265,6 +265,7 @@ def _run(
     from benchmarks import roofline
     from benchmarks.artifacts import Artifacts, open_source
     from benchmarks.machine import describe_machine
+    from benchmarks.peak import cpu_frequency
     from benchmarks.suite import run_suite
 
     machine = describe_machine(settings.threads)
@@ -273,6 +274,7 @@ def _run(
     cost = roofline.model_cost(source.build_model(), source.image_size)
     result = run_suite(Artifacts(source, workdir), cost, settings, progress=say)
     machine["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    machine["cpu_frequency_end"] = cpu_frequency()
     config = {
         "backends": list(settings.backends),
         "devices": list(settings.devices),
@@ -282,6 +284,9 @@ def _run(
         "warmup": settings.warmup,
         "quick": not settings.remeasure,
         "clock": settings.clock,
+        "isolation": "one spawned worker process per backend, variant and device",
+        "timeout_s": settings.timeout_s,
+        "build_timeout_s": settings.build_timeout_s,
         **asdict(settings.budget),
     }
     return {"result": result, "machine": machine, "model": {**source.describe(), **cost.to_dict()}, "settings": config}

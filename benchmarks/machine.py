@@ -20,6 +20,7 @@ from importlib import metadata
 from typing import Any
 
 from benchmarks.ort_matmul import measure_matmul_onnxruntime
+from benchmarks.ov_matmul import measure_matmul_openvino
 from benchmarks.timing import Clock, best_seconds
 from benchmarks.variant import TORCH_DTYPES
 
@@ -98,8 +99,11 @@ def _memory_gib() -> float | None:
 
 
 def describe_machine(threads: int | None = None) -> dict[str, Any]:
-    """Hardware, OS, library versions and the load when the run started (a busy machine is noisy)."""
+    """Hardware, OS, library versions, the load and CPU clock when the run started (a busy or throttled
+    machine is noisy; `benchmarks.cli` adds both again at the end)."""
     import torch
+
+    from benchmarks.peak import cpu_frequency
 
     info: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -112,6 +116,7 @@ def describe_machine(threads: int | None = None) -> dict[str, Any]:
         "memory_gib": _memory_gib(),
         "threads": threads or torch.get_num_threads(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "cpu_frequency": cpu_frequency(),  # governor, current/max MHz where the OS tells: throttling shows
         "libraries": library_versions(),
         "cuda": None,
         "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
@@ -240,7 +245,7 @@ def measure_limits(
 ) -> Limits:
     """The best matmul rate per precision and the best bandwidth on `device` (threads as set in torch).
 
-    On the CPU the fp32 matmul is timed in torch, numpy and onnxruntime, and the fastest
+    On the CPU the fp32 matmul is timed in torch, numpy, onnxruntime and OpenVINO, and the fastest
     counts: the floor is meant for every backend, and one library's slow path must not lower the bar.
     `clock` is the benchmark's clock (wall time, or the process's CPU time; see timing.CLOCKS).
     int8 (CPU only) in GOP/s: measured and derived from fp32 by the instruction set, see benchmarks.int8.
@@ -255,6 +260,8 @@ def measure_limits(
             rates.update({f"numpy {n}": r for n, r in measure_matmul_numpy(sizes or CPU_SIZES, repeats, clock).items()})
             ort_rates = measure_matmul_onnxruntime(sizes or CPU_SIZES, repeats, torch_threads(), clock)
             rates.update({f"onnxruntime {n}": r for n, r in ort_rates.items()})
+            ov_rates = measure_matmul_openvino(sizes or CPU_SIZES, repeats, torch_threads(), _clock_name(clock))
+            rates.update({f"openvino {n}": r for n, r in ov_rates.items()})
         details["matmul"][precision] = rates
         gflops[precision] = max(rates.values())
     if "int8" in precisions and device == "cpu":  # int8 rows run on the CPU only
@@ -264,6 +271,12 @@ def measure_limits(
         details["matmul"]["int8"], details["int8"] = rates, basis
         gflops["int8"], notes["int8"] = max(rates.values()), basis["note"]
     return Limits(device, gflops, max(details["bandwidth"].values()), details, notes)
+
+
+def _clock_name(clock: Clock) -> str:
+    from benchmarks.timing import CLOCKS
+
+    return next((name for name, c in CLOCKS.items() if c is clock), "wall")
 
 
 def torch_threads() -> int:

@@ -14,6 +14,7 @@ import numpy as np
 
 from benchmarks.artifacts import Skip, import_optional
 from benchmarks.runner_base import Runner
+from benchmarks.variant import Variant
 from runtime.backends.onnxruntime_backend import COREML, CPU, CUDA
 
 # The provider runtime.load picks first for each device (checked here to give a benchmark's hint, not alexnet-run's).
@@ -25,6 +26,10 @@ class OnnxRuntimeRunner(Runner):
     options (graph optimizations, threads) for the fp32 and the int8 artifact."""
 
     backend = "onnxruntime"
+
+    @classmethod
+    def exports(cls, variant: Variant, device: str) -> list[tuple[str, str]]:
+        return [("onnx", variant.precision)]
 
     def _build(self) -> None:
         try:
@@ -86,6 +91,12 @@ class OpenVinoRunner(Runner):
     "int8 nncf" reads the OpenVINO IR that NNCF made from it. Both compile the same way."""
 
     backend = "openvino"
+
+    @classmethod
+    def exports(cls, variant: Variant, device: str) -> list[tuple[str, str]]:
+        if device != "cpu":  # a skip: OpenVINO's GPU plugin is for Intel GPUs
+            return []
+        return [("openvino", "int8")] if variant.precision == "int8" else [("onnx", "fp32")]
 
     def _build(self) -> None:
         ov = import_optional("openvino")

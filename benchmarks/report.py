@@ -58,6 +58,13 @@ def _machine_line(m: dict[str, Any]) -> str:
     gpu = f"; GPU {m['cuda']['device']} (CUDA {m['cuda']['cuda_version']})" if m.get("cuda") else ""
     load = m.get("load_average")
     load_text = f"; load average at start {load[0]:.2f}" if load else ""
+    end = m.get("load_average_end")
+    load_text += f", at end {end[0]:.2f}" if load and end else ""
+    freq = m.get("cpu_frequency") or {}
+    mhz = freq.get("cur_mhz") or freq.get("cpuinfo_mhz")
+    load_text += f"; clock {mhz:.0f} MHz" if mhz else ""
+    load_text += f" (max {freq['max_mhz']:.0f})" if mhz and freq.get("max_mhz") else ""
+    load_text += f", governor {freq['governor']}" if freq.get("governor") else ""
     memory = f", {m['memory_gib']:.0f} GiB RAM" if m.get("memory_gib") else ""
     return (
         f"{m['cpu']}, {m['physical_cores']} cores / {m['logical_cpus']} threads{memory}{gpu}; "
@@ -77,11 +84,15 @@ def _model_line(model: dict[str, Any]) -> str:
 
 def _limits_table(device: str, lim: dict[str, Any]) -> list[str]:
     rates = ", ".join(f"{p} {g:.1f} {'GOP/s' if p == 'int8' else 'GFLOP/s'}" for p, g in lim["matmul_gflops"].items())
+    measured = lim.get("details", {}).get("measured_gflops")
+    if measured and measured != lim["matmul_gflops"]:
+        rates += " (measured: " + ", ".join(f"{p} {g:.1f}" for p, g in measured.items()) + ")"
     notes = [f"- {note}" for note in lim.get("notes", {}).values()]
     lines = [
         f"### Physical limit: {device}",
         "",
-        f"Measured matrix multiply: {rates}; memory bandwidth: {lim['bandwidth_gbps']:.1f} GB/s.",
+        f"Matrix-multiply rate (the larger of the instruction-set peak and the best library measured): {rates}; "
+        f"memory bandwidth: {lim['bandwidth_gbps']:.1f} GB/s.",
         "",
         *(notes + [""] if notes else []),
         "| precision | batch | compute ms | memory ms | floor ms | bound by | max images/s | layer by layer ms |",
@@ -93,6 +104,14 @@ def _limits_table(device: str, lim: dict[str, Any]) -> list[str]:
             f"{f['floor_ms']:.2f} | {f['bound']} | {f['max_throughput']:.1f} | {_f(f.get('layer_floor_ms'))} |"
         )
     return lines + [""]
+
+
+BEATS_FLOOR = "beats floor*"  # a row faster than its floor: the footnote says why; never "more than 100%"
+
+
+def _of_floor(r: dict[str, Any]) -> str:
+    fraction = r.get("floor_fraction")
+    return BEATS_FLOOR if fraction is not None and fraction > 1.0 else _f(fraction and 100 * fraction, ".0f", "%")
 
 
 HEADER = (
@@ -112,7 +131,7 @@ def _result_line(r: dict[str, Any]) -> str:
     return (
         f"| {r['backend']} | {r['variant']} | {r['batch_size']} | {s['p50']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} | {s['min']:.2f} | "
         f"{s['mean']:.2f} ± {s['std']:.2f} | {s['spread']:.0%} | {r['throughput_ips']:.1f} | "
-        f"{_f(r['speedup'], '.2f', 'x')} | {_f(r['floor_fraction'] and 100 * r['floor_fraction'], '.0f', '%')} | "
+        f"{_f(r['speedup'], '.2f', 'x')} | {_of_floor(r)} | "
         f"{size} | {diff} |"
     )
 
@@ -153,7 +172,7 @@ def fastest_table(doc: dict[str, Any], device: str, precision: str = "fp32") -> 
         ratio = best["artifact_bytes"] / fp32_bytes if fp32_bytes and best["artifact_bytes"] else None
         lines.append(
             f"| {n} | {best['backend']} {best['variant']} | {best['latency_ms']['p50']:.2f} | "
-            f"{_f(best['speedup'], '.2f', 'x')} | {_f(best['floor_fraction'] and 100 * best['floor_fraction'], '.0f', '%')} |"
+            f"{_f(best['speedup'], '.2f', 'x')} | {_of_floor(best)} |"
             + (f" {_f(ratio and 100 * ratio, '.0f', '%')} |" if sized else "")
         )
     return lines if len(lines) > 2 else []
@@ -192,6 +211,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "(GOP/s) above; size vs fp32: the int8 artifact against the same backend's fp32 one.",
         "",
     ]
+    if any((r.get("floor_fraction") or 0) > 1.0 for r in doc["rows"]):
+        notes = sorted({r["floor_note"] for r in doc["rows"] if r.get("floor_note")})
+        lines += [f"\\* {'; '.join(notes) or 'faster than the floor'}.", ""]
     if doc["warnings"]:
         lines += ["**Warnings**", ""] + [f"- {w}" for w in doc["warnings"]] + [""]
     return "\n".join(lines)

@@ -40,6 +40,12 @@ class Runner(abc.ABC):
         """Backend and variant, as progress lines show them: "pytorch fp32 channels_last"."""
         return f"{self.backend} {self.variant.label}"
 
+    @classmethod
+    def exports(cls, variant: Variant, device: str) -> list[tuple[str, str]]:
+        """The artifacts (format, precision) this runner loads, made beforehand by the benchmark's parent
+        process, once, as a user would export them, so every worker reads the same files (none by default)."""
+        return []
+
     def build(self) -> None:
         t0 = time.perf_counter()
         self._build()

@@ -17,7 +17,7 @@ import numpy as np
 from benchmarks.artifacts import Skip
 from benchmarks.onnx_runners import OnnxRuntimeRunner, OpenVinoRunner
 from benchmarks.runner_base import Runner
-from benchmarks.variant import TORCH_DTYPES
+from benchmarks.variant import TORCH_DTYPES, Variant
 from runtime.errors import first_line
 
 __all__ = ["BACKENDS", "RUNNERS", "Runner", "torch_device"]
@@ -117,6 +117,10 @@ class TorchScriptRunner(TorchRunner):
 
     backend = "torchscript"
 
+    @classmethod
+    def exports(cls, variant: Variant, device: str) -> list[tuple[str, str]]:
+        return [("torchscript", variant.precision)]
+
     def _module(self) -> Any:
         torch = self.torch
         path = self.artifacts.get("torchscript", self.precision)
@@ -139,6 +143,11 @@ class CoreMLRunner(Runner):
     """Core ML through runtime (macOS only): cpu = CPU_ONLY, mps = all compute units (GPU/ANE)."""
 
     backend = "coreml"
+
+    @classmethod
+    def exports(cls, variant: Variant, device: str) -> list[tuple[str, str]]:
+        # Core ML predicts only on macOS: elsewhere the row is a skip, and converting would be wasted time.
+        return [("coreml", variant.precision)] if sys.platform == "darwin" and device != "cuda" else []
 
     def _build(self) -> None:
         if sys.platform != "darwin":

@@ -1,9 +1,11 @@
 """Run the benchmark: every backend x device x batch size, interleaved, beside the floor.
 
-Per device: measure the machine's limits, build every runner once, then per batch size
-warm each one up and time them in rounds, each round visiting the runners in a rotated
-order. Every row keeps its round medians, so a machine that got busier halfway shows as a
-wide spread on all rows instead of a hidden bias on some.
+Per device: measure the machine's limits, start one worker process per runner
+(`benchmarks.isolation`: engines sharing a process steal each other's cores) and build it
+once, then per batch size warm each one up and time them in rounds, each round visiting the
+workers in another order while the others wait, idle, on their pipes. Every row keeps its
+round medians, so a machine that got busier halfway shows as a wide spread on all rows
+instead of a hidden bias on some. A worker that raises, crashes or hangs gives a failed row.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import numpy as np
 
 from benchmarks import roofline
 from benchmarks.artifacts import Artifacts, Skip
+from benchmarks.isolation import WorkerRunner, running
 from benchmarks.machine import Limits, best_limits, measure_limits
-from benchmarks.runners import RUNNERS, Runner, torch_device
-from benchmarks.timing import CLOCKS, SPREAD_WARNING, Budget, summarize, throughput, time_block
+from benchmarks.notices import row_warnings
+from benchmarks.peak import cpu_peak, floor_note, with_peak
+from benchmarks.runners import RUNNERS, torch_device
+from benchmarks.timing import CLOCKS, Budget, summarize, throughput
 from benchmarks.variant import FP32, Variant, variants
 from runtime.errors import first_line
 
@@ -40,6 +45,8 @@ class Settings:
     measure: dict[str, Any] = field(default_factory=dict)  # measure_limits options (sizes, mbytes, repeats)
     remeasure: bool = True  # measure the limits again after each batch size (and keep the best)
     clock: str = "wall"  # a key of timing.CLOCKS
+    timeout_s: float = 600.0  # a worker silent this long beyond its block's budget is killed: a failed row
+    build_timeout_s: float = 1800.0  # the same for a build (exports, NNCF, torch.compile take minutes)
     precisions: Sequence[str] | None = None  # of variant.PRECISIONS; None: every variant of each backend
 
 
@@ -59,6 +66,7 @@ class Row:
     speedup: float | None = None  # baseline p50 / this p50
     floor_ms: float | None = None
     floor_fraction: float | None = None  # floor_ms / p50
+    floor_note: str | None = None  # set when the row beats its floor (fraction > 1): why that can be
     bound: str | None = None  # what sets the floor: compute | memory
     max_rel_diff: float | None = None  # max |logits - eager logits| / max |eager logits|
     artifact: str | None = None
@@ -87,7 +95,7 @@ class Result:
     warnings: list[str]
 
 
-def _runner_row(runner: Runner, batch_size: int | None, **values: Any) -> Row:
+def _runner_row(runner: WorkerRunner, batch_size: int | None, **values: Any) -> Row:
     return Row(
         runner.backend,
         runner.variant.label,
@@ -110,59 +118,57 @@ def run_suite(
     rows: list[Row] = []
     limits: dict[str, Limits] = {}
     floors: dict[str, list[roofline.Floor]] = {}
+    timeouts = (settings.timeout_s, settings.build_timeout_s)
     for device in settings.devices:
         pairs = runner_pairs(settings.backends, device, settings.precisions)
-        runners = [RUNNERS[b](artifacts, device, v, settings.threads) for b, v in pairs]
+        workers = [WorkerRunner(RUNNERS[b], device, v, settings.threads, artifacts, timeouts) for b, v in pairs]
         try:
             torch_device(device)
         except Skip as exc:
-            rows += [_not_ok_row(r, None, exc) for r in runners]
+            rows += [_not_ok_row(w, None, exc) for w in workers]
             continue
-        precisions = tuple(dict.fromkeys(r.precision for r in runners))
-        say(f"{device}: measuring matmul rate and memory bandwidth")
+        precisions = tuple(dict.fromkeys(w.precision for w in workers))
         measure = functools.partial(
             measure_limits, device, precisions, clock=CLOCKS[settings.clock], **settings.measure
         )
+        say(f"{device}: measuring matmul rate and memory bandwidth")
         measured = [measure()]
-        ready, unready = _build(runners, say)
-        rows += unready
-        try:
+        with running(workers):  # every worker closed, or killed, whatever happens (Ctrl-C included)
+            ready = _build(workers, rows, say)
             for n in settings.batch_sizes:
                 rows += _time_batch(ready, n, artifacts.source.image_size, settings, say)
                 if settings.remeasure:  # on a shared machine the quietest moment gives the truest peak
                     say(f"{device}: measuring matmul rate and memory bandwidth again")
                     measured.append(measure())
-        finally:
-            for runner in ready:
-                runner.close()
-        limits[device] = best_limits(measured)
+        limits[device] = with_peak(best_limits(measured), cpu_peak(settings.threads) if device == "cpu" else None)
         floors[device] = [
             roofline.floor(cost, n, gflops=limits[device].gflops(p), gbps=limits[device].bandwidth_gbps, precision=p)
             for p in precisions
             for n in settings.batch_sizes
         ]
     _add_comparisons(rows, cost, limits)
-    return Result(rows, limits, floors, _warnings(rows))
+    return Result(rows, limits, floors, row_warnings(rows))
 
 
-def _not_ok_row(runner: Runner, batch_size: int | None, exc: Exception) -> Row:
-    """Skip: "skipped" (cannot run here); anything else: "failed" (broke), in one line either way."""
+def _not_ok_row(runner: WorkerRunner, batch_size: int | None, exc: Exception) -> Row:
+    """Skip: "skipped" (cannot run here); anything else: "failed" (raised, crashed, hung), in one line either way."""
     if isinstance(exc, Skip):
         return _runner_row(runner, batch_size, status="skipped", reason=str(exc))
     return _runner_row(runner, batch_size, status="failed", reason=first_line(exc))
 
 
-def _build(runners: list[Runner], say: Callable[[str], None]) -> tuple[list[Runner], list[Row]]:
-    """Build each runner once: (the runners ready, a row for each of the others)."""
-    ready, rows = [], []
-    for runner in runners:
-        say(f"{runner.device}: building {runner.label}")
+def _build(workers: list[WorkerRunner], rows: list[Row], say: Callable[[str], None]) -> list[WorkerRunner]:
+    """Start each worker and build its runner, one at a time (a build must not compete with another for the
+    cores, and later ones reuse the exports of earlier ones): the workers ready; a row for each of the others."""
+    ready = []
+    for worker in workers:
+        say(f"{worker.device}: building {worker.label}")
         try:
-            runner.build()
-            ready.append(runner)
+            worker.build()
+            ready.append(worker)
         except Exception as exc:  # a broken backend must not stop the others
-            rows.append(_not_ok_row(runner, None, exc))
-    return ready, rows
+            rows.append(_not_ok_row(worker, None, exc))
+    return ready
 
 
 def runner_pairs(
@@ -175,66 +181,83 @@ def runner_pairs(
     return pairs
 
 
-def _time_batch(runners: list[Runner], n: int, size: int, settings: Settings, say: Callable[[str], None]) -> list[Row]:
-    """One batch size: warm every runner up, time them in interleaved rounds, compare with eager."""
+def _time_batch(
+    workers: list[WorkerRunner], n: int, size: int, settings: Settings, say: Callable[[str], None]
+) -> list[Row]:
+    """One batch size: warm every worker up, time them in alternating rounds, compare with eager."""
     rng = np.random.default_rng(settings.seed)
     batch = rng.standard_normal((n, 3, size, size), dtype=np.float32)  # (N, 3, H, W)
-    outputs, warm_s, rows = _warm_up(runners, batch, settings.warmup, say)
-    active = list(outputs)
-    times = _time_rounds(active, n, settings, say)
-    reference = next((outputs[r] for r in active if (r.backend, r.variant) == BASELINE), None)
-    for runner in active:
-        stats = summarize(times[runner])
+    rows: list[Row] = []
+    warmed = _warm_up(_restarted(workers, n, rows, say), batch, settings.warmup, rows, say)
+    times = _time_rounds(list(warmed), n, settings, rows, say)
+    reference = next((warmed[w]["logits"] for w in times if (w.backend, w.variant) == BASELINE), None)
+    for worker, blocks in times.items():
+        stats = summarize(blocks)
         row = _runner_row(
-            runner, n, latency_ms=stats.to_dict(), throughput_ips=throughput(n, stats.mean), warmup_s=warm_s[runner]
+            worker,
+            n,
+            latency_ms=stats.to_dict(),
+            throughput_ips=throughput(n, stats.mean),
+            warmup_s=warmed[worker]["warmup_s"],
         )
         if reference is not None:
-            row.max_rel_diff = _rel_diff(outputs[runner], reference)
+            row.max_rel_diff = _rel_diff(warmed[worker]["logits"], reference)
         rows.append(row)
     return rows
 
 
+def _restarted(workers: list[WorkerRunner], n: int, rows: list[Row], say: Callable[[str], None]) -> list[WorkerRunner]:
+    """The workers, with any that died at an earlier batch size started and built again (a row if that fails)."""
+    alive = []
+    for worker in workers:
+        if not worker.alive:
+            say(f"{worker.device} batch {n}: restarting {worker.label}")
+            try:
+                worker.build()
+            except Exception as exc:
+                rows.append(_not_ok_row(worker, n, exc))
+                continue
+        alive.append(worker)
+    return alive
+
+
 def _warm_up(
-    runners: list[Runner], batch: np.ndarray, warmup: int, say: Callable[[str], None]
-) -> tuple[dict[Runner, np.ndarray], dict[Runner, float], list[Row]]:
-    """(logits per runner that warmed up, in order; its warm-up seconds; a row for each that did not)."""
-    outputs, warm_s, rows = {}, {}, []
-    for runner in runners:
-        say(f"{runner.device} batch {len(batch)}: warming up {runner.label}")
+    workers: list[WorkerRunner], batch: np.ndarray, warmup: int, rows: list[Row], say: Callable[[str], None]
+) -> dict[WorkerRunner, dict[str, Any]]:
+    """Per worker that warmed up, in order: its logits and warm-up seconds; a row for each of the others."""
+    warmed = {}
+    for worker in workers:
+        say(f"{worker.device} batch {len(batch)}: warming up {worker.label}")
         try:
-            t0 = time.perf_counter()
-            runner.prepare(batch)
-            for _ in range(max(warmup, 1)):  # at least one call: compile, allocate, autotune
-                runner.step()
-            runner.sync()
-            seconds = time.perf_counter() - t0
-            outputs[runner], warm_s[runner] = runner.logits(), seconds
+            warmed[worker] = worker.warm(batch, warmup)
         except Exception as exc:  # a runner failing at one batch size must not stop the others
-            rows.append(_not_ok_row(runner, len(batch), exc))
-    return outputs, warm_s, rows
+            rows.append(_not_ok_row(worker, len(batch), exc))
+    return warmed
+
+
+def round_order(items: Sequence[Any], round_index: int) -> list[Any]:
+    """The order of round `round_index`: forwards, then backwards (ABC, CBA: who ran last runs first, so
+    nobody always follows the same neighbour), rotated by one every two rounds (BCA, ACB, ...)."""
+    shift = (round_index // 2) % max(len(items), 1)
+    order = list(items[shift:]) + list(items[:shift])
+    return order[::-1] if round_index % 2 else order
 
 
 def _time_rounds(
-    runners: list[Runner], n: int, settings: Settings, say: Callable[[str], None]
-) -> dict[Runner, list[list[float]]]:
-    """Seconds per call, per runner and round; each round visits every runner, in a rotated order."""
-    times: dict[Runner, list[list[float]]] = {r: [] for r in runners}
+    workers: list[WorkerRunner], n: int, settings: Settings, rows: list[Row], say: Callable[[str], None]
+) -> dict[WorkerRunner, list[list[float]]]:
+    """Seconds per call, per worker and round, in the workers' order; a worker failing mid-way gets a row instead."""
+    times: dict[WorkerRunner, list[list[float]]] = {w: [] for w in workers}
     min_iterations, min_seconds = settings.budget.block()
     for round_index in range(settings.budget.rounds):
-        shift = round_index % max(len(runners), 1)
-        for runner in runners[shift:] + runners[:shift]:  # rotate: nobody always runs first or last
-            say(f"{runner.device} batch {n}: round {round_index + 1}/{settings.budget.rounds} {runner.label}")
-            time.sleep(PAUSE_S)
-            runner.sync()
-            times[runner].append(
-                time_block(
-                    runner.step,
-                    runner.sync,
-                    min_iterations=min_iterations,
-                    min_seconds=min_seconds,
-                    clock=CLOCKS[settings.clock],
-                )
-            )
+        for worker in round_order([w for w in workers if w in times], round_index):
+            say(f"{worker.device} batch {n}: round {round_index + 1}/{settings.budget.rounds} {worker.label}")
+            time.sleep(PAUSE_S)  # the previous worker's engine threads park; this one is alone on the cores
+            try:
+                times[worker].append(worker.time_block(min_iterations, min_seconds, settings.clock))
+            except Exception as exc:
+                rows.append(_not_ok_row(worker, n, exc))
+                del times[worker]
     return times
 
 
@@ -260,35 +283,4 @@ def _add_comparisons(rows: list[Row], cost: roofline.ModelCost, limits: dict[str
         )
         row.floor_ms, row.bound = bound.floor_ms, bound.bound
         row.floor_fraction = roofline.floor_fraction(bound.floor_ms, p50)
-
-
-def _warnings(rows: list[Row]) -> list[str]:
-    return _noise_warnings(rows) + _int8_warnings(rows)
-
-
-def _noise_warnings(rows: list[Row]) -> list[str]:
-    noisy = [r for r in rows if r.status == "ok" and r.latency_ms["spread"] > SPREAD_WARNING]
-    if not noisy:
-        return []
-    worst = max(noisy, key=lambda r: r.latency_ms["spread"])
-    return [
-        f"{len(noisy)} of {sum(r.status == 'ok' for r in rows)} rows have round medians more than "
-        f"{SPREAD_WARNING:.0%} apart (worst: {worst.label} on {worst.device} at batch {worst.batch_size}, "
-        f"{worst.latency_ms['spread']:.0%}); the machine is busy or throttling: compare with care, "
-        f"or rerun with more --repeats / --min-time on a quiet machine"
-    ]
-
-
-def _int8_warnings(rows: list[Row]) -> list[str]:
-    """An int8 artifact that is not all int8 (export kept layers in fp32 to pass its gate) times something else."""
-    records = {r.artifact: r.info.get("quantization") for r in rows if r.precision == "int8" and r.status == "ok"}
-    warnings = []
-    for artifact, record in records.items():
-        gate, kept = (record or {}).get("gate") or {}, (record or {}).get("fp32_layers") or []
-        if kept or gate.get("passed") is False:
-            verdict = "failed (written because the benchmark forces it)" if gate.get("passed") is False else "passed"
-            warnings.append(
-                f"int8 artifact {artifact}: export's accuracy gate {verdict}, step {gate.get('step')!r}, "
-                f"{len(kept)} layer(s) kept in fp32 ({', '.join(kept) or 'none'}): its rows are not all-int8"
-            )
-    return warnings
+        row.floor_note = floor_note(row.floor_fraction, row.bound)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import int8, ort_matmul, quantized, report, roofline, suite
+from benchmarks import int8, notices, ort_matmul, quantized, report, roofline, suite
 from benchmarks.artifacts import Artifacts, Skip, open_source
 from benchmarks.machine import Limits, measure_limits
 from benchmarks.onnx_runners import OnnxRuntimeRunner, OpenVinoRunner
@@ -88,6 +88,7 @@ def run(tmp_path_factory):
         mp.setattr(quantized, "CALIBRATION_SIZE", CALIBRATION)
         mp.setattr(quantized, "calibration_inputs", spy_inputs)
         mp.setattr(suite, "measure_limits", fake_limits)
+        mp.setattr(suite, "cpu_peak", lambda *a, **k: None)  # the stub's rates set the floor, whatever this CPU
         cost = roofline.model_cost(artifacts.source.build_model(), artifacts.source.image_size)
         result = suite.run_suite(artifacts, cost, settings())
     return types.SimpleNamespace(
@@ -188,8 +189,8 @@ def test_an_int8_artifact_with_fp32_layers_or_a_failed_gate_is_a_warning():
 
     all_int8 = {"gate": {"passed": True, "step": "all layers int8"}, "fp32_layers": []}
     kept = {"gate": {"passed": False, "step": "2 layers fp32"}, "fp32_layers": ["features.0", "classifier.6"]}
-    assert suite._int8_warnings([row("a.onnx", all_int8), row("b.onnx", None)]) == []
-    (warning,) = suite._int8_warnings([row("c.onnx", kept), row("c.onnx", kept)])  # one per artifact, not per row
+    assert notices._int8_warnings([row("a.onnx", all_int8), row("b.onnx", None)]) == []
+    (warning,) = notices._int8_warnings([row("c.onnx", kept), row("c.onnx", kept)])  # one per artifact, not per row
     assert "c.onnx" in warning and "gate failed" in warning and "features.0, classifier.6" in warning
 
 
