@@ -134,6 +134,9 @@ class WorkerRunner:
     def time_block(self, min_iterations: int, min_seconds: float, clock: str) -> list[float]:
         return self.call(("time", min_iterations, min_seconds, clock), self.timeout_s + min_seconds)
 
+    def counters(self) -> dict[str, Any]:
+        return self.call(("counters",), self.timeout_s)
+
     def call(self, message: tuple, timeout_s: float) -> Any:
         """Send one command and wait for its answer, at most `timeout_s` seconds, watching the process too."""
         try:

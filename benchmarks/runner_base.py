@@ -5,6 +5,7 @@
     runner.step()           one inference: the only thing timed
     runner.sync()           wait for the device (CUDA/MPS run asynchronously)
     runner.logits()         the last step's output as float32 numpy (checked against eager)
+    runner.counters()       what the runner counted itself over the timed steps (default: nothing)
 
 A module of its own so that runner modules can share it without importing each other.
 """
@@ -68,6 +69,13 @@ class Runner(abc.ABC):
 
     def close(self) -> None:
         pass
+
+    def reset_counters(self) -> None:
+        """Forget what `counters` has counted (called after the warm-up, so only timed calls count)."""
+
+    def counters(self) -> dict[str, Any]:
+        """What the runner measured itself over the timed calls (the e2e rows: seconds in the model)."""
+        return {}
 
     def _use_artifact(self, path: Any) -> None:
         self.artifact, self.artifact_bytes = str(path), artifact_bytes(path)

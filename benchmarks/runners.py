@@ -3,7 +3,10 @@ build once, then per batch size prepare, step (timed), sync, logits.
 
 Runners drive the engines directly (a torch module, an onnxruntime session, an OpenVINO
 infer request), so a timing covers the model and nothing else: no preprocessing, no
-host-device copy of the input. The artifacts they load are the ones `export` makes.
+host-device copy of the input. The artifacts they load are the ones `export` makes; the
+shipped formats (TorchScript, ONNX, Core ML) are opened by `runtime.load`, as `alexnet-run`
+opens them, and the runner times that backend's model. The end-to-end rows, preprocessing
+included, are `benchmarks.e2e`'s.
 """
 
 from __future__ import annotations
@@ -122,11 +125,16 @@ class TorchScriptRunner(TorchRunner):
         return [("torchscript", variant.precision)]
 
     def _module(self) -> Any:
+        import runtime
+
         torch = self.torch
         path = self.artifacts.get("torchscript", self.precision)
         self._use_artifact(path)
         self.input_dtype = torch.float32  # an fp16 export casts inside: its interface stays fp32
-        module = torch.jit.load(str(path), map_location=self._device).eval()
+        # Loaded as alexnet-run loads it: the module timed is the runtime backend's own (its map_location,
+        # eval mode), called on an input already on the device, without the Predictor's checks or copies.
+        self.predictor = runtime.load(path, backend="torchscript", device=self.device, threads=self.threads)
+        module = self.predictor.backend.module
         if "optimized" in self.variant.options:
             # freezes first if needed; on CPU: oneDNN layouts, prepacked weights, conv+relu fused
             module = torch.jit.optimize_for_inference(module)
@@ -134,6 +142,11 @@ class TorchScriptRunner(TorchRunner):
             with torch.inference_mode():  # oneDNN refuses some shapes: find out now, once, not per batch size
                 module(torch.zeros(1, 3, size, size, device=self._device))
         return module
+
+    def close(self) -> None:
+        if getattr(self, "predictor", None) is not None:
+            self.predictor.close()
+            self.predictor = None
 
 
 # --- Core ML -------------------------------------------------------------------------------------------
@@ -164,7 +177,8 @@ class CoreMLRunner(Runner):
         self.batch = np.ascontiguousarray(batch, dtype=np.float32)
 
     def step(self) -> None:
-        self.out = self.predictor.predict_logits(self.batch)
+        # The runtime backend's model call, as in the onnxruntime runner: not the Predictor's shape checks.
+        self.out = self.predictor.backend.run(self.batch)
 
     def logits(self) -> np.ndarray:
         return self.out

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import roofline
+from benchmarks import e2e, roofline
 from benchmarks.artifacts import Artifacts, Skip
 from benchmarks.isolation import WorkerRunner, running
 from benchmarks.machine import Limits, best_limits, measure_limits
@@ -69,6 +69,7 @@ class Row:
     floor_note: str | None = None  # set when the row beats its floor (fraction > 1): why that can be
     bound: str | None = None  # what sets the floor: compute | memory
     max_rel_diff: float | None = None  # max |logits - eager logits| / max |eager logits|
+    preprocess_share: float | None = None  # e2e rows: time outside the model call / whole call
     artifact: str | None = None
     artifact_bytes: int | None = None
     build_s: float | None = None
@@ -121,7 +122,9 @@ def run_suite(
     timeouts = (settings.timeout_s, settings.build_timeout_s)
     for device in settings.devices:
         pairs = runner_pairs(settings.backends, device, settings.precisions)
-        workers = [WorkerRunner(RUNNERS[b], device, v, settings.threads, artifacts, timeouts) for b, v in pairs]
+        workers = [WorkerRunner(runner_class(b, v), device, v, settings.threads, artifacts, timeouts) for b, v in pairs]
+        if any(e2e.is_e2e(v) for _, v in pairs):  # written once, here: every e2e worker reads the same files
+            e2e.write_images(artifacts.workdir)
         try:
             torch_device(device)
         except Skip as exc:
@@ -171,6 +174,11 @@ def _build(workers: list[WorkerRunner], rows: list[Row], say: Callable[[str], No
     return ready
 
 
+def runner_class(backend: str, variant: Variant) -> type:
+    """The runner of a (backend, variant): an e2e variant runs the end-to-end runner of that backend."""
+    return e2e.E2E_RUNNERS[backend] if e2e.is_e2e(variant) else RUNNERS[backend]
+
+
 def runner_pairs(
     backends: Sequence[str], device: str, precisions: Sequence[str] | None = None
 ) -> list[tuple[str, Variant]]:
@@ -200,7 +208,9 @@ def _time_batch(
             throughput_ips=throughput(n, stats.mean),
             warmup_s=warmed[worker]["warmup_s"],
         )
-        if reference is not None:
+        if e2e.is_e2e(worker.variant):  # its input is the image files, not the random batch: no rel. diff
+            row.preprocess_share = e2e.fetched_share(worker)
+        elif reference is not None:
             row.max_rel_diff = _rel_diff(warmed[worker]["logits"], reference)
         rows.append(row)
     return rows
@@ -272,7 +282,7 @@ def _add_comparisons(rows: list[Row], cost: roofline.ModelCost, limits: dict[str
     """Speed-up against eager fp32 on the same device and batch size, and the fraction of the floor."""
     base = {(r.device, r.batch_size): r.latency_ms["p50"] for r in rows if r.status == "ok" and r.is_baseline}
     for row in rows:
-        if row.status != "ok":
+        if row.status != "ok" or e2e.OPTION in row.variant.split():  # files in, not a batch: no model comparisons
             continue
         p50 = row.latency_ms["p50"]
         if (row.device, row.batch_size) in base:

@@ -33,10 +33,21 @@ class Variant:
 
 
 FP32, FP16, BF16, INT8 = (Variant(p) for p in PRECISIONS)
+E2E_OPTION = "e2e"
+# Image files -> decode -> preprocess -> predict through runtime.load, as alexnet-run does (benchmarks.e2e).
+E2E = Variant("fp32", (E2E_OPTION,))
+# The backends that run a shipped file through runtime.load (pytorch: the checkpoint, via its plugin).
+E2E_BACKENDS = ("pytorch", "torchscript", "onnxruntime", "coreml")
 
 
 def variants(backend: str, device: str) -> list[Variant]:
-    """The configurations benchmarked per backend and device (eager fp32 is the baseline)."""
+    """The configurations benchmarked per backend and device (eager fp32 is the baseline), with an
+    end-to-end row on the CPU for the backends alexnet-run can run."""
+    end_to_end = [E2E] if device == "cpu" and backend in E2E_BACKENDS else []
+    return _variants(backend, device) + end_to_end
+
+
+def _variants(backend: str, device: str) -> list[Variant]:
     if backend == "pytorch":
         return {
             "cpu": [FP32, Variant("fp32", ("channels_last",))],

@@ -9,6 +9,7 @@ state is inherited), built once and then driven over a pipe by `benchmarks.isola
     ("cache",)                       -> the exports made so far, for the next workers to reuse
     ("warm", batch, warmup)          -> prepare the batch, run `warmup` untimed calls: logits, seconds
     ("time", iterations, seconds, clock) -> one timed block: seconds per call
+    ("counters",)                    -> what the runner counted over the blocks since the warm-up
     ("quit",)                        -> close the runner and exit
 
 Every reply is (status, payload): "ok", "skip" (the runner cannot run here: the reason) or
@@ -148,6 +149,7 @@ def _warm(state: dict[str, Any], batch: Any, warmup: int) -> dict[str, Any]:
     for _ in range(max(warmup, 1)):  # at least one call
         runner.step()
     runner.sync()
+    runner.reset_counters()  # the timed blocks that follow are what the counters describe
     return {"logits": runner.logits(), "warmup_s": time.perf_counter() - t0}
 
 
@@ -161,4 +163,8 @@ def _time(state: dict[str, Any], min_iterations: int, min_seconds: float, clock:
     )
 
 
-COMMANDS = {"build": _build, "cache": _cache, "warm": _warm, "time": _time}
+def _counters(state: dict[str, Any]) -> dict[str, Any]:
+    return state["runner"].counters()
+
+
+COMMANDS = {"build": _build, "cache": _cache, "warm": _warm, "time": _time, "counters": _counters}

@@ -115,12 +115,15 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path, monkeypatch):
     assert data["model"]["variant"] == "cifar" and data["model"]["fresh"] is True
     assert data["machine"]["threads"] == 1 and "torch" in data["machine"]["libraries"]
     rows = {(r["variant"], r["batch_size"]): r for r in data["rows"]}
-    assert set(rows) == {("fp32", 1), ("fp32", 2), ("fp32 channels_last", 1), ("fp32 channels_last", 2)}
+    variants = ("fp32", "fp32 channels_last", "fp32 e2e")  # e2e: the checkpoint through alexnet-run's path
+    assert set(rows) == {(v, n) for v in variants for n in (1, 2)}
+    assert 0.0 <= rows[("fp32 e2e", 2)]["preprocess_share"] <= 1.0
     assert all(r["status"] == "ok" and r["latency_ms"]["n"] == 2 for r in rows.values())
     # the floor comes from the (stubbed) limits: 2 x 0.248 GFLOP at 50 GFLOP/s vs 233 MB at 5 GB/s
     assert rows[("fp32", 2)]["bound"] == "memory"
     assert rows[("fp32", 2)]["floor_ms"] == pytest.approx(data["model"]["weight_bytes"]["fp32"] / 5e6)
     assert "| backend | variant | batch |" in out["md"].read_text()
+    assert "### End to end" in out["md"].read_text()
     assert "| backend | variant | batch |" in result.output  # the same table on stdout
     assert out["png"].read_bytes()[:4] == b"\x89PNG"
 

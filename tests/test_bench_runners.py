@@ -80,6 +80,17 @@ def test_every_cpu_runner_produces_complete_rows(cpu_result):
     assert rows[("onnxruntime", "fp32", 1)].info["providers"] == ["CPUExecutionProvider"]
 
 
+def test_every_deployable_cpu_backend_has_an_e2e_row(cpu_result):
+    rows = by_key(cpu_result)
+    for backend in ("pytorch", "torchscript", "onnxruntime"):  # the checkpoint via the runtime's pytorch plugin
+        for n in (1, 2):
+            row = rows[(backend, "fp32 e2e", n)]
+            assert row.status == "ok", f"{backend} e2e: {row.reason}"
+            assert row.throughput_ips > 0 and 0.0 <= row.preprocess_share <= 1.0
+    if sys.platform != "darwin":
+        assert rows[("coreml", "fp32 e2e", None)].status == "skipped"
+
+
 def test_variant_labels_are_the_names_rows_and_reports_show():
     assert Variant("fp32").label == "fp32"
     assert Variant("fp16", ("channels_last",)).label == "fp16 channels_last"

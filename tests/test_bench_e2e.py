@@ -1,0 +1,102 @@
+"""benchmarks.e2e: end-to-end rows (image files -> decode -> preprocess -> predict through runtime.load),
+and the shipped-format runners timing the runtime's own backend. Tiny budgets; no timing is asserted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks import e2e, roofline, suite
+from benchmarks.artifacts import Artifacts, open_source
+from benchmarks.onnx_runners import OnnxRuntimeRunner
+from benchmarks.runners import TorchScriptRunner
+from benchmarks.timing import Budget
+from benchmarks.variant import E2E, FP32, variants
+from runtime.backends.torchscript_backend import TorchScriptBackend
+from runtime.predictor import Predictor
+from runtime.preprocess import preprocess_batch
+
+QUICK = {"sizes": (128,), "mbytes": 8, "repeats": 1}
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("bench-e2e")
+    e2e.write_images(workdir)
+    return Artifacts(open_source(None, workdir, variant="torchvision", num_classes=10, image_size=64), workdir)
+
+
+def test_images_are_deterministic_jpegs_of_photo_size(tmp_path):
+    first = e2e.write_images(tmp_path / "a")
+    second = e2e.write_images(tmp_path / "b")
+    assert len(first) == e2e.IMAGE_COUNT
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+    with Image.open(first[0]) as image:
+        assert image.format == "JPEG" and image.size == e2e.IMAGE_SIZE
+
+
+def test_e2e_variants_are_the_deployable_backends_on_the_cpu():
+    for backend in ("pytorch", "torchscript", "onnxruntime", "coreml"):
+        assert E2E in variants(backend, "cpu") and E2E not in variants(backend, "cuda")
+    assert E2E not in variants("openvino", "cpu") and E2E not in variants("torch.compile", "cpu")
+    assert E2E.label == "fp32 e2e"
+    assert (("onnxruntime", E2E)) not in suite.runner_pairs(["onnxruntime"], "cpu", ["int8"])  # --precisions
+    assert (("onnxruntime", E2E)) in suite.runner_pairs(["onnxruntime"], "cpu", ["fp32"])
+    assert all(b == "pytorch" for b, _ in suite.runner_pairs(["openvino"], "cpu") if e2e.is_e2e(_))  # --backends
+    assert suite.runner_class("onnxruntime", E2E) is e2e.OnnxRuntimeEndToEnd
+    assert suite.runner_class("onnxruntime", FP32) is OnnxRuntimeRunner
+
+
+def test_e2e_runner_predicts_the_files_as_the_plain_runner_does(artifacts):
+    runner = e2e.OnnxRuntimeEndToEnd(artifacts, "cpu", E2E, threads=1)
+    plain = OnnxRuntimeRunner(artifacts, "cpu", FP32, threads=1)
+    try:
+        runner.build()
+        plain.build()
+        assert isinstance(runner.predictor, Predictor) and runner.predictor.backend_name == "onnxruntime"
+        runner.prepare(np.zeros((2, 3, 64, 64), np.float32))  # only its batch size is taken
+        runner.step()
+        runner.reset_counters()  # as the worker does after the warm-up
+        for _ in range(3):
+            runner.step()
+        logits = runner.logits()
+        assert logits.shape == (2, 10) and runner.last_files != runner.files[:2]  # the files rotate
+        plain.prepare(preprocess_batch(runner.last_files, runner.predictor.metadata.preprocess))
+        plain.step()
+        np.testing.assert_allclose(logits, plain.logits(), rtol=1e-4, atol=1e-5)
+        share = e2e.preprocess_share(runner.counters())
+        assert share is not None and 0.0 <= share <= 1.0
+    finally:
+        runner.close()
+        plain.close()
+
+
+def test_torchscript_runner_times_the_runtime_backend(artifacts):
+    runner = TorchScriptRunner(artifacts, "cpu", FP32, threads=1)
+    try:
+        runner.build()
+        assert isinstance(runner.predictor, Predictor)
+        assert isinstance(runner.predictor.backend, TorchScriptBackend)
+        assert runner.module is runner.predictor.backend.module  # the module step() calls
+    finally:
+        runner.close()
+
+
+def test_a_tiny_run_has_e2e_rows_with_a_preprocessing_share(artifacts):
+    settings = suite.Settings(
+        ["onnxruntime"], ["cpu"], [1, 2], Budget(iterations=2, rounds=2), warmup=1, threads=1, measure=QUICK
+    )
+    settings.precisions, settings.remeasure = ("fp32",), False
+    cost = roofline.model_cost(artifacts.source.build_model(), artifacts.source.image_size)
+    result = suite.run_suite(artifacts, cost, settings)
+    rows = {(r.backend, r.variant, r.batch_size): r for r in result.rows}
+    for n in (1, 2):
+        row = rows[("onnxruntime", "fp32 e2e", n)]
+        assert row.status == "ok", row.reason
+        assert row.throughput_ips > 0 and row.latency_ms["n"] == 2
+        assert 0.0 <= row.preprocess_share <= 1.0
+        assert row.max_rel_diff is None  # its input is the files, not the random batch
+        assert rows[("onnxruntime", "fp32", n)].preprocess_share is None
+    table = e2e.e2e_table({"rows": [r.to_dict() for r in result.rows]}, "cpu")
+    assert "preprocessing share" in table[0] and any(line.startswith("| onnxruntime | 2 |") for line in table)
