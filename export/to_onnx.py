@@ -39,15 +39,23 @@ def export_onnx(
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, metadata.to_json()
 
+    write_checked(proto, output, "the exported ONNX model", weight_bytes(model, metadata.precision))
+    return output
+
+
+def write_checked(proto: Any, output: Path, what: str, expected_bytes: int) -> None:
+    """Save `proto` (an onnx.ModelProto) as one self-contained file at `output`, atomically, after
+    onnx.checker's full check of what was written (a failure leaves nothing behind)."""
+    import onnx
+
     def write(tmp: str) -> None:
         onnx.save_model(proto, tmp, save_as_external_data=False)
         try:
             onnx.checker.check_model(tmp, full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-            raise ExportError(f"the exported ONNX model fails onnx.checker: {first_line(exc)}") from exc
+            raise ExportError(f"{what} fails onnx.checker: {first_line(exc)}") from exc
 
-    write_file(output, write, expected_bytes=weight_bytes(model, metadata.precision))
-    return output
+    write_file(output, write, expected_bytes=expected_bytes)
 
 
 def _convert(model: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from export import calibration
-from export.common import ExportError, example_input, first_line, write_file
+from export.common import ExportError, example_input, first_line
 from export.gate import GateData, judge, run_onnx
 from export.quantize import (
     CalibrationReader,
@@ -31,6 +31,7 @@ from export.quantize import (
     resolve_target,
     training_seed,
 )
+from export.to_onnx import write_checked
 from runtime import outputs
 from runtime.metadata import ArtifactMetadata
 
@@ -243,15 +244,4 @@ class _Workspace:
 
 
 def _write(path: Path, metadata: ArtifactMetadata, output: Path, expected_bytes: int) -> None:
-    import onnx
-
-    proto = embed_metadata(path, metadata)
-
-    def write(tmp: str) -> None:
-        onnx.save_model(proto, tmp, save_as_external_data=False)
-        try:
-            onnx.checker.check_model(tmp, full_check=True)
-        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-            raise ExportError(f"the int8 ONNX model fails onnx.checker: {first_line(exc)}") from exc
-
-    write_file(output, write, expected_bytes=expected_bytes)
+    write_checked(embed_metadata(path, metadata), output, "the int8 ONNX model", expected_bytes)
