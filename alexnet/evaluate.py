@@ -88,3 +88,35 @@ def format_report(report: dict, class_names: list[str]) -> str:
             f"{row['class'][:23]:<24}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>9}"
         )
     return "\n".join(lines)
+
+
+def match_classes(
+    dataset: Any, data_names: list[str], model_names: list[str], *, model: str, data: str, note: Callable[[str], None]
+) -> Any:
+    """`dataset` labelled with the model's class indices: the same classes in another order are
+    mapped by name (and `note` says so); other classes are an error naming the differences."""
+    if data_names == model_names:
+        return dataset
+    if sorted(data_names) == sorted(model_names) and len(set(data_names)) == len(data_names):
+        index = {name: i for i, name in enumerate(model_names)}
+        note(
+            f"note: {data} has the model's {len(model_names)} classes in another order; "
+            "its labels are mapped to the model's classes by name"
+        )
+        return RelabeledDataset(dataset, [index[name] for name in data_names])
+    only_model = [n for n in model_names if n not in set(data_names)]
+    only_data = [n for n in data_names if n not in set(model_names)]
+    differences = "; ".join(
+        f"only in {where}: {_names(names)}"
+        for where, names in (("the model", only_model), ("the data", only_data))
+        if names
+    )
+    raise EvalError(
+        f"{model} was trained on {len(model_names)} classes but {data} has {len(data_names)}: "
+        f"{differences or 'a class name is repeated'}"
+    )
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from benchmarks.options import (
     parse_batch_sizes,
     parse_devices,
     parse_precisions,
+    progress_line,
     timed_seconds,
 )
 from benchmarks.suite import Settings
@@ -32,20 +32,6 @@ from runtime.outputs import is_stdout
 from runtime.preprocess import MAX_CROP
 
 QUICK_MEASURE = {"sizes": (1024,), "mbytes": 64, "repeats": 2}  # --quick: measure_limits options, a first look
-
-
-def _progress(enabled: bool) -> tuple[Callable[[str], None], Callable[[], None]]:
-    if not enabled:
-        return (lambda _msg: None), (lambda: None)
-    from tqdm import tqdm
-
-    bar = tqdm(total=None, file=sys.stderr, bar_format="{desc} [{elapsed}]", leave=False)
-
-    def say(message: str) -> None:
-        bar.set_description_str(message)
-        bar.update()
-
-    return say, bar.close
 
 
 EPILOG = """\b
@@ -233,7 +219,7 @@ def _run_with_progress(
     checkpoint: str | None, workdir: str | None, model_options: dict[str, Any], settings: Settings, quiet: bool
 ) -> dict[str, Any]:
     """`_run` in `workdir`, or in a temporary directory removed afterwards, under a progress line."""
-    say, done = _progress(not quiet)
+    say, done = progress_line(not quiet)
     try:
         with tempfile.TemporaryDirectory(prefix="alexnet-bench-") as tmp:
             if workdir:
@@ -259,34 +245,9 @@ def _show_and_write(doc: dict[str, Any], json_out: str | None, markdown: str | N
 def _run(
     checkpoint: str | None, workdir: Path, model_options: dict[str, Any], settings: Settings, say: Callable[[str], None]
 ) -> dict[str, Any]:
-    """Open the model, run the suite; the pieces of the report (machine described before and after)."""
-    from dataclasses import asdict
+    """Open the model (the checkpoint, or a fresh one saved in `workdir`) and benchmark it."""
+    from benchmarks.artifacts import open_source
+    from benchmarks.measure import run_benchmark
 
-    from benchmarks import roofline
-    from benchmarks.artifacts import Artifacts, open_source
-    from benchmarks.machine import describe_machine
-    from benchmarks.peak import cpu_frequency
-    from benchmarks.suite import run_suite
-
-    machine = describe_machine(settings.threads)
     say("loading the model")
-    source = open_source(checkpoint, workdir, **model_options)
-    cost = roofline.model_cost(source.build_model(), source.image_size)
-    result = run_suite(Artifacts(source, workdir), cost, settings, progress=say)
-    machine["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    machine["cpu_frequency_end"] = cpu_frequency()
-    config = {
-        "backends": list(settings.backends),
-        "devices": list(settings.devices),
-        "batch_sizes": list(settings.batch_sizes),
-        "precisions": list(settings.precisions or ()),
-        "threads": settings.threads,
-        "warmup": settings.warmup,
-        "quick": not settings.remeasure,
-        "clock": settings.clock,
-        "isolation": "one spawned worker process per backend, variant and device",
-        "timeout_s": settings.timeout_s,
-        "build_timeout_s": settings.build_timeout_s,
-        **asdict(settings.budget),
-    }
-    return {"result": result, "machine": machine, "model": {**source.describe(), **cost.to_dict()}, "settings": config}
+    return run_benchmark(open_source(checkpoint, workdir, **model_options), workdir, settings, say)

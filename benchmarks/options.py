@@ -4,6 +4,8 @@ command a result file records."""
 from __future__ import annotations
 
 import shlex
+import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -133,3 +135,18 @@ def check_outputs(json_out: str | None, markdown: str | None, plot: str | None) 
             plot_format(plot)
     except (OutputError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def progress_line(enabled: bool) -> tuple[Callable[[str], None], Callable[[], None]]:
+    """(say, close): one status line on stderr that each message replaces, with the time elapsed."""
+    if not enabled:
+        return (lambda _msg: None), (lambda: None)
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, file=sys.stderr, bar_format="{desc} [{elapsed}]", leave=False)
+
+    def say(message: str) -> None:
+        bar.set_description_str(message)
+        bar.update()
+
+    return say, bar.close

@@ -52,7 +52,7 @@ def _f(value: float | None, fmt: str = ".2f", suffix: str = "") -> str:
     return "" if value is None else f"{value:{fmt}}{suffix}"
 
 
-def _machine_line(m: dict[str, Any]) -> str:
+def machine_line(m: dict[str, Any]) -> str:
     libs = m.get("libraries", {})
     names = ("torch", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf", "coremltools", "numpy")
     versions = ", ".join(f"{k} {libs[k]}" for k in names if k in libs)
@@ -73,7 +73,7 @@ def _machine_line(m: dict[str, Any]) -> str:
     )
 
 
-def _model_line(model: dict[str, Any]) -> str:
+def model_line(model: dict[str, Any]) -> str:
     weights = model["weight_bytes"]["fp32"] / 1e6
     source = f"checkpoint `{model['checkpoint']}`" if model.get("checkpoint") else "freshly initialized weights"
     return (
@@ -110,7 +110,7 @@ def _limits_table(device: str, lim: dict[str, Any]) -> list[str]:
 BEATS_FLOOR = "beats floor*"  # a row faster than its floor: the footnote says why; never "more than 100%"
 
 
-def _of_floor(r: dict[str, Any]) -> str:
+def of_floor(r: dict[str, Any]) -> str:
     fraction = r.get("floor_fraction")
     return BEATS_FLOOR if fraction is not None and fraction > 1.0 else _f(fraction and 100 * fraction, ".0f", "%")
 
@@ -132,7 +132,7 @@ def _result_line(r: dict[str, Any]) -> str:
     return (
         f"| {r['backend']} | {r['variant']} | {r['batch_size']} | {s['p50']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} | {s['min']:.2f} | "
         f"{s['mean']:.2f} ± {s['std']:.2f} | {s['spread']:.0%} | {r['throughput_ips']:.1f} | "
-        f"{_f(r['speedup'], '.2f', 'x')} | {_of_floor(r)} | "
+        f"{_f(r['speedup'], '.2f', 'x')} | {of_floor(r)} | "
         f"{size} | {diff} |"
     )
 
@@ -180,7 +180,7 @@ def fastest_table(doc: dict[str, Any], device: str, precision: str = "fp32") -> 
         ratio = best["artifact_bytes"] / fp32_bytes if fp32_bytes and best["artifact_bytes"] else None
         lines.append(
             f"| {n} | {best['backend']} {best['variant']} | {best['latency_ms']['p50']:.2f} | "
-            f"{_f(best['speedup'], '.2f', 'x')} | {_of_floor(best)} |"
+            f"{_f(best['speedup'], '.2f', 'x')} | {of_floor(best)} |"
             + (f" {_f(ratio and 100 * ratio, '.0f', '%')} |" if sized else "")
         )
     return lines if len(lines) > 2 else []
@@ -203,8 +203,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
     )
     lines += [
         f"- Date: {doc['machine']['date']}",
-        f"- Machine: {_machine_line(doc['machine'])}",
-        f"- Model: {_model_line(doc['model'])}",
+        f"- Machine: {machine_line(doc['machine'])}",
+        f"- Model: {model_line(doc['model'])}",
         f"- Clock: {clock_text}",
         "",
     ]

@@ -184,7 +184,9 @@ class CoreMLRunner(Runner):
         return self.out
 
     def close(self) -> None:
-        self.predictor.close()
+        if getattr(self, "predictor", None) is not None:  # None when the build was a skip (not macOS)
+            self.predictor.close()
+            self.predictor = None
 
 
 RUNNERS: dict[str, type[Runner]] = {

@@ -48,6 +48,9 @@ class Settings:
     timeout_s: float = 600.0  # a worker silent this long beyond its block's budget is killed: a failed row
     build_timeout_s: float = 1800.0  # the same for a build (exports, NNCF, torch.compile take minutes)
     precisions: Sequence[str] | None = None  # of variant.PRECISIONS; None: every variant of each backend
+    # Exactly these (backend, variant) on every device instead of each backend's variants (alexnet-report:
+    # one row per exported artifact); the baseline is added first if missing.
+    pairs: Sequence[tuple[str, Variant]] | None = None
 
 
 @dataclass
@@ -121,7 +124,7 @@ def run_suite(
     floors: dict[str, list[roofline.Floor]] = {}
     timeouts = (settings.timeout_s, settings.build_timeout_s)
     for device in settings.devices:
-        pairs = runner_pairs(settings.backends, device, settings.precisions)
+        pairs = runner_pairs(settings.backends, device, settings.precisions, settings.pairs)
         workers = [WorkerRunner(runner_class(b, v), device, v, settings.threads, artifacts, timeouts) for b, v in pairs]
         if any(e2e.is_e2e(v) for _, v in pairs):  # written once, here: every e2e worker reads the same files
             e2e.write_images(artifacts.workdir)
@@ -180,10 +183,19 @@ def runner_class(backend: str, variant: Variant) -> type:
 
 
 def runner_pairs(
-    backends: Sequence[str], device: str, precisions: Sequence[str] | None = None
+    backends: Sequence[str],
+    device: str,
+    precisions: Sequence[str] | None = None,
+    chosen: Sequence[tuple[str, Variant]] | None = None,
 ) -> list[tuple[str, Variant]]:
-    """(backend, variant) to run on `device`: each backend's variants in `precisions`, the baseline first."""
-    pairs = [(b, v) for b in backends for v in variants(b, device) if precisions is None or v.precision in precisions]
+    """(backend, variant) to run on `device`: each backend's variants in `precisions` (or exactly `chosen`),
+    the baseline first."""
+    if chosen is not None:
+        pairs = list(dict.fromkeys(chosen))
+    else:
+        pairs = [
+            (b, v) for b in backends for v in variants(b, device) if precisions is None or v.precision in precisions
+        ]
     if BASELINE not in pairs:  # the baseline always runs, first
         pairs.insert(0, BASELINE)
     return pairs

@@ -183,7 +183,7 @@ def _checked_jobs(
 ) -> list[cli_jobs.Job]:
     """The jobs, once the options fit together (usage errors, exit 2) and the checkpoint exists."""
     formats = FORMATS if fmt == "all" else (fmt,)
-    jobs = _jobs(formats, precision, precisions)
+    jobs = cli_jobs.plan_jobs(formats, precision, precisions)
     if "coreml" in formats and coreml_input == "image" and batch_size not in (None, 1):
         raise click.UsageError(
             "a Core ML image input takes one image at a time; add --coreml-input tensor to use --batch"
@@ -195,27 +195,6 @@ def _checked_jobs(
     if not Path(checkpoint).exists():
         raise ExportError(f"checkpoint {checkpoint} does not exist")
     return jobs
-
-
-def _jobs(formats: tuple[str, ...], precision: str | None, precisions: str | None) -> list[cli_jobs.Job]:
-    """(format, precision, name tag) of each artifact: --precision for every format, or each of
-    --precisions that applies. int8 artifacts are always tagged (best-int8.onnx beside best.onnx)."""
-    from export.common import applies, default_precision
-
-    if precision and precisions:
-        raise click.UsageError("--precision and --precisions exclude each other")
-    if precisions is None:
-        chosen = [(name, precision or default_precision(name)) for name in formats]
-        return [(name, p, "int8" if p == "int8" else None) for name, p in chosen]
-    asked = [p.strip() for p in precisions.split(",") if p.strip()]
-    unknown = [p for p in asked if p not in PRECISIONS]
-    if unknown or not asked:
-        raise click.UsageError(f"--precisions takes a list of {', '.join(PRECISIONS)} (got {precisions!r})")
-    jobs = [(name, p) for name in formats for p in dict.fromkeys(asked) if applies(name, p)]
-    if not jobs:
-        raise click.UsageError(f"none of {precisions} applies to {', '.join(formats)}")
-    # Several precisions of one format need several names: a non-default one is tagged (best-fp16.onnx).
-    return [(name, p, p if p != default_precision(name) else None) for name, p in jobs]
 
 
 if __name__ == "__main__":

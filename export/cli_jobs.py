@@ -12,8 +12,31 @@ from pathlib import Path
 
 import click
 
+from runtime.metadata import PRECISIONS
+
 Job = tuple[str, str, str | None]  # (format, precision, name tag)
 TABLE_HEADER = ("format", "precision", "size", "agreement", "accuracy", "check", "artifact")
+
+
+def plan_jobs(formats: tuple[str, ...], precision: str | None, precisions: str | None) -> list[Job]:
+    """(format, precision, name tag) of each artifact: --precision for every format, or each of
+    --precisions that applies. int8 artifacts are always tagged (best-int8.onnx beside best.onnx)."""
+    from export.common import applies, default_precision
+
+    if precision and precisions:
+        raise click.UsageError("--precision and --precisions exclude each other")
+    if precisions is None:
+        chosen = [(name, precision or default_precision(name)) for name in formats]
+        return [(name, p, "int8" if p == "int8" else None) for name, p in chosen]
+    asked = [p.strip() for p in precisions.split(",") if p.strip()]
+    unknown = [p for p in asked if p not in PRECISIONS]
+    if unknown or not asked:
+        raise click.UsageError(f"--precisions takes a list of {', '.join(PRECISIONS)} (got {precisions!r})")
+    jobs = [(name, p) for name in formats for p in dict.fromkeys(asked) if applies(name, p)]
+    if not jobs:
+        raise click.UsageError(f"none of {precisions} applies to {', '.join(formats)}")
+    # Several precisions of one format need several names: a non-default one is tagged (best-fp16.onnx).
+    return [(name, p, p if p != default_precision(name) else None) for name, p in jobs]
 
 
 def check_before_writing(checkpoint: Path, jobs: list[Job], output: Path | None, data: Path | None) -> None:

@@ -23,6 +23,7 @@ COMMANDS = {
     "alexnet-eval": ("alexnet.cli.eval", "train"),
     "alexnet-export": ("export.cli", "export"),
     "alexnet-bench": ("benchmarks.cli", "bench"),
+    "alexnet-report": ("benchmarks.report_cli", "bench"),
 }
 
 
@@ -62,3 +63,4 @@ alexnet_train = _launcher("alexnet-train")
 alexnet_eval = _launcher("alexnet-eval")
 alexnet_export = _launcher("alexnet-export")
 alexnet_bench = _launcher("alexnet-bench")
+alexnet_report = _launcher("alexnet-report")

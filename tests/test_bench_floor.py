@@ -95,6 +95,6 @@ def test_a_row_faster_than_its_floor_gets_a_note_not_more_than_100_percent():
     assert row.floor_fraction == pytest.approx(0.8) and row.floor_note is None
     suite._add_comparisons([row], cost, {"cpu": Limits("cpu", {"fp32": 200.0}, 1000.0)})  # floor 160 ms
     assert row.bound == "compute" and "fewer operations" in row.floor_note
-    assert report._of_floor(row.to_dict()) == report.BEATS_FLOOR
-    assert report._of_floor({"floor_fraction": 0.8}) == "80%"
+    assert report.of_floor(row.to_dict()) == report.BEATS_FLOOR
+    assert report.of_floor({"floor_fraction": 0.8}) == "80%"
     assert "cache" in peak.floor_note(1.2, "memory")

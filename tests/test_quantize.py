@@ -268,7 +268,7 @@ def test_scratch_folders_of_killed_exports_are_removed(tmp_path, monkeypatch):
 
 
 def test_jobs_of_format_all_and_precisions():
-    from export.cli import _jobs
+    from export.cli_jobs import plan_jobs as _jobs
 
     formats = ("torchscript", "onnx", "coreml")
     assert _jobs(formats, None, "fp32,int8") == [

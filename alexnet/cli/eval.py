@@ -143,7 +143,10 @@ def _eval_dataset(
 
     extra = {"synthetic_val_per_class": val_per_class} if val_per_class else {}
     dataset, data_names = load_eval_split(data, split=split, preprocess=meta.preprocess, seed=seed, **extra)
-    return _match_classes(dataset, list(data_names), list(meta.class_names), model, data)
+    from alexnet.evaluate import match_classes
+
+    note = functools.partial(click.echo, err=True)
+    return match_classes(dataset, list(data_names), list(meta.class_names), model=str(model), data=data, note=note)
 
 
 def _check_outputs(json_path: Path | None, confusion_path: Path | None) -> None:
@@ -207,36 +210,3 @@ def _with_image_size(predictor: Any, image_size: int | None, model: Path) -> Any
     metadata = dataclasses.replace(meta, preprocess=spec, input_shape=(meta.batch_size, 3, image_size, image_size))
     predictor.backend.configure(metadata)
     return runtime.Predictor(predictor.backend, metadata)
-
-
-def _match_classes(dataset: Any, data_names: list[str], model_names: list[str], model: Path, data: str) -> Any:
-    """`dataset` labelled with the model's class indices: the same classes in another order are
-    mapped by name (and said so); other classes are an error naming the differences."""
-    from alexnet.evaluate import EvalError, RelabeledDataset
-
-    if data_names == model_names:
-        return dataset
-    if sorted(data_names) == sorted(model_names) and len(set(data_names)) == len(data_names):
-        index = {name: i for i, name in enumerate(model_names)}
-        click.echo(
-            f"note: {data} has the model's {len(model_names)} classes in another order; "
-            "its labels are mapped to the model's classes by name",
-            err=True,
-        )
-        return RelabeledDataset(dataset, [index[name] for name in data_names])
-    only_model = [n for n in model_names if n not in set(data_names)]
-    only_data = [n for n in data_names if n not in set(model_names)]
-    differences = "; ".join(
-        f"only in {where}: {_names(names)}"
-        for where, names in (("the model", only_model), ("the data", only_data))
-        if names
-    )
-    raise EvalError(
-        f"{model} was trained on {len(model_names)} classes but {data} has {len(data_names)}: "
-        f"{differences or 'a class name is repeated'}"
-    )
-
-
-def _names(names: list[str], shown: int = 5) -> str:
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more

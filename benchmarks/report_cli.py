@@ -1,0 +1,249 @@
+"""alexnet-report: every deployment option of a checkpoint side by side, in one command.
+
+Exports every format x precision that applies (export.export_artifact, int8 behind its gate),
+evaluates each on the checkpoint's own data (or --data) against the fp32 checkpoint, times each
+on every device with alexnet-bench's isolated workers, and writes report.md, report.json and a
+self-contained report.html, with a recommendation per device.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from benchmarks.options import parse_batch_sizes, parse_devices, progress_line
+from runtime.cliutil import handle_errors
+
+FORMATS = ("torchscript", "onnx", "coreml")
+SCHEMA = "alexnet-report/1"
+OUTPUT_FILES = ("report.md", "report.json", "report.html")
+
+EPILOG = """\b
+Examples:
+  alexnet-report runs/demo/best.pth                          # every format x fp32,fp16,int8 -> report/
+  alexnet-report runs/demo/best.pth --formats onnx --precisions fp32,int8 --batch-sizes 1,32 -o onnx-report/
+  alexnet-report runs/demo/best.pth --data photos/ --devices cpu --min-time 5
+"""
+
+
+def _choices(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
+    asked = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in asked if p not in allowed]
+    if unknown or not asked:
+        raise click.UsageError(f"{flag} takes a comma-separated list of {', '.join(allowed)} (got {text!r})")
+    return list(dict.fromkeys(asked))
+
+
+@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--data",
+    default=None,
+    help="Evaluation data: synthetic | DIR | cifar10:DIR | stl10:DIR [default: the checkpoint's training data].",
+)
+@click.option("--formats", default=",".join(FORMATS), show_default=True, help="Comma-separated export formats.")
+@click.option("--precisions", default="fp32,fp16,int8", show_default=True, help="Each format gets those that apply.")
+@click.option(
+    "--calibration",
+    default=None,
+    help="int8: calibration images (as alexnet-export's --calibration) [default: the checkpoint's training data].",
+)
+@click.option("--devices", default="auto", show_default=True, help="cpu, cuda, mps, or auto (every one present).")
+@click.option("--batch-sizes", default="1,8,32", show_default=True, help="Comma-separated batch sizes to time.")
+@click.option(
+    "--max-images",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Evaluation images per artifact (evenly spread over the split).",
+)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads [default: physical cores].")
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option(
+    "--min-time",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Seconds timed per artifact and batch size, over all rounds.",
+)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timing rounds.")
+@click.option("--quick", is_flag=True, help="Measure the machine's limits once and briefly.")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("report"),
+    show_default=True,
+    help="Folder for the report files and the artifacts (artifacts/).",
+)
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+@handle_errors
+def main(
+    checkpoint: Path,
+    data: str | None,
+    formats: str,
+    precisions: str,
+    calibration: str | None,
+    devices: str,
+    batch_sizes: str,
+    max_images: int,
+    threads: int | None,
+    warmup: int,
+    min_time: float,
+    repeats: int,
+    quick: bool,
+    out_dir: Path,
+    quiet: bool,
+) -> None:
+    """Export, validate, evaluate and benchmark CHECKPOINT in every format and precision; write
+    report.md, report.json and report.html (self-contained) into -o, the artifacts into -o/artifacts/.
+
+    A format that cannot run here (Core ML off macOS) or fails (an int8 model that misses its gate)
+    is a row with the reason; the report still completes.
+    """
+    from export.cli_jobs import plan_jobs
+
+    os.environ.setdefault("NNCF_CI", "1")  # no telemetry from nncf, as in alexnet-bench
+    jobs = plan_jobs(tuple(_choices(formats, FORMATS, "--formats")), None, precisions)
+    device_list, sizes = parse_devices(devices), parse_batch_sizes(batch_sizes)
+    _check_places(checkpoint, out_dir)
+    params = dict(
+        data=data,
+        formats=formats,
+        precisions=precisions,
+        calibration=calibration,
+        devices=",".join(device_list),
+        batch_sizes=",".join(map(str, sizes)),
+        max_images=max_images,
+        threads=threads,
+        warmup=warmup,
+        min_time=min_time,
+        repeats=repeats,
+        quick=quick,
+        output=str(out_dir),
+    )
+    settings = _settings(device_list, sizes, threads, warmup, min_time, repeats, quick)
+    from export import QuantizeOptions
+
+    quantize = QuantizeOptions(calibration=calibration)
+    doc = _build(checkpoint, jobs, out_dir, (data, max_images), quantize, settings, quiet)
+    doc["command"] = _command(checkpoint, params)
+    _write(doc, out_dir)
+
+
+def _check_places(checkpoint: Path, out_dir: Path) -> None:
+    """Before any work: the checkpoint is a file; the output folder and its three files can be written."""
+    from runtime.errors import DeployError
+    from runtime.outputs import OutputError, check_output_path
+
+    if not checkpoint.is_file():
+        raise DeployError(f"checkpoint {checkpoint} is not a file")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise click.UsageError(f"-o {out_dir} exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in OUTPUT_FILES:
+            check_output_path(out_dir / name, what="-o")
+    except OutputError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _settings(
+    devices: list[str], sizes: list[int], threads: int | None, warmup: int, min_time: float, repeats: int, quick: bool
+) -> Any:
+    """The benchmark's settings. Sets torch's thread count: process-wide, which only an entry point may do."""
+    import torch
+
+    from benchmarks.cli import QUICK_MEASURE
+    from benchmarks.machine import physical_cores
+    from benchmarks.suite import Settings
+    from benchmarks.timing import Budget
+
+    threads = threads or physical_cores()
+    torch.set_num_threads(threads)
+    budget = Budget(iterations=None, min_time=min_time, rounds=repeats)
+    return Settings(
+        (),
+        devices,
+        sizes,
+        budget,
+        warmup=warmup,
+        threads=threads,
+        remeasure=not quick,
+        measure=QUICK_MEASURE if quick else {},
+    )
+
+
+def _build(
+    checkpoint: Path, jobs: list, out_dir: Path, data: tuple[str | None, int], quantize: Any, settings: Any, quiet: bool
+) -> dict[str, Any]:
+    """Export, evaluate, benchmark: the report document (every number)."""
+    from alexnet.checkpoint import load_checkpoint
+    from benchmarks import deploy_report as steps
+    from benchmarks import recommend
+    from benchmarks.report import build_document
+
+    say = (lambda _m: None) if quiet else (lambda message: click.echo(message, err=True))
+    ckpt = load_checkpoint(checkpoint)
+    dataset, source = steps.evaluation_data(ckpt, *data, say)  # a bad --data fails before the exports
+    entries = steps.export_entries(checkpoint, jobs, out_dir / "artifacts", say, quantize)
+    steps.evaluate_entries(entries, ckpt, dataset, say)
+    say(
+        f"[benchmark] {len(entries)} artifacts on {', '.join(settings.devices)}, batch sizes "
+        f"{', '.join(map(str, settings.batch_sizes))}"
+    )
+    status, done = progress_line(not quiet)
+    try:
+        parts = steps.benchmark_entries(entries, checkpoint, settings, status)
+    finally:
+        done()
+    steps.attach_timings(entries, parts["result"].rows, settings.devices)
+    artifacts = [e.to_dict() for e in entries]
+    gate = recommend.gate_thresholds()
+    bench = build_document(command="(within alexnet-report)", **parts)
+    return {
+        "schema": SCHEMA,
+        "machine": parts["machine"],
+        "model": parts["model"],
+        "data": {"source": source, "split": "val", "images": len(dataset)},
+        "gate": gate,
+        "devices": list(settings.devices),
+        "batch_sizes": list(settings.batch_sizes),
+        "artifacts": artifacts,
+        "recommendations": [r for d in settings.devices for r in recommend.recommend(artifacts, d, gate)],
+        "excluded": recommend.excluded(artifacts, gate),
+        "warnings": bench["warnings"],
+        "benchmark": bench,
+    }
+
+
+def _command(checkpoint: Path, params: dict[str, Any]) -> str:
+    """The exact command that reproduces the report, every setting explicit."""
+    parts = ["alexnet-report", str(checkpoint)]
+    for key, value in params.items():
+        if value is not None and value is not False:
+            flag = "-o" if key == "output" else f"--{key.replace('_', '-')}"
+            parts += [flag] + ([] if value is True else [str(value)])
+    return shlex.join(parts)
+
+
+def _write(doc: dict[str, Any], out_dir: Path) -> None:
+    from benchmarks.report_pages import render_html, render_markdown
+    from runtime.outputs import dumps_json, write_text
+
+    markdown = render_markdown(doc)
+    click.echo(markdown)  # on screen first: a failed write loses nothing
+    write_text(out_dir / "report.json", dumps_json(doc, indent=2) + "\n", what="-o")
+    write_text(out_dir / "report.md", markdown, what="-o")
+    write_text(out_dir / "report.html", render_html(doc), what="-o")
+    click.echo(f"wrote {out_dir / 'report.md'}, {out_dir / 'report.json'} and {out_dir / 'report.html'}", err=True)
+
+
+if __name__ == "__main__":
+    main(prog_name=os.path.basename(sys.argv[0]))
