@@ -30,7 +30,8 @@ $(EDGE_VENV)/.installed: setup.cfg pyproject.toml
 	$(EDGE_VENV)/bin/python -m pip install -q . pytest
 	touch $@
 
-# The main job on the embedded synthetic data: data -> train -> evaluate -> export -> run -> benchmark.
+# The main job on the embedded synthetic data: data -> train -> evaluate -> export -> run -> the deployment
+# report (every format x fp32/int8 exported, gated, evaluated and benchmarked side by side).
 demo: setup
 	rm -rf $(OUT)/images
 	$(BIN)/alexnet-data synthetic --out $(OUT)/images --per-class 2 --val-per-class 2 --seed 1
@@ -38,11 +39,10 @@ demo: setup
 	$(BIN)/alexnet-eval $(OUT)/run/best.pth --data synthetic --json $(OUT)/eval.json --confusion $(OUT)/confusion.png
 	$(BIN)/alexnet-export --format all $(OUT)/run/best.pth
 	$(BIN)/alexnet-eval $(OUT)/run/best.onnx --data synthetic
-	$(BIN)/alexnet-export --format onnx --precision int8 $(OUT)/run/best.pth --calibration synthetic
-	$(BIN)/alexnet-eval $(OUT)/run/best-int8.onnx --data synthetic
 	$(BIN)/alexnet-run --backend onnxruntime --model $(OUT)/run/best.onnx --topk 3 $(OUT)/images/val/circle $(OUT)/images/val/star
 	$(PY) -m runtime.agree $(OUT)/run/best.pth $(OUT)/run/best.pt $(OUT)/run/best.onnx $(OUT)/run/best.mlpackage --images $(OUT)/images/val
-	$(BIN)/alexnet-bench $(OUT)/run/best.pth --backends pytorch,torchscript,onnxruntime --precisions fp32,int8 --batch-sizes 1,8 --min-time 1 --repeats 2 --image-size 224 --quiet
+	$(BIN)/alexnet-report $(OUT)/run/best.pth --precisions fp32,int8 --batch-sizes 1,8 --min-time 1 --repeats 2 --quick -o $(OUT)/report
+	@echo "The deployment report: $(OUT)/report/report.html (open it in a browser; also report.md, report.json)"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -144,9 +144,10 @@ def _check_places(checkpoint: Path, out_dir: Path) -> None:
 
     if not checkpoint.is_file():
         raise DeployError(f"checkpoint {checkpoint} is not a file")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise click.UsageError(f"-o {out_dir} exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)  # (click has refused a file there)
+    except OSError as exc:
+        raise click.UsageError(f"-o {out_dir}: cannot create it: {exc.strerror or exc}") from None
     try:
         for name in OUTPUT_FILES:
             check_output_path(out_dir / name, what="-o")

@@ -29,14 +29,34 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{value:.2%}"
 
 
+def _short(text: str) -> str:
+    """A reason's first clause, for a table cell (the whole of it is listed under the table and in the JSON)."""
+    return text.split("; ")[0]
+
+
 def _status(entry: dict[str, Any], device: str) -> str:
     timing = entry["devices"].get(device) or {}
     if entry["status"] != "ok":
         checked = entry["status"] == "skipped" and entry.get("check")  # Core ML off macOS: its structural checks
-        return f"{entry['status']}: {entry['reason']}" + (f" (checked: {entry['check']})" if checked else "")
+        verdict = " (structural checks " + ("PASS" if entry.get("check_passed") else "FAIL") + ")" if checked else ""
+        return f"{entry['status']}: {_short(entry['reason'])}{verdict}"
     if timing.get("status") not in (None, "ok") or not timing.get("batches"):
-        return f"{timing.get('status', 'skipped')} on {device}: {timing.get('reason') or 'not timed'}"
-    return "ok" + (f" ({timing['reason']})" if timing.get("reason") else "")
+        return f"{timing.get('status', 'skipped')} on {device}: {_short(timing.get('reason') or 'not timed')}"
+    return "ok" + (f" ({_short(timing['reason'])})" if timing.get("reason") else "")
+
+
+def details(doc: dict[str, Any], device: str) -> list[str]:
+    """The whole reason (and check) of every row that is not plainly ok on `device`."""
+    out = []
+    for e in doc["artifacts"]:
+        timing = e["devices"].get(device) or {}
+        reasons = [e.get("reason"), timing.get("reason") if timing.get("reason") != e.get("reason") else None]
+        if e["status"] != "ok" and e.get("check"):
+            reasons.append(f"check: {e['check']}")
+        text = "; ".join(r for r in reasons if r)
+        if text:
+            out.append(f"{e['label']}: {text}")
+    return out
 
 
 def table_rows(doc: dict[str, Any], device: str) -> tuple[list[str], list[list[str]]]:
@@ -102,9 +122,10 @@ def render_markdown(doc: dict[str, Any]) -> str:
     lines = ["# AlexNet deployment report", "", *_header_lines(doc), ""]
     for device in doc["devices"]:
         header, rows = table_rows(doc, device)
-        lines += [f"## {device}", "", "| " + " | ".join(header) + " |", "|---|" + "--:|" * 7 + "---|"]
-        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-        lines += ["", "### Recommendations", "", *_recommendation_lines(doc, device), ""]
+        lines += [f"## {device}", "", "| " + " | ".join(map(_md_cell, header)) + " |", "|---|" + "--:|" * 7 + "---|"]
+        lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
+        lines += ["", *(f"- {_md_cell(line)}" for line in details(doc, device)), ""]
+        lines += ["### Recommendations", "", *_recommendation_lines(doc, device), ""]
     if doc["excluded"]:
         lines += ["Left out by the gate: " + "; ".join(f"`{label}` ({why})" for label, why in doc["excluded"]), ""]
     lines += [NOTES, ""]
@@ -181,7 +202,9 @@ def render_html(doc: dict[str, Any]) -> str:
     parts += [f"<li>{e(line[2:]).replace('`', '')}</li>" for line in _header_lines(doc)]
     parts += ["</ul>", f"<pre>{e(doc['command'])}</pre>"]
     for device in doc["devices"]:
-        parts += [f"<h2>{e(device)}</h2>", _html_table(*table_rows(doc, device)), "<h3>Recommendations</h3><ul>"]
+        parts += [f"<h2>{e(device)}</h2>", _html_table(*table_rows(doc, device)), "<ul>"]
+        parts += [f"<li>{e(line)}</li>" for line in details(doc, device)]
+        parts += ["</ul><h3>Recommendations</h3><ul>"]
         for rec in (r for r in doc["recommendations"] if r["device"] == device):
             chosen = f"<code>{e(rec['label'])}</code>: " if rec["label"] else ""
             parts.append(f"<li><b>{e(rec['goal'])}</b>: {chosen}{e(rec['why'])}</li>")

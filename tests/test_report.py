@@ -1,0 +1,182 @@
+"""alexnet-report: the recommendation logic on hand-made rows, the command's errors, and one whole
+report on the untrained cifar checkpoint with a tiny budget (timings are never asserted)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from benchmarks import recommend
+from benchmarks.report_cli import main
+
+GATE = {"max_agreement_loss": 0.01, "max_accuracy_drop": 0.01}
+
+
+def _entry(label, *, top1, agreement, size_mb, timings, status="ok", check_passed=True):
+    """An entry dict as the report keeps it; timings: {batch: (p50 ms, images/s)} on cpu."""
+    fmt, precision = label.split()
+    batches = [{"batch_size": n, "p50_ms": p50, "throughput_ips": ips} for n, (p50, ips) in timings.items()]
+    return {
+        "label": label,
+        "format": fmt,
+        "precision": precision,
+        "status": status,
+        "check_passed": check_passed,
+        "top1": top1,
+        "agreement": agreement,
+        "size_bytes": int(size_mb * 1e6),
+        "devices": {"cpu": {"status": "ok", "batches": batches}},
+    }
+
+
+def _hand_made_rows():
+    return [
+        _entry("checkpoint fp32", top1=0.90, agreement=1.0, size_mb=244, timings={1: (20.0, 50), 32: (400.0, 80)}),
+        _entry("onnx fp32", top1=0.90, agreement=1.0, size_mb=244, timings={1: (10.0, 100), 32: (200.0, 160)}),
+        # within the gate: agreement 99.0% exactly, top-1 0.5 points lower
+        _entry("onnx int8", top1=0.895, agreement=0.99, size_mb=61, timings={1: (4.0, 250), 32: (70.0, 457)}),
+        # faster and smaller still, but out of the gate: agreement 97%
+        _entry("coreml int8", top1=0.90, agreement=0.97, size_mb=30, timings={1: (1.0, 1000), 32: (10.0, 3200)}),
+        # accurate enough to agree, but top-1 dropped 2 points
+        _entry("onnx fp16", top1=0.88, agreement=0.995, size_mb=122, timings={1: (2.0, 500), 32: (30.0, 1066)}),
+        # validation failed: never recommended
+        _entry("torchscript fp16", top1=0.90, agreement=1.0, size_mb=20, timings={1: (0.5, 2000)}, check_passed=False),
+        # throughput peaks at batch 8 (the largest batch is not the best one)
+        _entry("torchscript fp32", top1=0.90, agreement=1.0, size_mb=244, timings={8: (12.0, 666), 32: (64.0, 500)}),
+    ]
+
+
+def test_recommendations_within_the_gate():
+    recs = {r["goal"]: r for r in recommend.recommend(_hand_made_rows(), "cpu", GATE)}
+    assert recs["lowest latency"]["label"] == "onnx int8" and recs["lowest latency"]["value"] == 4.0
+    assert recs["smallest"]["label"] == "onnx int8" and recs["smallest"]["value"] == 61_000_000
+    assert recs["highest throughput"]["label"] == "torchscript fp32" and recs["highest throughput"]["value"] == 666
+    assert "at batch 8" in recs["highest throughput"]["why"]
+    why = recs["lowest latency"]["why"]
+    assert "4.00 ms at batch 1" in why and "top-1 89.50% (fp32 checkpoint 90.00%)" in why and "99.00%" in why
+    assert "next: onnx fp32 10.00 ms" in why  # the runner-up, with its number
+
+
+def test_gate_exclusions_say_why():
+    out = dict(recommend.excluded(_hand_made_rows(), GATE))
+    assert set(out) == {"coreml int8", "onnx fp16", "torchscript fp16"}
+    assert "agreement 97.00% below the gate" in out["coreml int8"]
+    assert "more than 1% below fp32's 90.00%" in out["onnx fp16"]
+    assert out["torchscript fp16"] == "validation did not pass"
+
+
+def test_no_candidate_on_a_device_is_said():
+    recs = recommend.recommend(_hand_made_rows(), "cuda", GATE)
+    assert [r["goal"] for r in recs] == list(recommend.GOALS)
+    assert all(
+        r["label"] is None and "no artifact within the accuracy gate was timed on cuda" in r["why"] for r in recs
+    )
+
+
+def test_gate_thresholds_are_the_int8_exporters():
+    from export.quantize import QuantizeOptions
+
+    assert recommend.gate_thresholds() == {
+        "max_agreement_loss": QuantizeOptions().max_agreement_loss,
+        "max_accuracy_drop": QuantizeOptions().max_accuracy_drop,
+    }
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """DIR/{train,val}/<class>/ with the cifar checkpoint's 5 classes, 2 random 40x40 PNGs each."""
+    from builders import CLASSES
+
+    root = tmp_path_factory.mktemp("report-data")
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for name in CLASSES:
+            (root / split / name).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+                    root / split / name / f"{i}.png"
+                )
+    return root
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--formats", "onnx,tflite"], 2, "--formats takes a comma-separated list of torchscript, onnx, coreml"),
+        (["--precisions", "fp64"], 2, "--precisions takes a list of"),
+        (["--batch-sizes", "0"], 2, "batch sizes must be at least 1"),
+        (["--devices", "tpu"], 2, "tpu"),
+    ],
+)
+def test_bad_flags_are_usage_errors(cifar_checkpoint, tmp_path, args, code, message):
+    result = CliRunner().invoke(main, [str(cifar_checkpoint), "-o", str(tmp_path / "r"), *args])
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert not (tmp_path / "r").exists()  # nothing written before the flags are checked
+
+
+def test_missing_checkpoint_and_file_as_output(cifar_checkpoint, tmp_path):
+    result = CliRunner().invoke(main, [str(tmp_path / "nope.pth"), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "nope.pth is not a file" in result.output
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    result = CliRunner().invoke(main, [str(cifar_checkpoint), "-o", str(taken)])
+    assert result.exit_code == 2 and "is a file" in result.output
+
+
+def test_data_of_other_classes_fails_before_any_export(cifar_checkpoint, tmp_path):
+    result = CliRunner().invoke(main, [str(cifar_checkpoint), "--data", "synthetic", "-o", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "trained on 5 classes but synthetic has 8" in result.output
+    assert not (tmp_path / "r" / "artifacts").exists()
+
+
+@pytest.mark.slow
+def test_report_on_a_tiny_model(cifar_checkpoint, image_folder, tmp_path):
+    import html5lib
+
+    out = tmp_path / "report"
+    args = [str(cifar_checkpoint), "--data", str(image_folder), "--formats", "onnx,coreml", "--precisions", "fp32,int8"]
+    args += ["--batch-sizes", "1,2", "--min-time", "0.05", "--repeats", "1", "--warmup", "1", "--quick", "-o", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "report.json").read_text())
+    labels = ["checkpoint fp32", "onnx fp32", "onnx int8", "coreml fp32", "coreml int8"]
+    assert [a["label"] for a in doc["artifacts"]] == labels  # every row present, failures included
+    rows = {a["label"]: a for a in doc["artifacts"]}
+    assert rows["onnx fp32"]["status"] == "ok" and rows["onnx fp32"]["check_passed"]
+    assert rows["onnx fp32"]["agreement"] == 1.0 and rows["onnx fp32"]["max_abs_diff"] < 1e-4
+    assert rows["onnx fp32"]["top1"] == rows["checkpoint fp32"]["top1"]
+    assert doc["data"] == {"source": str(image_folder), "split": "val", "images": 10}
+    # this checkpoint names no training data: int8 cannot calibrate, and the row says so
+    assert rows["onnx int8"]["status"] == "failed" and "no training data to calibrate on" in rows["onnx int8"]["reason"]
+    assert [b["batch_size"] for b in rows["onnx fp32"]["devices"]["cpu"]["batches"]] == [1, 2]
+    if doc["machine"]["os"].startswith("Linux"):
+        assert rows["coreml fp32"]["status"] == "skipped" and "needs macOS" in rows["coreml fp32"]["reason"]
+        assert rows["coreml int8"]["check_passed"]  # the structural checks ran instead
+    assert {r["goal"] for r in doc["recommendations"]} == set(recommend.GOALS)
+    assert all(r["label"] in ("checkpoint fp32", "onnx fp32") for r in doc["recommendations"])
+    assert doc["command"].startswith("alexnet-report ") and "--formats onnx,coreml" in doc["command"]
+
+    markdown = (out / "report.md").read_text()
+    assert all(f"| {label} |" in markdown for label in labels)
+    page = html5lib.parse((out / "report.html").read_text(), namespaceHTMLElements=False)
+    cells = [tr.find("td").text for tr in page.findall(".//tbody/tr")]
+    assert cells == labels
+    images = page.findall(".//img")
+    assert len(images) == 3
+    for img in images:
+        kind, data = img.get("src").split(",", 1)
+        assert kind == "data:image/png;base64"
+        assert base64.b64decode(data).startswith(b"\x89PNG\r\n\x1a\n")
+    assert "http://" not in (out / "report.html").read_text() and "https://" not in (out / "report.html").read_text()
+    assert sorted(p.name for p in (out / "artifacts").iterdir()) == [
+        "model-fp32.mlpackage",
+        "model-int8.mlpackage",
+        "model.onnx",
+    ]
