@@ -67,8 +67,9 @@ def machine_line(m: dict[str, Any]) -> str:
     load_text += f" (max {freq['max_mhz']:.0f})" if mhz and freq.get("max_mhz") else ""
     load_text += f", governor {freq['governor']}" if freq.get("governor") else ""
     memory = f", {m['memory_gib']:.0f} GiB RAM" if m.get("memory_gib") else ""
+    isa = f" ({m['instruction_set']})" if m.get("instruction_set") else ""  # absent in results older than it
     return (
-        f"{m['cpu']}, {m['physical_cores']} cores / {m['logical_cpus']} threads{memory}{gpu}; "
+        f"{m['cpu']}{isa}, {m['physical_cores']} cores / {m['logical_cpus']} threads{memory}{gpu}; "
         f"{m['os']}; Python {m['python']}; {versions}; benchmark threads {m['threads']}{load_text}"
     )
 

@@ -16,6 +16,9 @@ from typing import Any
 
 import click
 
+# Imported here, not in the steps: torch, onnx and matplotlib are needed by every run, and on an install
+# without the [bench] extra the launcher (runtime.launch) turns this import's failure into one line.
+from alexnet.checkpoint import load_checkpoint
 from benchmarks.options import parse_batch_sizes, parse_devices, progress_line
 from runtime.cliutil import handle_errors
 
@@ -72,7 +75,9 @@ def _choices(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
     help="Seconds timed per artifact and batch size, over all rounds.",
 )
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timing rounds.")
-@click.option("--quick", is_flag=True, help="Measure the machine's limits once and briefly.")
+@click.option(
+    "--quick", is_flag=True, help="Measure the machine's limits briefly (a first look: the floor is rougher)."
+)
 @click.option(
     "-o",
     "--output",
@@ -169,23 +174,16 @@ def _settings(
     threads = threads or physical_cores()
     torch.set_num_threads(threads)
     budget = Budget(iterations=None, min_time=min_time, rounds=repeats)
-    return Settings(
-        (),
-        devices,
-        sizes,
-        budget,
-        warmup=warmup,
-        threads=threads,
-        remeasure=not quick,
-        measure=QUICK_MEASURE if quick else {},
-    )
+    # The machine's limits are measured once, before the timing (alexnet-bench measures again after each
+    # batch size and keeps the best; here that would double the run for the % of floor column alone).
+    measure = QUICK_MEASURE if quick else {}
+    return Settings((), devices, sizes, budget, warmup=warmup, threads=threads, remeasure=False, measure=measure)
 
 
 def _build(
     checkpoint: Path, jobs: list, out_dir: Path, data: tuple[str | None, int], quantize: Any, settings: Any, quiet: bool
 ) -> dict[str, Any]:
     """Export, evaluate, benchmark: the report document (every number)."""
-    from alexnet.checkpoint import load_checkpoint
     from benchmarks import deploy_report as steps
     from benchmarks import recommend
     from benchmarks.report import build_document

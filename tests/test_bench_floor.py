@@ -98,3 +98,21 @@ def test_a_row_faster_than_its_floor_gets_a_note_not_more_than_100_percent():
     assert report.of_floor(row.to_dict()) == report.BEATS_FLOOR
     assert report.of_floor({"floor_fraction": 0.8}) == "80%"
     assert "cache" in peak.floor_note(1.2, "memory")
+
+
+def test_cpu_fp16_is_not_timed_in_torch_and_takes_the_fp32_rate_or_its_peak(measured, monkeypatch, tmp_path):
+    measured.update(numpy=5.0, onnxruntime=6.0, openvino=4.0)  # far under any peak below
+    timed = []
+    monkeypatch.setattr(
+        machine, "measure_matmul", lambda device, precision, *a, **k: timed.append(precision) or {64: 7.0}
+    )
+    limits = machine.measure_limits("cpu", ("fp32", "fp16"), sizes=(64,), mbytes=8, repeats=1)
+    assert timed == ["fp32"]  # torch's emulated fp16 matmul takes minutes on a CPU
+    assert limits.gflops("fp16") == limits.gflops("fp32") == 7.0
+    fp16_cpu = AVX512.replace("avx512_vnni", "avx512_vnni avx512_fp16")
+    p = peak.cpu_peak(threads=2, cpuinfo=fp16_cpu, machine="x86_64", root=tmp_path)
+    raised = peak.with_peak(limits, p)
+    assert p.rates["fp16"] == pytest.approx(2 * p.rates["fp32"])  # native fp16: twice the lanes
+    assert raised.gflops("fp16") == pytest.approx(p.rates["fp16"]) and raised.gflops("fp32") == pytest.approx(
+        p.rates["fp32"]
+    )
