@@ -134,7 +134,7 @@ def evaluate_entries(entries: list[Entry], checkpoint: Any, dataset: Any, say: C
         if entry.path is None:
             continue
         say(f"[evaluate {number}/{len(entries)}] {entry.label} on {len(dataset)} images")
-        logits = _top1(entry, dataset, names)
+        logits = _logits_and_accuracy(entry, dataset, names)
         if entry.format == "checkpoint":
             reference = logits
             entry.agreement, entry.max_abs_diff = (None, None) if logits is None else (1.0, 0.0)
@@ -152,7 +152,7 @@ def evaluate_entries(entries: list[Entry], checkpoint: Any, dataset: Any, say: C
             entry.mark("failed", f"validation failed: {entry.check}")
 
 
-def _top1(entry: Entry, dataset: Any, class_names: list[str]) -> np.ndarray | None:
+def _logits_and_accuracy(entry: Entry, dataset: Any, class_names: list[str]) -> np.ndarray | None:
     """The entry's logits (N, classes) over `dataset` (top-1/top-5 set on it), or None with the reason marked."""
     import runtime
     from alexnet.evaluate import evaluate
