@@ -40,16 +40,13 @@ class RelabeledDataset(Dataset):
         return image, self.mapping[int(label)]
 
 
-def evaluate(
-    logits_fn: LogitsFn,
-    dataset: Dataset,
-    class_names: list[str],
-    *,
-    batch_size: int = 64,
-    workers: int = 0,
-    progress: bool = True,
-) -> dict:
-    """Run every image of `dataset` through `logits_fn`; return the classification report plus speed."""
+def collect_logits(
+    logits_fn: LogitsFn, dataset: Dataset, *, batch_size: int = 64, workers: int = 0, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Every image of `dataset` through `logits_fn`, in dataset order.
+
+    Returns (logits (N, classes) float32, labels (N,) int64, total seconds, seconds in the model).
+    """
     from tqdm import tqdm
 
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
@@ -66,10 +63,33 @@ def evaluate(
         model_seconds += time.perf_counter() - tick
         labels.append(targets.numpy())
     total_seconds = time.perf_counter() - start
-    all_logits = np.concatenate(logits) if logits else np.zeros((0, len(class_names)), np.float32)
-    all_labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-    if all_logits.shape[1] != len(class_names):
-        raise EvalError(f"the model has {all_logits.shape[1]} outputs but the data has {len(class_names)} classes")
+    all_logits = np.concatenate(logits) if logits else np.zeros((0, 0), np.float32)
+    all_labels = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
+    return all_logits, all_labels, total_seconds, model_seconds
+
+
+def check_outputs(logits: np.ndarray, class_names: list[str]) -> None:
+    """EvalError when the model's outputs are not one per class of the data."""
+    if len(logits) and logits.shape[1] != len(class_names):
+        raise EvalError(f"the model has {logits.shape[1]} outputs but the data has {len(class_names)} classes")
+
+
+def evaluate(
+    logits_fn: LogitsFn,
+    dataset: Dataset,
+    class_names: list[str],
+    *,
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Run every image of `dataset` through `logits_fn`; return the classification report plus speed."""
+    all_logits, all_labels, total_seconds, model_seconds = collect_logits(
+        logits_fn, dataset, batch_size=batch_size, workers=workers, progress=progress
+    )
+    check_outputs(all_logits, class_names)
+    if not len(all_logits):
+        all_logits = np.zeros((0, len(class_names)), np.float32)
     report = classification_report(all_logits, all_labels, class_names)
     report["images_per_s"] = len(all_labels) / total_seconds if total_seconds else 0.0  # data + model
     report["model_images_per_s"] = len(all_labels) / model_seconds if model_seconds else 0.0

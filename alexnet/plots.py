@@ -1,4 +1,4 @@
-"""Pictures: training curves and the confusion matrix, written by runtime.outputs.
+"""Pictures: training curves, the confusion matrix, and the figure helpers alexnet/viz draws with.
 
 matplotlib `Figure` objects, never pyplot: no global backend switch and no figure registry to
 close, so drawing changes nothing for an application that also uses matplotlib.
@@ -12,17 +12,25 @@ import numpy as np
 
 from runtime.outputs import atomic_write
 
+DPI = 100  # figures are sized in inches x DPI: a figure of (w, h) inches is a PNG of w*DPI x h*DPI pixels
 
-def _figure(**kwargs):
+
+def new_figure(**kwargs):
+    """A matplotlib Figure at DPI, outside pyplot (nothing process-wide is touched)."""
     from matplotlib.figure import Figure
 
-    return Figure(**kwargs)
+    return Figure(dpi=DPI, **kwargs)
+
+
+def figure_pixels(width: int, height: int):
+    """A figure that saves as a PNG of exactly width x height pixels."""
+    return new_figure(figsize=(width / DPI, height / DPI))
 
 
 def save_curves(history: list[dict], path: str | Path) -> None:
     """Loss and top-1 accuracy per epoch, train and val, side by side."""
     epochs = [row["epoch"] for row in history]
-    fig = _figure(figsize=(10, 4))
+    fig = new_figure(figsize=(10, 4))
     loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
     loss_ax.plot(epochs, [r["val_loss"] for r in history], "o-", label="val")
@@ -34,19 +42,21 @@ def save_curves(history: list[dict], path: str | Path) -> None:
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.legend()
-    _save(fig, path)
+    save_png(fig, path)
 
 
-def _save(fig, path: str | Path) -> None:
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+def save_png(fig, path: str | Path, *, tight: bool = True) -> None:
+    """Write `fig` as PNG atomically (runtime.outputs); its pixel size is figsize x DPI, never cropped."""
+    if tight:
+        fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
 
 
 def save_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path) -> None:
     """Row-normalized heat map with the counts written in each cell."""
     n = len(class_names)
     size = min(4 + 0.45 * n, 30)
-    fig = _figure(figsize=(size, size))
+    fig = new_figure(figsize=(size, size))
     ax = fig.subplots()
     rows = matrix.sum(axis=1, keepdims=True)
     ax.imshow(np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0), cmap="Blues", vmin=0, vmax=1)
@@ -65,4 +75,4 @@ def save_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path)
                     color="white" if rows[i, 0] and value / rows[i, 0] > 0.5 else "black",
                 )
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
-    _save(fig, path)
+    save_png(fig, path)

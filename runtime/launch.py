@@ -24,6 +24,7 @@ COMMANDS = {
     "alexnet-export": ("export.cli", "export"),
     "alexnet-bench": ("benchmarks.cli", "bench"),
     "alexnet-report": ("benchmarks.report_cli", "bench"),
+    "alexnet-viz": ("alexnet.cli.viz", "train"),
 }
 
 
@@ -64,3 +65,4 @@ alexnet_eval = _launcher("alexnet-eval")
 alexnet_export = _launcher("alexnet-export")
 alexnet_bench = _launcher("alexnet-bench")
 alexnet_report = _launcher("alexnet-report")
+alexnet_viz = _launcher("alexnet-viz")

@@ -256,6 +256,19 @@ def normalize(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
+def denormalize(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """`normalize`'s inverse: float32 (3, H, W) model input -> uint8 (H, W, 3) viewable RGB.
+
+    Rounds to the nearest 8-bit value, so an image that went through `normalize` comes back
+    exactly; values outside the displayable range (augmentation, other specs) are clipped.
+    """
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim != 3 or array.shape[0] != 3:
+        raise ValueError(f"denormalize expects a (3, H, W) array, got shape {array.shape}")
+    pixels = array.transpose(1, 2, 0) * np.asarray(spec.std, np.float32) + np.asarray(spec.mean, np.float32)
+    return np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8)
+
+
 def preprocess_image(source: ImageInput, spec: PreprocessSpec | None = None) -> np.ndarray:
     """Path or PIL image -> model input (3, crop, crop) float32."""
     spec = spec or PreprocessSpec()

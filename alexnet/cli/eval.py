@@ -27,7 +27,7 @@ def _confusion_csv(matrix: list[list[int]], class_names: list[str]) -> str:
     return buffer.getvalue()
 
 
-def _training_defaults(model: Path, seed: int, val_per_class: int | None) -> tuple[int, int | None]:
+def training_defaults(model: Path, seed: int, val_per_class: int | None) -> tuple[int, int | None]:
     """A checkpoint remembers its run's seed and synthetic set size: evaluate on the same val split
     unless told otherwise (a different seed could put training images of a folder into val)."""
     if model.suffix not in (".pth", ".safetensors"):
@@ -116,11 +116,11 @@ def main(
     from runtime.outputs import is_stdout
 
     _check_outputs(json_path, confusion_path)  # before the long evaluation, not after it
-    seed, synthetic_val_per_class = _training_defaults(model, seed, synthetic_val_per_class)
+    seed, synthetic_val_per_class = training_defaults(model, seed, synthetic_val_per_class)
     predictor = _with_image_size(runtime.load(model, backend=backend, device=device), image_size, model)
     meta = predictor.metadata
     class_names = list(meta.class_names)
-    dataset = _eval_dataset(model, meta, data, split, seed, synthetic_val_per_class)
+    dataset = eval_dataset(model, meta, data, split, seed, synthetic_val_per_class)
     click.echo(
         f"{model} [{predictor.backend_name} on {predictor.device}] on {data} {split}: {len(dataset)} images, "
         f"input {meta.preprocess.crop}x{meta.preprocess.crop}",
@@ -135,7 +135,7 @@ def main(
     _write_outputs(report, class_names, json_path, confusion_path, echo)
 
 
-def _eval_dataset(
+def eval_dataset(
     model: Path, meta: ArtifactMetadata, data: str, split: str, seed: int, val_per_class: int | None
 ) -> Any:
     """The `data` split, preprocessed as the model's metadata says and labelled with the model's class indices."""

@@ -6,11 +6,31 @@ import json
 
 import click
 
-from alexnet.checkpoint import load_checkpoint
+from alexnet.checkpoint import Checkpoint, load_checkpoint
 from alexnet.model import VARIANTS, AlexNet, AlexNetConfig, InputTooSmallError
-from alexnet.summary import summarize
+from alexnet.summary import ModelSummary, summarize
 from runtime.cliutil import handle_errors
 from runtime.preprocess import MAX_CROP
+
+
+def model_and_summary(
+    checkpoint: str | None, variant: str | None, num_classes: int | None, image_size: int | None
+) -> tuple[AlexNet, ModelSummary, Checkpoint | None]:
+    """The model a command describes (a checkpoint's, or a fresh --variant/--num-classes one) and its
+    layer summary at `image_size` (default: the checkpoint's crop or the variant's size)."""
+    ckpt = None
+    if checkpoint is not None:
+        if variant or num_classes:
+            raise click.UsageError("--variant/--num-classes describe a new model; a checkpoint brings its own")
+        ckpt = load_checkpoint(checkpoint)
+        model = ckpt.build_model()
+        image_size = image_size or ckpt.preprocess.crop
+    else:
+        model = AlexNet(AlexNetConfig(variant=variant or "torchvision", num_classes=num_classes or 1000))
+    try:
+        return model, summarize(model, image_size), ckpt
+    except InputTooSmallError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,18 +56,7 @@ def main(
       alexnet-info --variant paper --num-classes 10  # the 2012 paper's network
       alexnet-info runs/demo/best.pth                # what a checkpoint holds
     """
-    if checkpoint is not None:
-        if variant or num_classes:
-            raise click.UsageError("--variant/--num-classes describe a new model; a checkpoint brings its own")
-        ckpt = load_checkpoint(checkpoint)
-        model = ckpt.build_model()
-        image_size = image_size or ckpt.preprocess.crop
-    else:
-        model = AlexNet(AlexNetConfig(variant=variant or "torchvision", num_classes=num_classes or 1000))
-    try:
-        summary = summarize(model, image_size)
-    except InputTooSmallError as exc:
-        raise click.UsageError(str(exc)) from None
+    _, summary, ckpt = model_and_summary(checkpoint, variant, num_classes, image_size)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
         return
