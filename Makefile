@@ -31,7 +31,8 @@ $(EDGE_VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 # The main job on the embedded synthetic data: data -> train -> evaluate -> export -> run -> the deployment
-# report (every format x fp32/int8 exported, gated, evaluated and benchmarked side by side).
+# pictures (architecture, conv1 filters, a prediction grid) -> the deployment report (every format x
+# fp32/int8 exported, gated, evaluated and benchmarked side by side).
 demo: setup
 	rm -rf $(OUT)/images
 	$(BIN)/alexnet-data synthetic --out $(OUT)/images --per-class 2 --val-per-class 2 --seed 1
@@ -41,8 +42,12 @@ demo: setup
 	$(BIN)/alexnet-eval $(OUT)/run/best.onnx --data synthetic
 	$(BIN)/alexnet-run --backend onnxruntime --model $(OUT)/run/best.onnx --topk 3 $(OUT)/images/val/circle $(OUT)/images/val/star
 	$(PY) -m runtime.agree $(OUT)/run/best.pth $(OUT)/run/best.pt $(OUT)/run/best.onnx $(OUT)/run/best.mlpackage --images $(OUT)/images/val
+	mkdir -p $(OUT)/viz
+	$(BIN)/alexnet-viz architecture $(OUT)/run/best.pth -o $(OUT)/viz/architecture.png
+	$(BIN)/alexnet-viz filters $(OUT)/run/best.pth -o $(OUT)/viz/conv1.png
+	$(BIN)/alexnet-viz predictions $(OUT)/run/best.onnx --data synthetic --n 24 -o $(OUT)/viz/predictions.png
 	$(BIN)/alexnet-report $(OUT)/run/best.pth --precisions fp32,int8 --batch-sizes 1,8 --min-time 1 --repeats 2 --quick -o $(OUT)/report
-	@echo "The deployment report: $(OUT)/report/report.html (open it in a browser; also report.md, report.json)"
+	@echo "Pictures: $(OUT)/viz/*.png; the deployment report: $(OUT)/report/report.html (open it in a browser; also report.md, report.json)"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -10,7 +10,9 @@ from runtime.preprocess import (
     ImageLoadError,
     PreprocessSpec,
     center_crop,
+    denormalize,
     load_image,
+    normalize,
     preprocess_batch,
     preprocess_image,
     resize_shorter_side,
@@ -161,3 +163,33 @@ def test_matches_torchvision_when_available(tmp_path):
         ]
     )(Image.open(path).convert("RGB")).numpy()
     np.testing.assert_allclose(preprocess_image(path), reference, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        PreprocessSpec(),
+        PreprocessSpec(mean=(0.4914, 0.4822, 0.4465), std=(0.247, 0.2435, 0.2616)),
+        PreprocessSpec(mean=(0, 0, 0), std=(1, 1, 1)),
+    ],
+    ids=["imagenet", "cifar10", "identity"],
+)
+def test_denormalize_inverts_normalize_exactly(spec):
+    # every 8-bit value in every channel (256 x 3 ramps), then noise: what normalize gave comes back bit for bit
+    ramp = np.broadcast_to(np.arange(256, dtype=np.uint8)[None, :, None], (8, 256, 3))
+    noise = np.random.default_rng(0).integers(0, 256, (29, 256, 3), dtype=np.uint8)
+    pixels = np.ascontiguousarray(np.concatenate([ramp, noise]))
+    array = normalize(Image.fromarray(pixels, "RGB"), spec)
+    assert array.shape == (3, 37, 256) and array.dtype == np.float32
+    back = denormalize(array, spec)
+    assert back.dtype == np.uint8 and back.shape == pixels.shape
+    np.testing.assert_array_equal(back, pixels)
+
+
+def test_denormalize_clips_what_no_image_holds_and_checks_its_shape():
+    spec = PreprocessSpec()
+    far = np.stack([np.full((2, 2), v, np.float32) for v in (-50.0, 50.0, 0.0)])
+    out = denormalize(far, spec)
+    assert out[..., 0].max() == 0 and out[..., 1].min() == 255
+    with pytest.raises(ValueError, match="expects a \\(3, H, W\\) array"):
+        denormalize(np.zeros((2, 2, 3), np.float32), spec)

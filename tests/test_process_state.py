@@ -32,13 +32,20 @@ def test_alexnet_run_sets_torch_threads_at_its_entry_point(cifar_checkpoint, tmp
     assert torch.get_num_threads() == target  # conftest restores it after the test
 
 
-def test_plots_use_no_pyplot_and_leave_logging_alone(tmp_path):
+def test_plots_and_viz_use_no_pyplot_and_leave_logging_alone(tmp_path):
     code = """
 import sys, logging
 from alexnet.plots import save_curves
 import numpy as np
 rows = [dict(epoch=e, train_loss=1.0 / e, val_loss=1.2 / e, train_top1=0.5, val_top1=0.6, val_top5=0.9) for e in (1, 2)]
 save_curves(rows, sys.argv[1])
+from alexnet.model import build_alexnet
+from alexnet.plots import save_png
+from alexnet.summary import summarize
+from alexnet.viz.architecture import architecture_figure
+from alexnet.viz.grid import image_grid_figure
+save_png(architecture_figure(summarize(build_alexnet(variant="cifar", num_classes=3)), {}), sys.argv[1] + ".arch.png")
+save_png(image_grid_figure([np.zeros((8, 8, 3), np.uint8)] * 3, ["a", "b", "c"], "t"), sys.argv[1] + ".grid.png")
 from export.to_coreml import _import_coremltools
 _import_coremltools()
 assert "matplotlib.pyplot" not in sys.modules, "pyplot imported"
