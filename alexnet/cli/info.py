@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import click
 
@@ -33,16 +34,27 @@ def model_and_summary(
         raise click.UsageError(str(exc)) from None
 
 
+def model_arguments(command: Callable) -> Callable:
+    """[CHECKPOINT] --variant --num-classes --image-size: what `model_and_summary` takes."""
+    for decorator in (
+        click.option(
+            "--image-size",
+            type=click.IntRange(min=1, max=MAX_CROP),
+            default=None,
+            help="Input side in pixels (default: the variant's or checkpoint's).",
+        ),
+        click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Output classes (default: 1000)."),
+        click.option(
+            "--variant", type=click.Choice(VARIANTS), default=None, help="Architecture (default: torchvision)."
+        ),
+        click.argument("checkpoint", required=False, type=click.Path(dir_okay=False)),
+    ):
+        command = decorator(command)
+    return command
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
-@click.option("--variant", type=click.Choice(VARIANTS), default=None, help="Architecture (default: torchvision).")
-@click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Output classes (default: 1000).")
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=1, max=MAX_CROP),
-    default=None,
-    help="Input side in pixels (default: the variant's or checkpoint's).",
-)
+@model_arguments
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @handle_errors
 def main(

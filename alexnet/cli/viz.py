@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
+from alexnet.cli.info import model_arguments
 from alexnet.cli.viz_data import batch, embeddings, predictions
 from alexnet.cli.viz_support import check_outputs, output_option, write_picture
-from alexnet.model import VARIANTS
 from runtime.cliutil import handle_errors
-from runtime.preprocess import MAX_CROP
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 CONV_LAYERS = "conv1,conv2,conv3,conv4,conv5"
@@ -35,15 +34,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
-@click.option("--variant", type=click.Choice(VARIANTS), default=None, help="Architecture (default: torchvision).")
-@click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Output classes (default: 1000).")
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=1, max=MAX_CROP),
-    default=None,
-    help="Input side (default: as alexnet-info).",
-)
+@model_arguments
 @output_option("arch.png")
 @handle_errors
 def architecture(
