@@ -68,7 +68,7 @@ def collect_logits(
     return all_logits, all_labels, total_seconds, model_seconds
 
 
-def check_outputs(logits: np.ndarray, class_names: list[str]) -> None:
+def check_class_count(logits: np.ndarray, class_names: list[str]) -> None:
     """EvalError when the model's outputs are not one per class of the data."""
     if len(logits) and logits.shape[1] != len(class_names):
         raise EvalError(f"the model has {logits.shape[1]} outputs but the data has {len(class_names)} classes")
@@ -87,7 +87,7 @@ def evaluate(
     all_logits, all_labels, total_seconds, model_seconds = collect_logits(
         logits_fn, dataset, batch_size=batch_size, workers=workers, progress=progress
     )
-    check_outputs(all_logits, class_names)
+    check_class_count(all_logits, class_names)
     if not len(all_logits):
         all_logits = np.zeros((0, len(class_names)), np.float32)
     report = classification_report(all_logits, all_labels, class_names)

@@ -63,8 +63,7 @@ def activation_modules(model: AlexNet) -> dict[str, nn.Module]:
             result["conv" + str(number) if number <= 5 else "fc" + str(number)] = module
         elif paper.startswith(("pool", "norm", "avgpool")) or paper == "fc8":
             result[paper] = module
-    order = list(by_name.values())
-    return dict(sorted(result.items(), key=lambda item: order.index(item[1])))
+    return result  # in forward order: a conv's entry is made at its ReLU, which comes before the next layer
 
 
 def spatial_layers(model: AlexNet) -> list[str]:

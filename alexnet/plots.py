@@ -45,11 +45,27 @@ def save_curves(history: list[dict], path: str | Path) -> None:
     save_png(fig, path)
 
 
-def save_png(fig, path: str | Path, *, tight: bool = True) -> None:
-    """Write `fig` as PNG atomically (runtime.outputs); its pixel size is figsize x DPI, never cropped."""
+def save_png(fig, path: str | Path, *, tight: bool = True, palette: int | None = None) -> None:
+    """Write `fig` as PNG atomically (runtime.outputs); its pixel size is figsize x DPI, never cropped.
+    palette: reduce to that many colours (a palette PNG, a fraction of the size: pictures for docs)."""
     if tight:
         fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    atomic_write(path, lambda tmp: _write_png(fig, tmp, palette))
+
+
+def _write_png(fig, path: str, palette: int | None) -> None:
+    if palette is None:
+        fig.savefig(path, format="png", dpi=DPI)
+        return
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    with Image.open(buffer) as image:
+        reduced = image.convert("RGB").quantize(colors=palette, method=Image.Quantize.MEDIANCUT)
+    reduced.save(path, format="PNG", optimize=True)
 
 
 def save_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path) -> None:

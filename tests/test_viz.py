@@ -245,3 +245,15 @@ def test_bad_output_is_a_usage_error_before_any_work(tmp_path, output, message):
     (tmp_path / "sub").mkdir()
     result = invoke("architecture", "-o", tmp_path / output)
     assert result.exit_code == 2 and message in result.output
+
+
+def test_palette_makes_a_smaller_png_of_the_same_size(tmp_path):
+    full = invoke("architecture", "--variant", "cifar", "-o", tmp_path / "full.png")
+    small = CliRunner().invoke(
+        main, ["--palette", "16", "architecture", "--variant", "cifar", "-o", str(tmp_path / "p.png")]
+    )
+    assert full.exit_code == small.exit_code == 0, small.output
+    with Image.open(tmp_path / "p.png") as reduced:
+        assert reduced.mode == "P" and len(reduced.getcolors()) <= 16
+        assert reduced.size == png_size(tmp_path / "full.png")
+    assert (tmp_path / "p.png").stat().st_size < (tmp_path / "full.png").stat().st_size

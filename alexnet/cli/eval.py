@@ -27,7 +27,7 @@ def _confusion_csv(matrix: list[list[int]], class_names: list[str]) -> str:
     return buffer.getvalue()
 
 
-def training_defaults(model: Path, seed: int, val_per_class: int | None) -> tuple[int, int | None]:
+def _training_defaults(model: Path, seed: int, val_per_class: int | None) -> tuple[int, int | None]:
     """A checkpoint remembers its run's seed and synthetic set size: evaluate on the same val split
     unless told otherwise (a different seed could put training images of a folder into val)."""
     if model.suffix not in (".pth", ".safetensors"):
@@ -43,10 +43,24 @@ def training_defaults(model: Path, seed: int, val_per_class: int | None) -> tupl
     return seed, val_per_class
 
 
+# The options that pick the evaluation split, shared with alexnet-viz (embeddings, predictions).
+split_option = click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
+seed_option = click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the synthetic set / folder split (as in training)."
+)
+synthetic_val_option = click.option(
+    "--synthetic-val-per-class",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="ALEXNET_SYNTHETIC_VAL_PER_CLASS",
+    help="Synthetic validation images per class, as in training (default 50).",
+)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("model", type=click.Path(exists=True, path_type=Path))
 @click.option("--data", default="synthetic", show_default=True, help="synthetic | DIR | cifar10:DIR | stl10:DIR")
-@click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
+@split_option
 @click.option("--backend", default="auto", show_default=True, help="Runtime backend for MODEL (auto: from the file).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
@@ -57,16 +71,8 @@ def training_defaults(model: Path, seed: int, val_per_class: int | None) -> tupl
     help="Evaluate a checkpoint at another input size (resize and crop scaled as 256/224). "
     "Exported models keep the size they were exported with.",
 )
-@click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed of the synthetic set / folder split (as in training)."
-)
-@click.option(
-    "--synthetic-val-per-class",
-    type=click.IntRange(min=1),
-    default=None,
-    envvar="ALEXNET_SYNTHETIC_VAL_PER_CLASS",
-    help="Synthetic validation images per class, as in training (default 50).",
-)
+@seed_option
+@synthetic_val_option
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
     "--json",
@@ -116,7 +122,6 @@ def main(
     from runtime.outputs import is_stdout
 
     _check_outputs(json_path, confusion_path)  # before the long evaluation, not after it
-    seed, synthetic_val_per_class = training_defaults(model, seed, synthetic_val_per_class)
     predictor = _with_image_size(runtime.load(model, backend=backend, device=device), image_size, model)
     meta = predictor.metadata
     class_names = list(meta.class_names)
@@ -136,15 +141,16 @@ def main(
 
 
 def eval_dataset(
-    model: Path, meta: ArtifactMetadata, data: str, split: str, seed: int, val_per_class: int | None
+    model: Path, meta: ArtifactMetadata | Any, data: str, split: str, seed: int, val_per_class: int | None
 ) -> Any:
-    """The `data` split, preprocessed as the model's metadata says and labelled with the model's class indices."""
+    """The `data` split, preprocessed as `meta` (artifact metadata or a Checkpoint) says and labelled
+    with the model's class indices; seed and synthetic size default to the checkpoint's run."""
     from alexnet.data import load_eval_split
-
-    extra = {"synthetic_val_per_class": val_per_class} if val_per_class else {}
-    dataset, data_names = load_eval_split(data, split=split, preprocess=meta.preprocess, seed=seed, **extra)
     from alexnet.evaluate import match_classes
 
+    seed, val_per_class = _training_defaults(model, seed, val_per_class)
+    extra = {"synthetic_val_per_class": val_per_class} if val_per_class else {}
+    dataset, data_names = load_eval_split(data, split=split, preprocess=meta.preprocess, seed=seed, **extra)
     note = functools.partial(click.echo, err=True)
     return match_classes(dataset, list(data_names), list(meta.class_names), model=str(model), data=data, note=note)
 

@@ -6,17 +6,22 @@ from pathlib import Path
 
 import click
 
-from alexnet.cli.info import model_arguments
+from alexnet.cli.info import model_and_summary, model_arguments
 from alexnet.cli.viz_data import batch, embeddings, predictions
-from alexnet.cli.viz_support import check_outputs, output_option, write_picture
+from alexnet.cli.viz_support import CONTEXT, check_outputs, output_option, write_picture
 from runtime.cliutil import handle_errors
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 CONV_LAYERS = "conv1,conv2,conv3,conv4,conv5"
 
 
 @click.group(context_settings=CONTEXT)
-def main() -> None:
+@click.option(
+    "--palette",
+    type=click.IntRange(2, 256),
+    default=None,
+    help="Reduce every PNG to this many colours (a palette PNG: small files for docs).",
+)
+def main(palette: int | None) -> None:
     """Pictures of AlexNet: its architecture, conv1 filters, feature maps, embeddings,
     predictions, and a batch as the model sees it.
 
@@ -30,6 +35,7 @@ def main() -> None:
       alexnet-viz embeddings runs/demo/best.pth --data synthetic -o embeddings.png --save emb.npz
       alexnet-viz predictions runs/demo/best-int8.onnx --data synthetic --only-wrong -o wrong.png
       alexnet-viz batch --data synthetic --train -o batch.png
+      alexnet-viz --palette 64 architecture -o docs/architecture.png   # the README's picture
     """
 
 
@@ -49,7 +55,6 @@ def architecture(
       alexnet-viz architecture --variant paper --num-classes 10 -o paper.png
       alexnet-viz architecture runs/demo/best.pth -o arch.png  # what a checkpoint holds
     """
-    from alexnet.cli.info import model_and_summary
     from alexnet.layers import layer_names
     from alexnet.viz.architecture import architecture_figure
 
@@ -74,12 +79,14 @@ def filters(checkpoint: str, output: Path) -> None:
     Example:
       alexnet-viz filters runs/demo/best.pth -o conv1.png
     """
+    from torch import nn
+
     from alexnet.checkpoint import load_checkpoint
     from alexnet.viz.filters import filters_figure
 
     check_outputs(output)
     model = load_checkpoint(checkpoint).build_model()
-    convs = [m for m in model.features if hasattr(m, "groups")]
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
     weight = convs[0].weight.detach().numpy()  # (C, 3, k, k)
     groups = convs[1].groups  # conv2 reads conv1's channels in this many consecutive blocks
     title = f"{Path(checkpoint).name} ({model.config.variant}) conv1"
@@ -123,8 +130,7 @@ def features(checkpoint: str, image: str, layers: str, max_channels: int, output
         )
     except LayerError as exc:
         raise click.UsageError(f"--layers: {exc}") from None
-    array = preprocess_image(image, ckpt.preprocess)  # (3, S, S)
-    model.check_input_size(*array.shape[1:])
+    array = preprocess_image(image, ckpt.preprocess)  # (3, S, S); the forward pass checks its size
     maps = feature_maps(model, array, wanted, max_channels)
     fig = features_figure(denormalize(array, ckpt.preprocess), maps, title=Path(image).name)
     data = {"checkpoint": checkpoint, "image": image, "layers": [layer.to_dict() for layer in maps]}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 import numpy as np
 
+from alexnet.cli.eval import eval_dataset, seed_option, split_option, synthetic_val_option
 from alexnet.cli.viz_support import (
+    CONTEXT,
     MAX_IMAGES,
     check_outputs,
     model_inputs,
@@ -22,38 +23,18 @@ from runtime.backends import DEVICES
 from runtime.cliutil import handle_errors
 from runtime.preprocess import MAX_CROP
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
 
 def eval_data_options(command: Callable) -> Callable:
-    """--data/--split/--seed/--synthetic-val-per-class/--batch-size, as alexnet-eval reads them."""
-    for option in reversed(
-        [
-            click.option("--data", required=True, help="synthetic | DIR | cifar10:DIR | stl10:DIR"),
-            click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True),
-            click.option(
-                "--seed", type=int, default=0, show_default=True, help="Seed of the synthetic set / folder split."
-            ),
-            click.option(
-                "--synthetic-val-per-class",
-                type=click.IntRange(min=1),
-                default=None,
-                envvar="ALEXNET_SYNTHETIC_VAL_PER_CLASS",
-                help="Synthetic validation images per class, as in training (default 50).",
-            ),
-            click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
-        ]
+    """--data --split --seed --synthetic-val-per-class --batch-size: the split alexnet-eval would read."""
+    for option in (
+        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
+        synthetic_val_option,
+        seed_option,
+        split_option,
+        click.option("--data", required=True, help="synthetic | DIR | cifar10:DIR | stl10:DIR"),
     ):
         command = option(command)
     return command
-
-
-def _split_of(model: Path, described: Any, data: str, split: str, seed: int, val_per_class: int | None) -> Any:
-    """The split preprocessed as `described` (a checkpoint or artifact metadata) says, in its class order."""
-    from alexnet.cli.eval import eval_dataset, training_defaults
-
-    seed, val_per_class = training_defaults(model, seed, val_per_class)
-    return eval_dataset(model, described, data, split, seed, val_per_class)
 
 
 @click.command(context_settings=CONTEXT)
@@ -108,7 +89,7 @@ def embeddings(
         check_layers(model, [layer])
     except LayerError as exc:
         raise click.UsageError(f"--layer: {exc}") from None
-    dataset = _split_of(checkpoint, ckpt, data, split, seed, synthetic_val_per_class)
+    dataset = eval_dataset(checkpoint, ckpt, data, split, seed, synthetic_val_per_class)
     chosen = evenly_spaced(len(dataset), max_images)
     names = source_names(dataset, data, split)
     sources = [names[i] for i in chosen]
@@ -200,7 +181,7 @@ def predictions(
     check_outputs(output)
     with runtime.load(model, backend=backend, device=device) as predictor:
         meta = predictor.metadata
-        dataset = _split_of(model, meta, data, split, seed, synthetic_val_per_class)
+        dataset = eval_dataset(model, meta, data, split, seed, synthetic_val_per_class)
         click.echo(
             f"{model} [{predictor.backend_name} on {predictor.device}] on {data} {split}: {len(dataset)} images",
             err=True,
@@ -214,7 +195,7 @@ def predictions(
             sources=source_names(dataset, data, split),
             batch_size=batch_size,
         )
-    images, _ = model_inputs(dataset, [row.index for row in rows]) if rows else (np.zeros((0, 3, 1, 1)), [])
+    images, _ = model_inputs(dataset, [row.index for row in rows])
     pictures = [denormalize(image, meta.preprocess) for image in images]
     shown = f"{len(rows)} of its {summary['wrong']} misclassified" if only_wrong else f"{len(rows)}"
     title = f"{model.name} on {data} {split}: {shown} of {summary['images']} images ({summary['wrong']} of {summary['evaluated']} predicted wrong)"

@@ -13,6 +13,7 @@ import numpy as np
 
 from runtime.outputs import OutputError, check_output_path, dumps_json, write_text
 
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 MAX_IMAGES = 10_000  # the most images a grid, batch or embedding plot takes from a split
 
 
@@ -55,7 +56,8 @@ def write_picture(fig: Any, png: Path, data: dict, *, tight: bool = False) -> No
     """The figure as PNG and `data` as JSON beside it, each atomically; says what was written."""
     from alexnet.plots import save_png
 
-    save_png(fig, png, tight=tight)
+    palette = click.get_current_context().find_root().params.get("palette")  # alexnet-viz --palette N
+    save_png(fig, png, tight=tight, palette=palette)
     sidecar = data_path(png)
     if sidecar is None:
         click.echo(f"wrote {png}", err=True)
@@ -73,9 +75,10 @@ def source_names(dataset: Any, data: str, split: str) -> list[str]:
 
 
 def model_inputs(dataset: Any, indices: list[int]) -> tuple[np.ndarray, list[int]]:
-    """(images (K, 3, S, S) float32 as the model sees them, labels) of `indices`."""
+    """(images (K, 3, S, S) float32 as the model sees them, labels) of `indices` (K may be 0)."""
     items = [dataset[i] for i in indices]
-    return np.stack([np.asarray(image, np.float32) for image, _ in items]), [int(label) for _, label in items]
+    images = [np.asarray(image, np.float32) for image, _ in items]
+    return (np.stack(images) if images else np.zeros((0, 3, 1, 1), np.float32)), [int(label) for _, label in items]
 
 
 def subset_note(total: int, limit: int) -> str:

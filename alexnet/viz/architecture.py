@@ -23,18 +23,12 @@ def architecture_size(summary: ModelSummary) -> tuple[int, int]:
     return WIDTH, HEADER_HEIGHT + ROW_HEIGHT * len(summary.rows)
 
 
-def _short(value: int) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.1f}{unit}"
-    return str(value) if value else ""
-
-
-def _tick(value: float) -> str:
+def _short(value: float, digits: str = ".1f") -> str:
+    """37752832 -> "37.8M" (bar labels); with digits="g", 5000000 -> "5M" (axis ticks)."""
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(value) >= scale:
-            return f"{value / scale:g}{unit}"
-    return f"{value:g}"
+            return f"{value / scale:{digits}}{unit}"
+    return f"{value:g}" if digits == "g" else f"{value:.0f}"
 
 
 def _colour(name: str) -> str:
@@ -82,10 +76,10 @@ def architecture_figure(summary: ModelSummary, labels: dict[str, str]):
         ax.barh(positions, values, color=colours, height=0.7)
         top = max(values) or 1
         for y, value in zip(positions, values):
-            ax.text(value + top * 0.01, y, _short(value), va="center", fontsize=8)
+            ax.text(value + top * 0.01, y, _short(value) if value else "", va="center", fontsize=8)
         ax.set(title=title, ylim=(len(rows) - 0.5, -0.5), xlim=(0, top * 1.18), yticks=[])
         ax.grid(axis="x", alpha=0.3)
-        ax.xaxis.set_major_formatter(lambda value, _pos: _tick(value))
+        ax.xaxis.set_major_formatter(lambda value, _pos: _short(value, "g"))
     table.set(xlim=(0, 1), ylim=(len(rows) - 0.5, -0.5))
     table.axis("off")
     mono = {"va": "center", "fontsize": 9, "family": "monospace"}

@@ -16,7 +16,7 @@ import torch
 from alexnet.layers import capture
 from alexnet.model import AlexNet
 from alexnet.plots import figure_pixels
-from alexnet.viz.filters import mosaic
+from alexnet.viz.grid import mosaic
 
 WIDTH = 1200  # pixels
 COLUMNS = 16

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from alexnet.plots import figure_pixels
+from alexnet.viz.grid import mosaic
 
 COLUMNS = 16
 TILE = 40  # pixels per kernel, borders included
@@ -28,23 +29,6 @@ def normalize_kernels(weight: np.ndarray) -> np.ndarray:
     return scaled.transpose(0, 2, 3, 1).astype(np.float32)
 
 
-def mosaic(tiles: np.ndarray, columns: int, pad: int = 1, fill: float = 1.0) -> np.ndarray:
-    """(N, h, w[, 3]) tiles -> one image of ceil(N / columns) rows, `pad` pixels of `fill` between."""
-    count, h, w = tiles.shape[:3]
-    rows = max(math.ceil(count / columns), 1)
-    shape = (rows * (h + pad) + pad, columns * (w + pad) + pad) + tiles.shape[3:]
-    image = np.full(shape, fill, dtype=np.float32)
-    for index, tile in enumerate(tiles):
-        r, c = divmod(index, columns)
-        image[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = tile
-    return image
-
-
-def kernel_groups(weight: np.ndarray, groups: int) -> list[np.ndarray]:
-    """conv1's kernels split as the next convolution reads them (`groups` consecutive blocks)."""
-    return np.split(np.asarray(weight), groups, axis=0)
-
-
 def filters_size(count: int, groups: int) -> tuple[int, int]:
     """(width, height) in pixels of the grid of `count` kernels in `groups` blocks."""
     columns = min(COLUMNS, count)
@@ -58,7 +42,7 @@ def filters_figure(weight: np.ndarray, *, groups: int = 1, title: str = "conv1 k
     width, height = filters_size(count, groups)
     fig = figure_pixels(width, height)
     columns = min(COLUMNS, count)
-    blocks = kernel_groups(normalize_kernels(weight), groups)
+    blocks = np.split(normalize_kernels(weight), groups)  # consecutive blocks, as conv2 reads them
     axes = fig.subplots(groups, 1, squeeze=False)[:, 0]
     fig.subplots_adjust(
         left=20 / width, right=1 - 20 / width, top=1 - (HEADER - 8) / height, bottom=10 / height, hspace=0.25

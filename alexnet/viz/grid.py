@@ -1,4 +1,4 @@
-"""A grid of images with a caption under each: prediction grids and training batches."""
+"""Grids: images with a caption under each (prediction grids, training batches), and tile mosaics."""
 
 from __future__ import annotations
 
@@ -14,6 +14,18 @@ CELL = 150  # pixels per image, square
 CAPTION = 44  # pixels of caption under each image
 TITLE = 36
 WRONG, RIGHT, NEUTRAL = "tab:red", "tab:green", "black"
+
+
+def mosaic(tiles: np.ndarray, columns: int, pad: int = 1, fill: float = 1.0) -> np.ndarray:
+    """(N, h, w[, 3]) tiles -> one image of ceil(N / columns) rows, `pad` pixels of `fill` between."""
+    count, h, w = tiles.shape[:3]
+    rows = max(math.ceil(count / columns), 1)
+    shape = (rows * (h + pad) + pad, columns * (w + pad) + pad) + tiles.shape[3:]
+    image = np.full(shape, fill, dtype=np.float32)
+    for index, tile in enumerate(tiles):
+        r, c = divmod(index, columns)
+        image[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = tile
+    return image
 
 
 def grid_size(count: int, columns: int = COLUMNS) -> tuple[int, int]:

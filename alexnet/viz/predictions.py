@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from alexnet.evaluate import LogitsFn, check_outputs, collect_logits
+from alexnet.evaluate import LogitsFn, check_class_count, collect_logits
 from runtime.predictor import softmax
 
 
@@ -57,7 +57,7 @@ def predict_rows(
     """
     chosen = list(range(len(dataset))) if only_wrong else evenly_spaced(len(dataset), n)
     logits, labels, _, _ = collect_logits(logits_fn, Subset(dataset, chosen), batch_size=batch_size)
-    check_outputs(logits, class_names)
+    check_class_count(logits, class_names)
     rows = [
         _row(index, sources[index], scores, int(label), class_names)
         for index, scores, label in zip(chosen, logits, labels)
