@@ -1,8 +1,9 @@
-"""Export a checkpoint to TorchScript, ONNX or Core ML (one artifact per call).
+"""Export a checkpoint to TorchScript, ONNX or Core ML (one artifact per call), or a Triton model repository.
 
     from export import export_artifact
     export_artifact("runs/best.pth", "onnx")              # -> runs/best.onnx, dynamic batch, opset 18
     export_artifact("runs/best.pth", "coreml", precision="fp16", coreml_input="image")
+    export_artifact("runs/best.pth", "triton", "repo")    # -> repo/alexnet/{config.pbtxt,1/model.onnx,labels.txt}
     validate_artifact("runs/best.onnx", "runs/best.pth").passed  # vs PyTorch, as the CLI does
 
 Every artifact carries the alexnet-deploy metadata (class names, preprocessing, input shape),
@@ -50,6 +51,7 @@ def export_artifact(
     quantize: QuantizeOptions | None = None,
     echo: Callable[[str], None] | None = None,
     tag: str | None = None,
+    triton_name: str = "alexnet",
 ) -> Path:
     """Write `checkpoint` as a `fmt` artifact and return its path.
 
@@ -60,9 +62,20 @@ def export_artifact(
     appears only when complete. precision "int8" (ONNX) calibrates and gates as `quantize`
     says (default QuantizeOptions(): the checkpoint's own training data); `echo` gets its
     progress lines (default: stderr).
+
+    fmt "triton" (not one of FORMATS: a repository, not one file): output is the repository root
+    (default runs/best-triton/), the model is `triton_name` in it, made by the ONNX export above
+    (export/to_triton.py); the model's folder is returned.
     """
     from export import common
 
+    if fmt == "triton":
+        from export.to_triton import export_triton
+
+        onnx_options = {"opset": opset, "image_size": image_size, "quantize": quantize, "echo": echo}
+        return export_triton(
+            checkpoint, output, name=triton_name, tag=tag, precision=precision, batch_size=batch_size, **onnx_options
+        )
     common.check_options(fmt, batch_size, precision, coreml_input)
     output = common.resolve_output(checkpoint, fmt, output, tag)
     common.check_output(output, fmt, checkpoint)

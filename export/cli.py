@@ -1,4 +1,4 @@
-"""`alexnet-export`: checkpoint -> TorchScript / ONNX / Core ML, validated by default."""
+"""`alexnet-export`: checkpoint -> TorchScript / ONNX / Core ML, or a Triton model repository; validated by default."""
 
 from __future__ import annotations
 
@@ -18,23 +18,42 @@ from export.quantize import (
     TARGET_CPUS,
     QuantizeOptions,
 )
+from export.to_triton import DEFAULT_MAX_BATCH, DEFAULT_NAME, check_name
 from runtime.cliutil import handle_errors
 from runtime.metadata import PRECISIONS
 from runtime.preprocess import MAX_CROP
 
 
+def _triton_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_name(value)
+    except ExportError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option(
-    "--format", "fmt", type=click.Choice(FORMATS + ("all",)), required=True, help="Artifact format, or all of them."
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS + ("triton", "all")),
+    required=True,
+    help="Artifact format, or all of them (all: torchscript, onnx and coreml side by side; triton, a "
+    "model repository of ONNX, only on its own).",
 )
 @click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path),
-    help="Output file, or a directory to write into (required to be one with --format all). Default: beside the checkpoint.",
+    help="Output file, or a directory to write into (required to be one with --format all); triton: the "
+    "repository root (created if missing). Default: beside the checkpoint.",
 )
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), help="Fixed batch size. Default: any batch size.")
+@click.option(
+    "--batch",
+    "batch_size",
+    type=click.IntRange(min=1),
+    help=f"Fixed batch size. Default: any batch size (triton: batched by Triton, up to {DEFAULT_MAX_BATCH}).",
+)
 @click.option(
     "--opset",
     type=click.IntRange(min=7),
@@ -111,6 +130,13 @@ from runtime.preprocess import MAX_CROP
     show_default=True,
     help="Core ML input: an RGB image (normalization inside) or a normalized float tensor.",
 )
+@click.option(
+    "--triton-name",
+    default=DEFAULT_NAME,
+    show_default=True,
+    callback=_triton_name,
+    help="triton: the model's name (its folder in the repository; what clients ask for).",
+)
 @click.option("--no-validate", is_flag=True, help="Skip loading the artifact back and comparing it with PyTorch.")
 @click.option(
     "--atol", type=click.FloatRange(min=0), help="Logit tolerance. Default: 1e-4 (fp32), 1e-2 x logit scale (fp16)."
@@ -131,6 +157,7 @@ def main(
     precisions: str | None,
     image_size: int | None,
     coreml_input: str,
+    triton_name: str,
     no_validate: bool,
     atol: float | None,
     data: Path | None,
@@ -148,6 +175,8 @@ def main(
       alexnet-export --format onnx --precision int8 runs/best.pth  # runs/best-int8.onnx, gated
       alexnet-export --format onnx --precision int8 runs/best.pth --calibration photos/ --gate-data held-out/
       alexnet-export --format all --precisions fp32,int8 runs/best.pth -o artifacts/
+      alexnet-export --format triton runs/best.pth -o repo/      # repo/alexnet/config.pbtxt, 1/model.onnx
+      alexnet-export --format triton --precision int8 runs/best.pth -o repo/ --triton-name alexnet-int8
 
     Validation (on by default) loads the artifact back and compares its logits with the
     PyTorch model on random and preprocessed images; a failure exits with status 1 and
@@ -159,11 +188,16 @@ def main(
     pass the accuracy gate on held-out images: top-1 agreement with fp32 and, where the images
     have labels, the accuracy drop. When it fails, the most sensitive layers stay fp32 one at a
     time; if nothing passes, the command exits 1 and writes nothing (unless --force).
+
+    --format triton writes REPO/NAME/config.pbtxt, 1/model.onnx (the ONNX export, any precision)
+    and labels.txt; other models in REPO are left as they are. Triton batches requests itself (up
+    to 32); with --batch N the model takes exactly N (max_batch_size 0, no dynamic batching).
+    Validation also checks the config and labels against the ONNX model.
     """
     jobs = _checked_jobs(checkpoint, fmt, output, batch_size, precision, precisions, coreml_input)
     settings = {"batch_size": batch_size, "opset": opset, "image_size": image_size, "coreml_input": coreml_input}
-    settings.update(quantize=QuantizeOptions(**quantize), echo=click.echo)
-    cli_jobs.check_before_writing(checkpoint, jobs, output, None if no_validate else data)
+    settings.update(quantize=QuantizeOptions(**quantize), echo=click.echo, triton_name=triton_name)
+    cli_jobs.check_before_writing(checkpoint, jobs, output, None if no_validate else data, triton_name)
     checks = {"no_validate": no_validate, "atol": atol, "data": data}
     failed = cli_jobs.run_jobs(checkpoint, jobs, output, settings, checks)
     if failed:
@@ -188,6 +222,8 @@ def _checked_jobs(
         raise click.UsageError(
             "a Core ML image input takes one image at a time; add --coreml-input tensor to use --batch"
         )
+    if fmt == "triton" and len(jobs) > 1:
+        raise click.UsageError("--format triton writes one model: give one precision (and a --triton-name for each)")
     if fmt == "all" and output is not None and not output.is_dir():
         raise click.UsageError(f"with --format all, -o must be an existing directory (got {output})")
     if len(jobs) > 1 and output is not None and not output.is_dir():

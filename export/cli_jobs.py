@@ -39,12 +39,17 @@ def plan_jobs(formats: tuple[str, ...], precision: str | None, precisions: str |
     return [(name, p, p if p != default_precision(name) else None) for name, p in jobs]
 
 
-def check_before_writing(checkpoint: Path, jobs: list[Job], output: Path | None, data: Path | None) -> None:
+def check_before_writing(
+    checkpoint: Path, jobs: list[Job], output: Path | None, data: Path | None, triton_name: str = "alexnet"
+) -> None:
     """Every output place and the --data images, checked before the first artifact replaces an old one."""
-    from export import common
+    from export import common, to_triton
 
     for name, _, tag in jobs:
-        common.check_output(common.resolve_output(checkpoint, name, output, tag), name, checkpoint)
+        if name == "triton":
+            to_triton.check_repository_output(to_triton.resolve_repository(checkpoint, output, tag), triton_name)
+        else:
+            common.check_output(common.resolve_output(checkpoint, name, output, tag), name, checkpoint)
     if data is not None:
         from export.validate import validation_inputs
         from runtime.metadata import ArtifactMetadata
@@ -85,7 +90,9 @@ def export_one(checkpoint: Path, job: Job, output: Path | None, settings: dict, 
     start = time.perf_counter()
     path = export_artifact(checkpoint, name, output, precision=chosen, tag=tag, **settings)
     click.echo(f"wrote {path} ({name}, {chosen}, {time.perf_counter() - start:.1f} s)")
-    if name == "onnx" and chosen == "int8":
+    if name == "triton":
+        verdict, agreement, accuracy, passed = _triton_verdict(path, chosen, checkpoint, checks)
+    elif name == "onnx" and chosen == "int8":
         verdict, agreement, accuracy, passed = _gate_verdict(path)
     elif checks["no_validate"]:
         verdict, agreement, accuracy, passed = "skipped", "-", "-", True
@@ -105,6 +112,23 @@ def _gate_verdict(path: Path) -> tuple[str, str, str, bool]:
     if gate.get("accuracy_int8") is not None:
         accuracy = f"{gate['accuracy_int8']:.2%} (fp32 {gate['accuracy_fp32']:.2%})"
     return verdict, f"{gate.get('agreement', 0):.2%}", accuracy, True
+
+
+def _triton_verdict(path: Path, chosen: str, checkpoint: Path, checks: dict) -> tuple[str, str, str, bool]:
+    """A Triton repository: its config and labels checked against its ONNX model, which is checked as
+    --format onnx checks its artifact (int8: the gate's record; the others: against PyTorch)."""
+    from export.to_triton import MODEL_FILE, validate_repository
+
+    gated = chosen == "int8"
+    row = _gate_verdict(path / MODEL_FILE) if gated else ("skipped", "-", "-", True)
+    if checks["no_validate"]:
+        return row
+    result = validate_repository(path, checkpoint, atol=checks["atol"], data=checks["data"], numerical=not gated)
+    click.echo(f"  {result.summary()}")
+    if gated:
+        return (row[0] if result.passed else "FAIL"), row[1], row[2], result.passed
+    agreement = "-" if result.top1 is None else f"{result.top1:.2%}"
+    return ("PASS" if result.passed else "FAIL"), agreement, "-", result.passed
 
 
 def _validation_verdict(path: Path, checkpoint: Path, checks: dict) -> tuple[str, str, str, bool]:

@@ -124,7 +124,9 @@ def format_prediction(prediction: Any) -> str:
     return "\n".join(lines)
 
 
-def _print_predictions(predictor: Any, images: list[str], topk: int, logits: bool, as_json: bool) -> list[Any]:
+def _print_predictions(
+    predictor: Any, images: list[str], topk: int, logits: bool, as_json: bool, batch_size: int | None = None
+) -> list[Any]:
     """Print each image's result as it comes (a progress bar on stderr for long lists); return the failures."""
     from tqdm import tqdm
 
@@ -132,7 +134,7 @@ def _print_predictions(predictor: Any, images: list[str], topk: int, logits: boo
     with tqdm(
         total=len(images), unit="img", file=sys.stderr, disable=True if len(images) < PROGRESS_MIN else None
     ) as bar:
-        for prediction in predictor.iter_predict(images, topk, logits=logits):
+        for prediction in predictor.iter_predict(images, topk, logits=logits, batch_size=batch_size):
             if not prediction.ok:
                 failed.append(prediction)
             if as_json:
@@ -199,9 +201,19 @@ def _print_predictions(predictor: Any, images: list[str], topk: int, logits: boo
 @click.option(
     "--std", type=Triple(positive=True), default=None, help="Override normalization std, e.g. 0.229,0.224,0.225."
 )
+@click.option(
+    "--server",
+    metavar="URL",
+    default=None,
+    help="Ask an Open Inference Protocol server instead of a local model: http://HOST:PORT or grpc://HOST:PORT "
+    "(alexnet-serve, Triton, KServe; needs the [client] extra).",
+)
+@click.option("--model-name", default="alexnet", show_default=True, help="With --server: the model's name there.")
 @handle_errors
 def main(
     inputs: tuple[str, ...],
+    server: str | None,
+    model_name: str,
     model: Path | None,
     backend: str,
     device: str,
@@ -227,19 +239,23 @@ def main(
       alexnet-run -m model.onnx --topk 3 photos/     # every image in a folder
       alexnet-run -m model.pt --device cuda --json a.png b.png > out.jsonl
       alexnet-run -m other.onnx --labels names.txt --image-size 224 x.jpg   # a foreign ONNX model
+      alexnet-run --server http://127.0.0.1:8080 --model-name alexnet photo.jpg   # alexnet-serve or Triton
     """
     import runtime
 
     if logits and not as_json:
         raise click.UsageError("--logits only applies to --json output")
-    model = model or default_model()
     overrides = {"labels": labels, "image_size": image_size, "mean": mean, "std": std}  # of the embedded metadata
-    predictor = runtime.load(model, backend, device, threads=threads, batch_size=batch_size, **overrides)
-    set_torch_threads(threads)  # torch backends: process-wide, so here at the entry point, not in the library
+    if server is not None:
+        predictor = _remote_predictor(server, model_name, model, backend, device, threads, overrides)
+    else:
+        model = model or default_model()
+        predictor = runtime.load(model, backend, device, threads=threads, batch_size=batch_size, **overrides)
+        set_torch_threads(threads)  # torch backends: process-wide, so here at the entry point, not in the library
     images = _images_to_predict(inputs)
     if not as_json:
-        _describe(model, predictor)
-    failed = _print_predictions(predictor, images, topk, logits, as_json)
+        click.echo(predictor.describe() if server is not None else _describe(model, predictor), err=True)
+    failed = _print_predictions(predictor, images, topk, logits, as_json, batch_size)
     predictor.close()
     if failed:
         click.echo(f"{len(failed)} of {len(images)} images could not be predicted:", err=True)
@@ -262,11 +278,26 @@ def _images_to_predict(inputs: tuple[str, ...]) -> list[str]:
     return images
 
 
-def _describe(model: Path, predictor: Any) -> None:
-    """One line on stderr: which model runs where, on what input (human output only)."""
+def _remote_predictor(
+    server: str, model_name: str, model: Path | None, backend: str, device: str, threads: int | None, overrides: dict
+) -> Any:
+    """A client of `server`; the local-model options make no sense with it (a usage error)."""
+    from runtime.client import RemotePredictor
+
+    local = {"--model": model, "--threads": threads, **{f"--{k.replace('_', '-')}": v for k, v in overrides.items()}}
+    local.update(
+        {"--backend": None if backend == "auto" else backend, "--device": None if device == "auto" else device}
+    )
+    given = [flag for flag, value in local.items() if value is not None]
+    if given:
+        raise click.UsageError(f"--server asks the server's model; {', '.join(given)} only apply to a local model")
+    return RemotePredictor(server, model_name)
+
+
+def _describe(model: Path, predictor: Any) -> str:
+    """One line for stderr: which model runs where, on what input (human output only)."""
     m = predictor.metadata
-    click.echo(
+    return (
         f"model: {model} ({predictor.backend_name} on {predictor.device}, {m.num_classes} classes, "
-        f"input {'x'.join(map(str, m.input_shape[1:]))}, {m.precision})",
-        err=True,
+        f"input {'x'.join(map(str, m.input_shape[1:]))}, {m.precision})"
     )

@@ -25,6 +25,7 @@ COMMANDS = {
     "alexnet-bench": ("benchmarks.cli", "bench"),
     "alexnet-report": ("benchmarks.report_cli", "bench"),
     "alexnet-viz": ("alexnet.cli.viz", "train"),
+    "alexnet-serve": ("runtime.server.cli", "serve"),
 }
 
 
@@ -66,3 +67,4 @@ alexnet_export = _launcher("alexnet-export")
 alexnet_bench = _launcher("alexnet-bench")
 alexnet_report = _launcher("alexnet-report")
 alexnet_viz = _launcher("alexnet-viz")
+alexnet_serve = _launcher("alexnet-serve")

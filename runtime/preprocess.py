@@ -8,6 +8,7 @@ It reproduces torchvision's eval transform on PIL images:
 
 from __future__ import annotations
 
+import io
 import math
 import numbers
 import os
@@ -69,7 +70,7 @@ INTERPOLATIONS = {
     "lanczos": Image.Resampling.LANCZOS,
 }
 
-ImageInput = str | os.PathLike | Image.Image
+ImageInput = str | os.PathLike | Image.Image | bytes  # bytes: an encoded image file's contents
 
 
 class ImageLoadError(DeployError, ValueError):
@@ -154,7 +155,7 @@ def _triple(name: str, values: Any, *, positive: bool) -> tuple[float, float, fl
 
 
 def load_image(source: ImageInput) -> Image.Image:
-    """Open `source` as an RGB PIL image with EXIF orientation applied.
+    """Open `source` (a path, a PIL image, or an encoded file's bytes) as RGB, EXIF orientation applied.
 
     Any failure (missing file, not a regular file, not an image, truncated data, a
     decompression bomb) raises `ImageLoadError` naming the file.
@@ -167,6 +168,10 @@ def load_image(source: ImageInput) -> Image.Image:
             if isinstance(source, Image.Image):
                 source.load()
                 image = ImageOps.exif_transpose(source)
+            elif isinstance(source, bytes):  # e.g. a request body: the same decoder, bomb checks and errors
+                with Image.open(io.BytesIO(source)) as opened:
+                    opened.load()
+                    image = ImageOps.exif_transpose(opened)
             else:
                 with open_regular(source) as handle, Image.open(handle) as opened:
                     opened.load()  # decode now, so truncated files fail here, not later
@@ -191,6 +196,8 @@ def load_image(source: ImageInput) -> Image.Image:
 def _source_name(source: ImageInput) -> str:
     if isinstance(source, Image.Image):
         return getattr(source, "filename", None) or "<image>"
+    if isinstance(source, bytes):
+        return f"<{len(source)} bytes>"
     return os.fspath(source)
 
 

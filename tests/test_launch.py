@@ -11,12 +11,12 @@ from runtime.launch import COMMANDS
 
 pytestmark = pytest.mark.runtime
 
-# Run a launcher with torch (and what needs it) unimportable, as on an edge install.
+# Run a launcher with torch (and what needs it) and kserve unimportable, as on an edge install.
 BLOCK_TORCH = """
 import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'matplotlib', 'onnx', 'openvino'):
+        if name.split('.')[0] in ('torch', 'matplotlib', 'onnx', 'openvino', 'kserve'):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 sys.meta_path.insert(0, Block())
 sys.argv = [sys.argv[1], '--help']

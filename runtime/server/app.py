@@ -1,0 +1,166 @@
+"""Run the KServe model server around one AlexNetModel: REST and gRPC, bound where asked, drained on SIGTERM.
+
+kserve's own ModelServer.start binds 0.0.0.0 and [::] (every interface) and, on SIGTERM, unloads
+the model while requests are still in flight; this starts the same REST app and gRPC service
+itself, so that `--host` is honoured and shutdown is graceful: on SIGTERM or SIGINT readiness goes
+false, both listeners stop accepting, requests already in (those waiting for a batch included)
+finish within the grace period, then the process exits 0.
+
+Extras on the REST app: its own infer route (runtime/server/rest.py says why), a request-body limit (413 past it; gRPC refuses larger messages with
+RESOURCE_EXHAUSTED) and Triton's `GET /v2/models/NAME/config`, which carries the artifact's
+metadata (classes, preprocessing, precision) as the `alexnet_deploy` parameter, as the Triton
+repository `alexnet-export --format triton` writes does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from grpc import aio
+from kserve import ModelServer
+from kserve.errors import ModelNotFound
+from kserve.model_server import FASTAPI_APP_IMPORT_STRING, app
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.rest.server import RESTServer
+
+from runtime.metadata import METADATA_KEY
+from runtime.server.model import AlexNetModel
+from runtime.server.rest import infer_route
+
+logger = logging.getLogger("alexnet.serve")
+DEFAULT_MAX_REQUEST_BYTES = 64 << 20  # a batch of 64 preprocessed 224 px images is 38 MB
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    grpc_port: int | None = 8081  # None: REST only
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    grace_period_s: int = 30
+    grpc_threads: int = 4
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413 before the app reads it whole."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.limit:
+            return await self._refuse(send, declared.decode("latin-1"))
+        received = 0
+
+        async def bounded_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:  # a chunked body that claimed no length
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, bounded_receive, send)
+        except _TooLarge:
+            await self._refuse(send, f"more than {received}")
+
+    async def _refuse(self, send: Any, size: str) -> None:
+        message = f"request body of {size} bytes is over the {self.limit:,}-byte limit (--max-request-bytes)"
+        await JSONResponse({"error": message}, status_code=413)({"type": "http"}, None, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def triton_config(model: AlexNetModel) -> dict[str, Any]:
+    """The model's configuration in Triton's JSON form (what `tritonclient.http` get_model_config reads)."""
+    m = model.predictor.metadata
+    return {
+        "name": model.name,
+        "platform": f"alexnet-deploy/{model.predictor.backend_name}",
+        "max_batch_size": model.settings.max_batch_size,
+        "input": [{"name": m.input_name, "data_type": "TYPE_FP32", "dims": list(m.input_shape[1:])}],
+        "output": [{"name": m.output_name, "data_type": "TYPE_FP32", "dims": [m.num_classes]}],
+        "dynamic_batching": {"max_queue_delay_microseconds": int(model.settings.max_delay_ms * 1000)},
+        "parameters": {METADATA_KEY: {"string_value": m.to_json()}},
+    }
+
+
+def _grpc_server(server: ModelServer, listen: Listen) -> aio.Server:
+    """kserve's gRPC inference service on host:port (kserve's GRPCServer listens on every interface).
+    Created inside the running event loop: grpc.aio binds a server to the loop it is made in."""
+    limit = listen.max_request_bytes
+    options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+    grpc_server = aio.server(interceptors=(ExceptionToStatusInterceptor(),), options=options)
+    servicer = InferenceServicer(server.dataplane, server.model_repository_extension)
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, grpc_server)
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    if grpc_server.add_insecure_port(f"{host}:{listen.grpc_port}") == 0:
+        raise OSError(f"cannot listen for gRPC on {host}:{listen.grpc_port}")
+    return grpc_server
+
+
+def serve(model: AlexNetModel, listen: Listen) -> None:
+    """Serve `model` until SIGTERM/SIGINT; return once every in-flight request is answered."""
+    server = ModelServer(http_port=listen.http_port, grpc_port=listen.grpc_port or 0, enable_grpc=False, workers=1)
+    server.register_model(model)
+    rest = RESTServer(
+        FASTAPI_APP_IMPORT_STRING,
+        server.dataplane,
+        server.model_repository_extension,
+        listen.http_port,
+        grace_period=listen.grace_period_s,
+    )
+    rest.config.host = listen.host
+    app.add_middleware(BodyLimit, limit=listen.max_request_bytes)
+    app.add_api_route("/v2/models/{model_name}/config", _config_route(model), methods=["GET"])
+    app.add_api_route("/v2/models/{model_name}/infer", infer_route(server.dataplane), methods=["POST"])
+    asyncio.run(_run(model, server, rest, listen))
+
+
+def _config_route(model: AlexNetModel) -> Any:
+    async def model_config(model_name: str) -> dict[str, Any]:
+        if model_name != model.name:
+            raise ModelNotFound(model_name)
+        return triton_config(model)
+
+    return model_config
+
+
+async def _run(model: AlexNetModel, server: ModelServer, rest: RESTServer, listen: Listen) -> None:
+    loop = asyncio.get_running_loop()
+    grpc = _grpc_server(server, listen) if listen.grpc_port is not None else None
+    stopping = asyncio.Event()
+    uvicorn_exit = rest._server.handle_exit  # uvicorn installs it for SIGINT/SIGTERM while serving
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        uvicorn_exit(sig, frame)  # REST: stop accepting, drain open requests
+        loop.call_soon_threadsafe(stopping.set)
+
+    rest._server.handle_exit = handle_exit
+    for sig in (signal.SIGTERM, signal.SIGINT):  # uvicorn re-raises the signal once drained: no-op then
+        signal.signal(sig, lambda *_: None)
+    if grpc is not None:
+        await grpc.start()
+    rest_task = asyncio.create_task(rest.start())
+    stop_task = asyncio.create_task(stopping.wait())
+    await asyncio.wait([rest_task, stop_task], return_when=asyncio.FIRST_COMPLETED)
+    model.ready = False  # readiness probes fail from here on
+    if grpc is not None:
+        await grpc.stop(grace=listen.grace_period_s)  # in-flight calls finish, new ones are refused
+    await rest_task
+    stop_task.cancel()
+    await model.batcher.close()
+    logger.info("alexnet-serve stopped: every in-flight request was answered")

@@ -1,0 +1,127 @@
+"""alexnet-serve: an artifact on the Open Inference Protocol (REST + gRPC), with dynamic batching."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from runtime.backends import DEVICES
+from runtime.cliutil import handle_errors
+from runtime.server.manifest import Deployment, inference_service
+from runtime.server.protocol import MODEL_NAME, MODEL_NAME_RULE
+
+
+@contextlib.contextmanager
+def _argv_for_kserve() -> Iterator[None]:
+    """kserve parses sys.argv when first imported; ours are not its flags (`--help` among them)."""
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        yield
+    finally:
+        sys.argv = argv
+
+
+with _argv_for_kserve():
+    from runtime.server.app import DEFAULT_MAX_REQUEST_BYTES, Listen, serve
+    from runtime.server.model import AlexNetModel, BatchSettings
+
+PORT = click.IntRange(1, 65535)
+
+
+def check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not MODEL_NAME.fullmatch(value):
+        raise click.BadParameter(f"{value!r}: a model name is {MODEL_NAME_RULE}", ctx, param)
+    return value
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model", metavar="MODEL")
+@click.option("--name", default="alexnet", show_default=True, callback=check_name, help="Model name in the URLs.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
+@click.option("--http-port", type=PORT, default=8080, show_default=True)
+@click.option("--grpc-port", type=PORT, default=8081, show_default=True)
+@click.option("--no-grpc", is_flag=True, help="REST only.")
+@click.option("--max-batch-size", type=click.IntRange(1, 1024), default=32, show_default=True, help="Images per run.")
+@click.option(
+    "--max-batch-delay-ms",
+    type=click.FloatRange(0, 10_000),
+    default=5.0,
+    show_default=True,
+    help="How long the first request of a batch waits for others (0: no batching across requests).",
+)
+@click.option(
+    "--max-queue",
+    type=click.IntRange(1, 100_000),
+    default=256,
+    show_default=True,
+    help="Images that may wait for a batch; past it requests get 'unavailable' (HTTP 503, gRPC UNAVAILABLE).",
+)
+@click.option(
+    "--max-request-bytes",
+    type=click.IntRange(1024, 1 << 30),
+    default=DEFAULT_MAX_REQUEST_BYTES,
+    show_default=True,
+    help="Largest request body (HTTP 413 / gRPC RESOURCE_EXHAUSTED past it).",
+)
+@click.option("--backend", default="auto", show_default=True, help="Engine (as alexnet-run's --backend).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the onnxruntime session.")
+@click.option("--grace-period", type=click.IntRange(0, 3600), default=30, show_default=True, help="Seconds to drain.")
+@click.option("--print-manifest", is_flag=True, help="Print a KServe InferenceService for MODEL and exit.")
+@click.option("--image", default="alexnet-deploy:latest", show_default=True, help="With --print-manifest.")
+@click.option("--storage-uri", default=None, help="With --print-manifest: where MODEL is (s3://, gs://, pvc://).")
+@handle_errors
+def main(model: str, name: str, host: str, http_port: int, grpc_port: int, no_grpc: bool, **options: object) -> None:
+    """Serve MODEL (.onnx, .pt, .mlpackage, any artifact alexnet-run runs) on the Open Inference
+    Protocol (KServe v2: the REST/gRPC API of KServe, Triton and MLServer) until SIGTERM.
+
+    Requests carry encoded images (BYTES input "image") or preprocessed FP32 tensors ("input");
+    answers are the top-k labels, indices and probabilities (parameter top_k) and, when asked,
+    logits. Concurrent requests are batched (--max-batch-size, --max-batch-delay-ms). Metrics:
+    GET /metrics (Prometheus); probes: /v2/health/live, /v2/models/NAME/ready; the artifact's
+    metadata: /v2/models/NAME/config. SIGTERM drains in-flight requests, then exits 0.
+
+    \b
+    Examples:
+      alexnet-serve demo-out/run/best.onnx
+      alexnet-run --server http://127.0.0.1:8080 --model-name alexnet photo.jpg
+      alexnet-serve model.onnx --host 0.0.0.0 --max-batch-size 16 --max-batch-delay-ms 2
+      alexnet-serve --print-manifest model.onnx --storage-uri s3://bucket/alexnet/ --image me/alexnet:1 > isvc.yaml
+    """
+    batching = BatchSettings(options["max_batch_size"], options["max_batch_delay_ms"], options["max_queue"])
+    if options["print_manifest"]:
+        click.echo(inference_service(_deployment(model, name, batching, options)), nl=False)
+        return
+    import runtime
+
+    predictor = runtime.load(Path(model), str(options["backend"]), str(options["device"]), threads=options["threads"])
+    listen = Listen(
+        host=host,
+        http_port=http_port,
+        grpc_port=None if no_grpc else grpc_port,
+        max_request_bytes=int(options["max_request_bytes"]),
+        grace_period_s=int(options["grace_period"]),
+    )
+    try:
+        serve(AlexNetModel(name, predictor, batching), listen)
+    finally:
+        predictor.close()
+
+
+def _deployment(model: str, name: str, batching: BatchSettings, options: dict) -> Deployment:
+    if not options["storage_uri"]:
+        raise click.UsageError("--print-manifest needs --storage-uri (where KServe downloads MODEL from)")
+    args = ["--max-batch-size", str(batching.max_batch_size), "--max-batch-delay-ms", str(batching.max_delay_ms)]
+    args += ["--max-queue", str(batching.max_queue)]
+    return Deployment(
+        name=name,
+        model_file=os.path.basename(model.rstrip("/")),
+        storage_uri=str(options["storage_uri"]),
+        image=str(options["image"]),
+        args=tuple(args),
+    )

@@ -1,0 +1,128 @@
+"""The KServe model: `runtime.load(MODEL)` behind the Open Inference Protocol, with dynamic batching.
+
+This is what KServe runs as a custom predictor (a `kserve.Model`): the same class serves on a
+laptop (`alexnet-serve`) and on Kubernetes, where replicas and autoscaling are KServe's job.
+Imports kserve, so only the server process imports this module (kserve and tritonclient.grpc
+register the same protobuf names and cannot share a process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import kserve
+import numpy as np
+from kserve.errors import InvalidInput, ServerNotReady
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from prometheus_client import Counter, Gauge, Histogram
+
+from runtime.predictor import Predictor
+from runtime.preprocess import ImageLoadError, preprocess_image
+from runtime.server import protocol
+from runtime.server.batcher import DynamicBatcher, QueueFull
+
+# Prometheus metrics beside kserve's own request_{preprocess,predict,postprocess}_seconds histograms.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+REQUESTS = Counter("alexnet_requests", "Inference requests by outcome", ["model_name", "outcome"])
+REQUEST_SECONDS = Histogram("alexnet_request_seconds", "Inference request latency in the model", ["model_name"])
+BATCH_SIZE = Histogram("alexnet_batch_size", "Images per model run", ["model_name"], buckets=BATCH_BUCKETS)
+QUEUED = Gauge("alexnet_queued_images", "Images waiting for a batch", ["model_name"])
+DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64", np.dtype(object): "BYTES"}
+
+
+class Overloaded(ServerNotReady):
+    """The queue is full: HTTP 503 and gRPC UNAVAILABLE. kserve's gRPC interceptor aborts with the
+    exception's `reason`, which its ServerNotReady lacks (kserve 0.21: the status became UNKNOWN)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.error_msg = self.reason = detail
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    max_batch_size: int = 32
+    max_delay_ms: float = 5.0
+    max_queue: int = 256  # images waiting; also the most one request may carry
+
+
+class AlexNetModel(kserve.Model):
+    def __init__(self, name: str, predictor: Predictor, settings: BatchSettings) -> None:
+        super().__init__(name)
+        self.predictor = predictor
+        self.settings = settings
+        self.batcher = DynamicBatcher(
+            predictor.predict_logits,
+            max_batch_size=settings.max_batch_size,
+            max_delay_s=settings.max_delay_ms / 1000.0,
+            max_queue=settings.max_queue,
+            on_batch=BATCH_SIZE.labels(model_name=name).observe,
+        )
+        QUEUED.labels(model_name=name).set_function(lambda: self.batcher.queued)  # read at each scrape
+        self.ready = True  # loaded by runtime.load before the server starts
+
+    def load(self) -> bool:
+        return self.ready
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return protocol.input_types(self.predictor.metadata)
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return protocol.output_types(self.predictor.metadata)
+
+    async def predict(
+        self, payload: InferRequest, headers: dict[str, str] | None = None, response_headers: Any = None
+    ) -> InferResponse:
+        start = time.monotonic()
+        outcome = "error"
+        try:
+            response = await self._answer(payload)
+            outcome = "ok"
+            return response
+        except (protocol.RequestError, ImageLoadError) as exc:
+            outcome = "invalid"
+            raise InvalidInput(str(exc)) from None
+        except QueueFull as exc:
+            outcome = "unavailable"
+            raise Overloaded(str(exc)) from None
+        finally:
+            REQUESTS.labels(model_name=self.name, outcome=outcome).inc()
+            REQUEST_SECONDS.labels(model_name=self.name).observe(time.monotonic() - start)
+
+    async def _answer(self, payload: InferRequest) -> InferResponse:
+        metadata = self.predictor.metadata
+        request = protocol.parse_request(payload.inputs, payload.parameters, metadata, self.settings.max_queue)
+        asked = {output.name for output in payload.request_outputs or []}
+        if protocol.LOGITS in asked:
+            request = protocol.ParsedRequest(request.images, request.top_k, True)
+        images = request.images
+        if not isinstance(images, np.ndarray):  # encoded files: decode off the event loop
+            images = await asyncio.get_running_loop().run_in_executor(None, self._decode, images)
+        arrays = protocol.output_arrays(await self.batcher.submit(images), request, metadata)
+        outputs = []
+        for name, array in arrays.items():
+            output = InferOutput(name=name, shape=list(array.shape), datatype=DATATYPES[array.dtype])
+            output.set_data_from_numpy(array, binary_data=payload.use_binary_outputs)
+            outputs.append(output)
+        return InferResponse(
+            response_id=payload.id or str(uuid.uuid4()),
+            model_name=self.name,
+            infer_outputs=outputs,
+            use_binary_outputs=payload.use_binary_outputs,
+            requested_outputs=payload.request_outputs,
+        )
+
+    def _decode(self, files: list[bytes]) -> np.ndarray:
+        """Encoded images -> (n, 3, H, W) float32 with the artifact's preprocessing; errors name the image."""
+        spec = self.predictor.metadata.preprocess
+        arrays = []
+        for i, data in enumerate(files):
+            try:
+                arrays.append(preprocess_image(data, spec))
+            except ImageLoadError as exc:
+                raise ImageLoadError(f"image {i}: {exc}") from None
+        return np.stack(arrays)

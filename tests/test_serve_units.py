@@ -1,0 +1,182 @@
+"""The server's framework-free parts: the dynamic batcher, the request checks, the manifest, the client's URL rules.
+
+No kserve, no tritonclient, no torch: these also run in the edge install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from tiny_onnx import tiny_metadata
+
+from runtime.client import ServerError, _connect
+from runtime.server import protocol
+from runtime.server.batcher import DynamicBatcher, QueueFull
+from runtime.server.manifest import Deployment, inference_service
+
+pytestmark = pytest.mark.runtime
+
+
+def rows(n: int, start: int = 0) -> np.ndarray:
+    """n distinct "images": image i is filled with the value start + i."""
+    return np.arange(start, start + n, dtype=np.float32).reshape(n, 1, 1, 1) * np.ones((1, 3, 2, 2), np.float32)
+
+
+def identity_model(batches: list[int]):
+    def run(images: np.ndarray) -> np.ndarray:
+        batches.append(len(images))
+        return images[:, 0, 0, :1]  # (n, 1): each image's own value, so answers can be checked per request
+
+    return run
+
+
+def gather(batcher: DynamicBatcher, requests: list[np.ndarray]) -> list:
+    async def main():
+        try:
+            return await asyncio.gather(*(batcher.submit(r) for r in requests), return_exceptions=True)
+        finally:
+            await batcher.close()
+
+    return asyncio.run(main())
+
+
+def test_concurrent_requests_share_batches_and_get_their_own_rows():
+    sizes: list[int] = []
+    batcher = DynamicBatcher(identity_model(sizes), max_batch_size=4, max_delay_s=30, max_queue=64)
+    requests = [rows(1, 0), rows(2, 10), rows(1, 20), rows(3, 30), rows(1, 40)]
+    answers = gather(batcher, requests)
+    for request, answer in zip(requests, answers):
+        np.testing.assert_array_equal(answer[:, 0], request[:, 0, 0, 0])
+    # In order, never split, at most 4 per batch: [1 + 2 + 1], [3 + 1]; none waited 30 s for a fifth image.
+    assert sizes == [4, 4]
+
+
+def test_a_request_larger_than_the_batch_runs_alone():
+    sizes: list[int] = []
+    batcher = DynamicBatcher(identity_model(sizes), max_batch_size=2, max_delay_s=0, max_queue=64)
+    answers = gather(batcher, [rows(5), rows(1, 7)])
+    assert sizes == [5, 1] and answers[0].shape == (5, 1) and float(answers[1][0, 0]) == 7
+
+
+def test_a_lone_request_runs_when_its_delay_is_over():
+    sizes: list[int] = []
+    batcher = DynamicBatcher(identity_model(sizes), max_batch_size=8, max_delay_s=0.01, max_queue=8)
+    assert gather(batcher, [rows(1, 3)])[0].tolist() == [[3.0]] and sizes == [1]
+
+
+def test_a_full_queue_refuses_at_once_and_the_rest_are_answered():
+    sizes: list[int] = []
+    batcher = DynamicBatcher(identity_model(sizes), max_batch_size=8, max_delay_s=0.05, max_queue=4)
+    answers = gather(batcher, [rows(3), rows(2), rows(1, 5)])
+    assert isinstance(answers[1], QueueFull) and "3 images are waiting" in str(answers[1])
+    assert answers[0].shape == (3, 1) and answers[2].tolist() == [[5.0]] and sizes == [4]
+
+
+def test_a_model_error_reaches_every_request_of_its_batch_and_the_next_batch_runs():
+    calls = []
+
+    def flaky(images):
+        calls.append(len(images))
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return images[:, 0, 0, :1]
+
+    async def main():
+        batcher = DynamicBatcher(flaky, max_batch_size=2, max_delay_s=30, max_queue=8)
+        first = await asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(1)), return_exceptions=True)
+        second = await batcher.submit(rows(1, 9))
+        await batcher.close()
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert [str(e) for e in first] == ["boom", "boom"] and second.tolist() == [[9.0]]
+
+
+def test_batcher_settings_are_checked():
+    with pytest.raises(ValueError):
+        DynamicBatcher(lambda x: x, max_batch_size=0, max_delay_s=0, max_queue=1)
+
+
+@dataclass
+class FakeTensor:
+    name: str
+    datatype: str
+    shape: list
+    data: object = None
+
+    def as_numpy(self):
+        return np.asarray(self.data, dtype=object if self.datatype == "BYTES" else np.float32).reshape(self.shape)
+
+
+META = tiny_metadata()  # 3 classes, (3, 8, 8) input
+
+
+def parse(tensor, parameters=None, max_images=8):
+    return protocol.parse_request([tensor], parameters, META, max_images)
+
+
+def test_parse_accepts_both_forms_and_clamps_top_k():
+    files = parse(FakeTensor("image", "BYTES", [2], [b"a", b"b"]), {"top_k": 9})
+    assert files.images == [b"a", b"b"] and files.top_k == 3 and not files.logits
+    tensors = parse(FakeTensor("input", "FP32", [1, 3, 8, 8], np.zeros(192)), {"logits": True})
+    assert tensors.images.shape == (1, 3, 8, 8) and tensors.images.dtype == np.float32 and tensors.logits
+
+
+@pytest.mark.parametrize(
+    "tensor, parameters, message",
+    [
+        (FakeTensor("image", "FP32", [1], [1.0]), None, "must be BYTES"),
+        (FakeTensor("image", "BYTES", [1, 2], [b"a", b"b"]), None, "shape [n] or [n, 1]"),
+        (FakeTensor("input", "FP32", [1, 3, 8, 8], np.zeros(5)), None, "does not match its shape"),
+        (FakeTensor("input", "FP32", [9, 3, 8, 8], None), None, "more than the 8 one request may"),
+        (FakeTensor("input", "FP32", [], None), None, "empty batch"),
+        (FakeTensor("image", "BYTES", [1], [b"a"]), {"top_k": True}, "positive integer"),
+        (FakeTensor("image", "BYTES", [1], [b"a"]), {"logits": "yes"}, "true or false"),
+        (FakeTensor("image", "BYTES", [1], [b"x" * (protocol.MAX_IMAGE_BYTES + 1)]), None, "bytes, more than"),
+    ],
+)
+def test_parse_refuses_with_one_line(tensor, parameters, message):
+    with pytest.raises(protocol.RequestError) as caught:
+        parse(tensor, parameters)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_parse_wants_exactly_one_input():
+    with pytest.raises(protocol.RequestError, match="expected one input"):
+        protocol.parse_request([], None, META, 8)
+
+
+def test_outputs_rank_like_the_runtime():
+    logits = np.array([[0.0, 2.0, 1.0], [5.0, -1.0, 0.0]], np.float32)
+    request = protocol.ParsedRequest([b"", b""], top_k=2, logits=True)
+    out = protocol.output_arrays(logits, request, META)
+    assert out["indices"].tolist() == [[1, 2], [0, 2]]
+    assert out["labels"].tolist() == [[b"square", b"star"], [b"circle", b"star"]]
+    probs = np.exp(logits[0]) / np.exp(logits[0]).sum()
+    np.testing.assert_allclose(out["probabilities"][0], probs[[1, 2]], rtol=1e-6)
+    assert out["logits"].dtype == np.float32 and out["probabilities"].dtype == np.float32
+    with pytest.raises(protocol.RequestError, match="not finite"):
+        protocol.output_arrays(np.array([[np.nan, 0, 0]], np.float32), request, META)
+
+
+def test_manifest_is_an_inference_service_running_alexnet_serve():
+    text = inference_service(
+        Deployment("alexnet", "best.onnx", "s3://bucket/alexnet/", "me/alexnet:1", ("--max-batch-size", "16"))
+    )
+    assert text.startswith("apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n")
+    args = json.loads(next(line for line in text.splitlines() if "args:" in line).split("args: ", 1)[1])
+    assert args[:2] == ["alexnet-serve", "/mnt/models/best.onnx"] and "--max-batch-size" in args
+    assert '"/v2/models/alexnet/ready"' in text and '"s3://bucket/alexnet/"' in text
+    yaml = pytest.importorskip("yaml")
+    spec = yaml.safe_load(text)["spec"]["predictor"]
+    assert spec["containers"][0]["args"] == args and spec["maxReplicas"] >= spec["minReplicas"] >= 1
+
+
+@pytest.mark.parametrize("url", ["ftp://host:1", "http://", "http://host/path", "grpc://host:99999", "host:8000"])
+def test_client_refuses_urls_it_cannot_use(url):
+    with pytest.raises(ServerError, match="--server"):
+        _connect(url, 1.0)
