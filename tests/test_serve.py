@@ -1,6 +1,6 @@
 """alexnet-serve on loopback, driven by tritonclient (HTTP and gRPC) and alexnet-run --server.
 
-Every server runs in a subprocess (serve_harness); every wait is bounded in time and count.
+Every server runs in a subprocess (benchmarks/serve_process.py); every wait is bounded in time and count.
 The model is tests/data/tiny.onnx (3 classes, 8 px): the protocol, not the network, is tested.
 """
 
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from serve_harness import running
 from tiny_onnx import TINY_ONNX
+
+from benchmarks.serve_process import running
 
 if importlib.util.find_spec("kserve") is None:  # never imported here: it clashes with tritonclient.grpc
     pytest.skip("alexnet-serve needs the [serve] extra (kserve)", allow_module_level=True)

@@ -37,7 +37,7 @@ def identity_model(batches: list[int]):
 def gather(batcher: DynamicBatcher, requests: list[np.ndarray]) -> list:
     async def main():
         try:
-            return await asyncio.gather(*(batcher.submit(r) for r in requests), return_exceptions=True)
+            return await asyncio.gather(*(batcher.submit(r, len(r)) for r in requests), return_exceptions=True)
         finally:
             await batcher.close()
 
@@ -87,8 +87,8 @@ def test_a_model_error_reaches_every_request_of_its_batch_and_the_next_batch_run
 
     async def main():
         batcher = DynamicBatcher(flaky, max_batch_size=2, max_delay_s=30, max_queue=8)
-        first = await asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(1)), return_exceptions=True)
-        second = await batcher.submit(rows(1, 9))
+        first = await asyncio.gather(batcher.submit(rows(1), 1), batcher.submit(rows(1), 1), return_exceptions=True)
+        second = await batcher.submit(rows(1, 9), 1)
         await batcher.close()
         return first, second
 

@@ -45,7 +45,7 @@ class Listen:
     grpc_port: int | None = 8081  # None: REST only
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     grace_period_s: int = 30
-    grpc_threads: int = 4
+    access_log: bool = False  # a log line per request (uvicorn's, kserve's timings) costs CPU under load
 
 
 class BodyLimit:
@@ -124,6 +124,7 @@ def serve(model: AlexNetModel, listen: Listen) -> None:
         grace_period=listen.grace_period_s,
     )
     rest.config.host = listen.host
+    rest.config.access_log = listen.access_log
     app.add_middleware(BodyLimit, limit=listen.max_request_bytes)
     app.add_api_route("/v2/models/{model_name}/config", _config_route(model), methods=["GET"])
     app.add_api_route("/v2/models/{model_name}/infer", infer_route(server.dataplane), methods=["POST"])

@@ -1,7 +1,13 @@
 """Dynamic batching: concurrent requests gathered into one model run, each answered with its rows.
 
     batcher = DynamicBatcher(predictor.predict_logits, max_batch_size=32, max_delay_s=0.005, max_queue=256)
-    logits = await batcher.submit(images)  # (n, 3, H, W) float32 -> (n, classes), from some shared batch
+    logits = await batcher.submit(images, len(images))  # (n, 3, H, W) -> (n, classes), from a shared batch
+
+With `prepare` (e.g. decode + preprocess encoded files), a request is queued as it came and
+prepared in the batch's turn, just before the model runs, on `prepare_threads` threads: on a
+small CPU, decoding beside a running model only takes cores from it (the model's own threads then
+wait for each other); done in turn, each phase has the whole machine. A request whose input
+cannot be prepared gets its own error; the rest of its batch runs.
 
 A batch starts with the oldest waiting request and closes when it holds `max_batch_size` images or
 `max_delay_s` has passed since that request arrived (so no request waits for a batch longer than
@@ -22,6 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +41,8 @@ class QueueFull(DeployError):
 
 @dataclass
 class _Request:
-    images: np.ndarray  # (n, 3, H, W) float32
+    item: Any  # (n, 3, H, W) float32, or what `prepare` turns into that
+    count: int  # n
     future: asyncio.Future
     arrived: float = field(default_factory=time.monotonic)
 
@@ -48,6 +56,8 @@ class DynamicBatcher:
         max_delay_s: float,
         max_queue: int,
         on_batch: Callable[[int], None] | None = None,
+        prepare: Callable[[Any], np.ndarray] | None = None,
+        prepare_threads: int = 1,
     ) -> None:
         if max_batch_size < 1 or max_queue < 1 or max_delay_s < 0:
             raise ValueError("max_batch_size and max_queue must be at least 1, max_delay_s at least 0")
@@ -56,20 +66,21 @@ class DynamicBatcher:
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
         self.on_batch = on_batch  # called with each batch's image count (the batch-size metric)
+        self.prepare = prepare
         self._waiting: deque[_Request] = deque()
         self._queued = 0  # images in self._waiting
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alexnet-batch")
+        self._preparers = ThreadPoolExecutor(max_workers=max(1, prepare_threads), thread_name_prefix="alexnet-prep")
 
     @property
     def queued(self) -> int:
         """Images waiting for a batch (not those being run)."""
         return self._queued
 
-    async def submit(self, images: np.ndarray) -> np.ndarray:
-        """Queue `images` (n, 3, H, W) for the next batch; their (n, classes) logits when it has run."""
-        n = len(images)
+    async def submit(self, item: Any, n: int) -> np.ndarray:
+        """Queue `item` (n images) for the next batch; their (n, classes) logits when it has run."""
         if n == 0:
             raise ValueError("an empty batch has nothing to predict")
         if self._queued + n > self.max_queue:
@@ -78,7 +89,7 @@ class DynamicBatcher:
                 f"over the queue limit of {self.max_queue}; retry later"
             )
         self._start()
-        request = _Request(images, asyncio.get_running_loop().create_future())
+        request = _Request(item, n, asyncio.get_running_loop().create_future())
         self._waiting.append(request)
         self._queued += n
         self._wakeup.set()
@@ -100,7 +111,7 @@ class DynamicBatcher:
     async def _gather(self) -> list[_Request]:
         """The next batch: the oldest request, then others until full or its delay has passed."""
         batch = [self._waiting.popleft()]
-        size = len(batch[0].images)
+        size = batch[0].count
         deadline = batch[0].arrived + self.max_delay_s
         while size < self.max_batch_size:
             if not self._waiting:
@@ -113,32 +124,51 @@ class DynamicBatcher:
                     break
                 self._wakeup.clear()
                 continue
-            if size + len(self._waiting[0].images) > self.max_batch_size:
+            if size + self._waiting[0].count > self.max_batch_size:
                 break  # a request never splits: it opens the next batch
             request = self._waiting.popleft()
             batch.append(request)
-            size += len(request.images)
+            size += request.count
         self._queued -= size
         return batch
 
     async def _run(self, batch: list[_Request]) -> None:
-        images = np.concatenate([r.images for r in batch]) if len(batch) > 1 else batch[0].images
         if self.on_batch is not None:
-            self.on_batch(len(images))
+            self.on_batch(sum(r.count for r in batch))
         loop = asyncio.get_running_loop()
         try:
-            logits = await loop.run_in_executor(self._executor, self.run, images)
-        except Exception as exc:  # every request of the batch gets the model's error
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(exc)
-            return
-        start = 0
-        for request in batch:
-            rows = logits[start : start + len(request.images)]
-            start += len(request.images)
-            if not request.future.done():  # a client that went away cancelled its future
-                request.future.set_result(rows)
+            answers = await loop.run_in_executor(self._executor, self._execute, [r.item for r in batch])
+        except Exception as exc:  # the model failed: every request of the batch gets its error
+            answers = [exc] * len(batch)
+        for request, answer in zip(batch, answers):
+            if request.future.done():  # a client that went away cancelled its future
+                continue
+            if isinstance(answer, Exception):
+                request.future.set_exception(answer)
+            else:
+                request.future.set_result(answer)
+
+    def _execute(self, items: list[Any]) -> list[np.ndarray | Exception]:
+        """In the worker thread: prepare each item, run the prepared ones as one batch, split the rows."""
+        prepared = list(self._preparers.map(self._prepare_one, items)) if self.prepare else items
+        ready = [p for p in prepared if not isinstance(p, Exception)]
+        if not ready:
+            return prepared
+        logits = self.run(np.concatenate(ready) if len(ready) > 1 else ready[0])
+        answers, start = [], 0
+        for p in prepared:
+            if isinstance(p, Exception):
+                answers.append(p)
+                continue
+            answers.append(logits[start : start + len(p)])
+            start += len(p)
+        return answers
+
+    def _prepare_one(self, item: Any) -> np.ndarray | Exception:
+        try:
+            return self.prepare(item)
+        except Exception as exc:  # this request's own error (an undecodable image), not its batch's
+            return exc
 
     async def close(self) -> None:
         """Stop the worker (after the batch it is running) and release its thread."""
@@ -149,3 +179,4 @@ class DynamicBatcher:
             except asyncio.CancelledError:
                 pass
         self._executor.shutdown(wait=True)
+        self._preparers.shutdown(wait=True)

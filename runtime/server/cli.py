@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -72,6 +73,7 @@ def check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the onnxruntime session.")
 @click.option("--grace-period", type=click.IntRange(0, 3600), default=30, show_default=True, help="Seconds to drain.")
+@click.option("--access-log", is_flag=True, help="Log every request (off: a line per request costs CPU under load).")
 @click.option("--print-manifest", is_flag=True, help="Print a KServe InferenceService for MODEL and exit.")
 @click.option("--image", default="alexnet-deploy:latest", show_default=True, help="With --print-manifest.")
 @click.option("--storage-uri", default=None, help="With --print-manifest: where MODEL is (s3://, gs://, pvc://).")
@@ -106,7 +108,10 @@ def main(model: str, name: str, host: str, http_port: int, grpc_port: int, no_gr
         grpc_port=None if no_grpc else grpc_port,
         max_request_bytes=int(options["max_request_bytes"]),
         grace_period_s=int(options["grace_period"]),
+        access_log=bool(options["access_log"]),
     )
+    if not options["access_log"]:  # the entry point may set loggers: kserve times every request at INFO
+        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     try:
         serve(AlexNetModel(name, predictor, batching), listen)
     finally:

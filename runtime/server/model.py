@@ -8,7 +8,7 @@ register the same protobuf names and cannot share a process).
 
 from __future__ import annotations
 
-import asyncio
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -61,6 +61,8 @@ class AlexNetModel(kserve.Model):
             max_delay_s=settings.max_delay_ms / 1000.0,
             max_queue=settings.max_queue,
             on_batch=BATCH_SIZE.labels(model_name=name).observe,
+            prepare=self._prepare,
+            prepare_threads=os.cpu_count() or 1,
         )
         QUEUED.labels(model_name=name).set_function(lambda: self.batcher.queued)  # read at each scrape
         self.ready = True  # loaded by runtime.load before the server starts
@@ -99,10 +101,8 @@ class AlexNetModel(kserve.Model):
         asked = {output.name for output in payload.request_outputs or []}
         if protocol.LOGITS in asked:
             request = protocol.ParsedRequest(request.images, request.top_k, True)
-        images = request.images
-        if not isinstance(images, np.ndarray):  # encoded files: decode off the event loop
-            images = await asyncio.get_running_loop().run_in_executor(None, self._decode, images)
-        arrays = protocol.output_arrays(await self.batcher.submit(images), request, metadata)
+        logits = await self.batcher.submit(request.images, request.count)  # decoded in the batch's turn
+        arrays = protocol.output_arrays(logits, request, metadata)
         outputs = []
         for name, array in arrays.items():
             output = InferOutput(name=name, shape=list(array.shape), datatype=DATATYPES[array.dtype])
@@ -116,11 +116,14 @@ class AlexNetModel(kserve.Model):
             requested_outputs=payload.request_outputs,
         )
 
-    def _decode(self, files: list[bytes]) -> np.ndarray:
-        """Encoded images -> (n, 3, H, W) float32 with the artifact's preprocessing; errors name the image."""
+    def _prepare(self, images: list[bytes] | np.ndarray) -> np.ndarray:
+        """A request's input -> (n, 3, H, W) float32: encoded files are decoded and preprocessed with
+        the artifact's spec (errors name the image); preprocessed tensors pass as they are."""
+        if isinstance(images, np.ndarray):
+            return images
         spec = self.predictor.metadata.preprocess
         arrays = []
-        for i, data in enumerate(files):
+        for i, data in enumerate(images):
             try:
                 arrays.append(preprocess_image(data, spec))
             except ImageLoadError as exc:

@@ -15,6 +15,7 @@ protocol's "invalid argument" (HTTP 400, gRPC INVALID_ARGUMENT); the client shar
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ def output_arrays(logits: np.ndarray, request: ParsedRequest, metadata: Artifact
         raise RequestError("the model's output is not finite (NaN or infinity) for this input")
     probs = softmax(logits)
     top = np.argsort(-probs, axis=1, kind="stable")[:, : request.top_k]  # (n, k), the runtime's order
-    names = np.array([name.encode("utf-8") for name in metadata.class_names], dtype=object)
+    names = _encoded_names(metadata.class_names)
     arrays = {
         LABELS: names[top],
         INDICES: top.astype(np.int64),
@@ -161,3 +162,9 @@ def output_arrays(logits: np.ndarray, request: ParsedRequest, metadata: Artifact
     if request.logits:
         arrays[LOGITS] = logits.astype(np.float32)
     return arrays
+
+
+@functools.lru_cache(maxsize=8)
+def _encoded_names(names: tuple[str, ...]) -> np.ndarray:
+    """The class names as a BYTES array, made once per model (not per request: ImageNet has 1000)."""
+    return np.array([name.encode("utf-8") for name in names], dtype=object)

@@ -1,7 +1,8 @@
-"""alexnet-serve in a subprocess on 127.0.0.1, for the loopback tests (and the load benchmark's pattern).
+"""alexnet-serve in a subprocess on 127.0.0.1: the load benchmark's server, and the loopback tests'.
 
 kserve and tritonclient.grpc register the same protobuf names, so the server never runs in the
-pytest process: it is started as a command, waited for (bounded), and stopped with SIGTERM.
+client's process: it is started as a command, waited for (bounded), and stopped with SIGTERM.
+Standard library only (subprocess, urllib).
 """
 
 from __future__ import annotations
