@@ -16,12 +16,13 @@ import pytest
 from builders import CLASSES
 from click.testing import CliRunner
 from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2 as pb2
 
 from export import to_triton
 from export.cli import main
 from export.common import ExportError
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
+
+pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="--format triton needs tritonclient ([export])")
 
 
 def run(*args):

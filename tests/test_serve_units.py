@@ -180,3 +180,64 @@ def test_manifest_is_an_inference_service_running_alexnet_serve():
 def test_client_refuses_urls_it_cannot_use(url):
     with pytest.raises(ServerError, match="--server"):
         _connect(url, 1.0)
+
+
+class FakeTriton:
+    """What RemotePredictor uses of tritonclient, answering as Triton serving tests/data/tiny.onnx would
+    from the repository alexnet-export --format triton writes (FP32 input, config with the metadata)."""
+
+    class InferInput:
+        def __init__(self, name, shape, datatype):
+            self.name, self.shape, self.datatype, self.data = name, shape, datatype, None
+
+        def set_data_from_numpy(self, array):
+            assert list(array.shape) == self.shape and array.dtype == np.float32
+            self.data = array
+
+    class InferRequestedOutput:
+        def __init__(self, name):
+            self.name = name
+
+    def __init__(self):
+        import runtime
+
+        from tiny_onnx import TINY_ONNX
+
+        self.model = runtime.load(TINY_ONNX)
+        self.requests = 0
+
+    def get_model_metadata(self, name):
+        return {"name": name, "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 3, 8, 8]}]}
+
+    def get_model_config(self, name):
+        return {"name": name, "parameters": {"alexnet_deploy": {"string_value": self.model.metadata.to_json()}}}
+
+    def infer(self, name, inputs, outputs=None):
+        self.requests += 1
+        logits = self.model.predict_logits(inputs[0].data)
+        assert [o.name for o in outputs] == ["logits"]
+        return type("Result", (), {"as_numpy": lambda self, key: logits})()
+
+    def close(self):
+        self.model.close()
+
+
+def test_client_preprocesses_for_a_tensor_server_as_the_runtime_does(tmp_path, monkeypatch):
+    import runtime.client as client_module
+    from PIL import Image
+
+    paths = []
+    for i in range(5):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray((np.random.default_rng(i).random((12 + i, 10, 3)) * 255).astype(np.uint8)).save(paths[-1])
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    paths.append(str(tmp_path / "bad.png"))
+    fake = FakeTriton()
+    monkeypatch.setattr(client_module, "_connect", lambda url, timeout: (False, FakeTriton, fake))
+    remote = list(client_module.RemotePredictor("http://triton:8000", "alexnet").iter_predict(paths, 2, batch_size=4))
+    local = fake.model.predict(paths, 2)
+    assert [p.error is None for p in remote] == [True] * 5 + [False] and "not an image" in remote[-1].error
+    for got, want in zip(remote[:5], local[:5]):
+        assert got.labels == want.labels and got.indices == want.indices
+        np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-6)
+    assert fake.requests == 2  # batches of 4: paths 0-3, then 4 (the unreadable one is never sent)

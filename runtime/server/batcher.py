@@ -3,11 +3,10 @@
     batcher = DynamicBatcher(predictor.predict_logits, max_batch_size=32, max_delay_s=0.005, max_queue=256)
     logits = await batcher.submit(images, len(images))  # (n, 3, H, W) -> (n, classes), from a shared batch
 
-With `prepare` (e.g. decode + preprocess encoded files), a request is queued as it came and
-prepared in the batch's turn, just before the model runs, on `prepare_threads` threads: on a
-small CPU, decoding beside a running model only takes cores from it (the model's own threads then
-wait for each other); done in turn, each phase has the whole machine. A request whose input
-cannot be prepared gets its own error; the rest of its batch runs.
+With `prepare` (e.g. decode + preprocess encoded files), an admitted request is prepared at once
+on `prepare_threads` threads, while the model runs earlier batches (a refused request costs no
+preparing); its batch waits for it. A request whose input cannot be prepared gets its own error;
+the rest of its batch runs.
 
 A batch starts with the oldest waiting request and closes when it holds `max_batch_size` images or
 `max_delay_s` has passed since that request arrived (so no request waits for a batch longer than
@@ -44,6 +43,7 @@ class _Request:
     item: Any  # (n, 3, H, W) float32, or what `prepare` turns into that
     count: int  # n
     future: asyncio.Future
+    prepared: asyncio.Future | None = None  # `prepare`'s result: the array, or the exception it raised
     arrived: float = field(default_factory=time.monotonic)
 
 
@@ -55,7 +55,7 @@ class DynamicBatcher:
         max_batch_size: int,
         max_delay_s: float,
         max_queue: int,
-        on_batch: Callable[[int], None] | None = None,
+        on_batch: Callable[[int, float, float], None] | None = None,
         prepare: Callable[[Any], np.ndarray] | None = None,
         prepare_threads: int = 1,
     ) -> None:
@@ -65,7 +65,8 @@ class DynamicBatcher:
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
-        self.on_batch = on_batch  # called with each batch's image count (the batch-size metric)
+        # called after each batch with (images, seconds preparing, seconds running the model): the metrics
+        self.on_batch = on_batch
         self.prepare = prepare
         self._waiting: deque[_Request] = deque()
         self._queued = 0  # images in self._waiting
@@ -89,7 +90,10 @@ class DynamicBatcher:
                 f"over the queue limit of {self.max_queue}; retry later"
             )
         self._start()
-        request = _Request(item, n, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        request = _Request(item, n, loop.create_future())
+        if self.prepare is not None:
+            request.prepared = loop.run_in_executor(self._preparers, self._prepare_one, item)
         self._waiting.append(request)
         self._queued += n
         self._wakeup.set()
@@ -133,13 +137,16 @@ class DynamicBatcher:
         return batch
 
     async def _run(self, batch: list[_Request]) -> None:
-        if self.on_batch is not None:
-            self.on_batch(sum(r.count for r in batch))
         loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        prepared = [await r.prepared if r.prepared is not None else r.item for r in batch]
+        waited = time.perf_counter() - start
         try:
-            answers = await loop.run_in_executor(self._executor, self._execute, [r.item for r in batch])
+            answers, run_s = await loop.run_in_executor(self._executor, self._execute, prepared)
         except Exception as exc:  # the model failed: every request of the batch gets its error
-            answers = [exc] * len(batch)
+            answers, run_s = [exc] * len(batch), 0.0
+        if self.on_batch is not None and run_s:
+            self.on_batch(sum(len(p) for p in prepared if not isinstance(p, Exception)), waited, run_s)
         for request, answer in zip(batch, answers):
             if request.future.done():  # a client that went away cancelled its future
                 continue
@@ -148,21 +155,22 @@ class DynamicBatcher:
             else:
                 request.future.set_result(answer)
 
-    def _execute(self, items: list[Any]) -> list[np.ndarray | Exception]:
-        """In the worker thread: prepare each item, run the prepared ones as one batch, split the rows."""
-        prepared = list(self._preparers.map(self._prepare_one, items)) if self.prepare else items
+    def _execute(self, prepared: list[Any]) -> tuple[list[np.ndarray | Exception], float]:
+        """In the worker thread: the prepared arrays as one model run, split back per request; (answers, seconds)."""
         ready = [p for p in prepared if not isinstance(p, Exception)]
         if not ready:
-            return prepared
+            return prepared, 0.0
+        start = time.perf_counter()
         logits = self.run(np.concatenate(ready) if len(ready) > 1 else ready[0])
-        answers, start = [], 0
+        seconds = time.perf_counter() - start
+        answers, row = [], 0
         for p in prepared:
             if isinstance(p, Exception):
                 answers.append(p)
                 continue
-            answers.append(logits[start : start + len(p)])
-            start += len(p)
-        return answers
+            answers.append(logits[row : row + len(p)])
+            row += len(p)
+        return answers, seconds
 
     def _prepare_one(self, item: Any) -> np.ndarray | Exception:
         try:

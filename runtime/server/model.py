@@ -30,6 +30,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 REQUESTS = Counter("alexnet_requests", "Inference requests by outcome", ["model_name", "outcome"])
 REQUEST_SECONDS = Histogram("alexnet_request_seconds", "Inference request latency in the model", ["model_name"])
 BATCH_SIZE = Histogram("alexnet_batch_size", "Images per model run", ["model_name"], buckets=BATCH_BUCKETS)
+# phase "prepare": a closed batch waiting for its images' decoding; "run": the model
+BATCH_SECONDS = Histogram("alexnet_batch_seconds", "Seconds per batch", ["model_name", "phase"])
 QUEUED = Gauge("alexnet_queued_images", "Images waiting for a batch", ["model_name"])
 DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64", np.dtype(object): "BYTES"}
 
@@ -60,12 +62,17 @@ class AlexNetModel(kserve.Model):
             max_batch_size=settings.max_batch_size,
             max_delay_s=settings.max_delay_ms / 1000.0,
             max_queue=settings.max_queue,
-            on_batch=BATCH_SIZE.labels(model_name=name).observe,
+            on_batch=self._observe_batch,
             prepare=self._prepare,
             prepare_threads=os.cpu_count() or 1,
         )
         QUEUED.labels(model_name=name).set_function(lambda: self.batcher.queued)  # read at each scrape
         self.ready = True  # loaded by runtime.load before the server starts
+
+    def _observe_batch(self, images: int, prepare_s: float, run_s: float) -> None:
+        BATCH_SIZE.labels(model_name=self.name).observe(images)
+        BATCH_SECONDS.labels(model_name=self.name, phase="prepare").observe(prepare_s)
+        BATCH_SECONDS.labels(model_name=self.name, phase="run").observe(run_s)
 
     def load(self) -> bool:
         return self.ready
@@ -101,7 +108,7 @@ class AlexNetModel(kserve.Model):
         asked = {output.name for output in payload.request_outputs or []}
         if protocol.LOGITS in asked:
             request = protocol.ParsedRequest(request.images, request.top_k, True)
-        logits = await self.batcher.submit(request.images, request.count)  # decoded in the batch's turn
+        logits = await self.batcher.submit(request.images, request.count)  # decoded once admitted
         arrays = protocol.output_arrays(logits, request, metadata)
         outputs = []
         for name, array in arrays.items():
