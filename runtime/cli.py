@@ -282,7 +282,12 @@ def _remote_predictor(
     server: str, model_name: str, model: Path | None, backend: str, device: str, threads: int | None, overrides: dict
 ) -> Any:
     """A client of `server`; the local-model options make no sense with it (a usage error)."""
-    from runtime.client import RemotePredictor
+    from runtime.client import RemotePredictor, ServerError, parse_url
+
+    try:
+        parse_url(server)
+    except ServerError as exc:
+        raise click.BadParameter(str(exc).removeprefix(f"--server {server!r}: "), param_hint="--server") from None
 
     local = {"--model": model, "--threads": threads, **{f"--{k.replace('_', '-')}": v for k, v in overrides.items()}}
     local.update(

@@ -179,8 +179,8 @@ class RemotePredictor:
         self.close()
 
 
-def _connect(url: str, timeout_s: float) -> tuple[bool, Any, Any]:
-    """(is gRPC, the tritonclient module, a client) for http://, https:// or grpc:// HOST[:PORT]."""
+def parse_url(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of http://, https:// or grpc:// HOST[:PORT]; the port defaults to Triton's."""
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES or not parts.hostname or parts.path not in ("", "/"):
         raise ServerError(f"--server {url!r}: expected http://HOST[:PORT], https://HOST[:PORT] or grpc://HOST[:PORT]")
@@ -189,15 +189,21 @@ def _connect(url: str, timeout_s: float) -> tuple[bool, Any, Any]:
     except ValueError:
         raise ServerError(f"--server {url!r}: the port is not a number from 0 to 65535") from None
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return parts.scheme, host, port
+
+
+def _connect(url: str, timeout_s: float) -> tuple[bool, Any, Any]:
+    """(is gRPC, the tritonclient module, a client) for `url`."""
+    scheme, host, port = parse_url(url)
     try:
-        if parts.scheme == "grpc":
+        if scheme == "grpc":
             import tritonclient.grpc as module
 
             return True, module, module.InferenceServerClient(f"{host}:{port}")
         import tritonclient.http as module
 
         client = module.InferenceServerClient(
-            f"{host}:{port}", ssl=parts.scheme == "https", connection_timeout=timeout_s, network_timeout=timeout_s
+            f"{host}:{port}", ssl=scheme == "https", connection_timeout=timeout_s, network_timeout=timeout_s
         )
         return False, module, client
     except ImportError as exc:

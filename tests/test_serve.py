@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -17,7 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 from tiny_onnx import TINY_ONNX
 
-from benchmarks.serve_process import running
+from benchmarks.serve_process import LAUNCH, free_port, running
 
 if importlib.util.find_spec("kserve") is None:  # never imported here: it clashes with tritonclient.grpc
     pytest.skip("alexnet-serve needs the [serve] extra (kserve)", allow_module_level=True)
@@ -235,3 +237,36 @@ def test_sigterm_finishes_in_flight_requests(tmp_path):
         assert in_flight.answer.as_numpy("labels").shape == (1, 3)
         with pytest.raises(OSError):
             s.get("/v2/health/ready", timeout=2)  # nothing listens any more
+
+
+def serve_command(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", LAUNCH, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_port_in_use_is_a_one_line_error(server):
+    done = serve_command(str(TINY_ONNX), "--http-port", str(server.http_port), "--grpc-port", str(free_port()))
+    last = (done.stdout + done.stderr).strip().splitlines()[-1]
+    assert done.returncode == 1 and last.startswith(f"Error: cannot listen for HTTP on 127.0.0.1:{server.http_port}")
+    done = serve_command(str(TINY_ONNX), "--http-port", str(free_port()), "--grpc-port", str(server.grpc_port))
+    last = (done.stdout + done.stderr).strip().splitlines()[-1]
+    assert done.returncode == 1 and last.startswith("Error: cannot listen for gRPC")
+
+
+def test_print_manifest_and_its_usage_error():
+    done = serve_command("--print-manifest", "best.onnx", "--storage-uri", "s3://b/m/", "--max-batch-size", "8")
+    assert done.returncode == 0 and done.stdout.startswith("apiVersion: serving.kserve.io/v1beta1"), done.stderr
+    assert '"--max-batch-size", "8"' in done.stdout and '"/mnt/models/best.onnx"' in done.stdout
+    done = serve_command("--print-manifest", "best.onnx")
+    assert done.returncode == 2 and "--storage-uri" in done.stderr
+    done = serve_command(str(TINY_ONNX), "--name", "../x")
+    assert done.returncode == 2 and "model name" in done.stderr
+
+
+def test_client_usage_and_connection_errors(images):
+    result = CliRunner().invoke(run_main, ["--server", "http://127.0.0.1:1", "-m", str(TINY_ONNX), str(images)])
+    assert result.exit_code == 2 and "--model" in result.output
+    result = CliRunner().invoke(run_main, ["--server", f"http://127.0.0.1:{free_port()}", str(images)])
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 1 and len(errors) == 1 and "cannot reach" in errors[0]
+    result = CliRunner().invoke(run_main, ["--server", "ftp://host", str(images)])
+    assert result.exit_code == 2 and "http://HOST" in result.output

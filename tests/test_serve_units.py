@@ -199,9 +199,9 @@ class FakeTriton:
             self.name = name
 
     def __init__(self):
-        import runtime
-
         from tiny_onnx import TINY_ONNX
+
+        import runtime
 
         self.model = runtime.load(TINY_ONNX)
         self.requests = 0
@@ -223,8 +223,9 @@ class FakeTriton:
 
 
 def test_client_preprocesses_for_a_tensor_server_as_the_runtime_does(tmp_path, monkeypatch):
-    import runtime.client as client_module
     from PIL import Image
+
+    import runtime.client as client_module
 
     paths = []
     for i in range(5):

@@ -30,6 +30,7 @@ from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import RESTServer
 
+from runtime.errors import DeployError
 from runtime.metadata import METADATA_KEY
 from runtime.server.model import AlexNetModel
 from runtime.server.rest import infer_route
@@ -102,19 +103,33 @@ def _grpc_server(server: ModelServer, listen: Listen) -> aio.Server:
     """kserve's gRPC inference service on host:port (kserve's GRPCServer listens on every interface).
     Created inside the running event loop: grpc.aio binds a server to the loop it is made in."""
     limit = listen.max_request_bytes
+    # so_reuseport off: a port another server holds is an error here, not two servers sharing it
     options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+    options.append(("grpc.so_reuseport", 0))
     grpc_server = aio.server(interceptors=(ExceptionToStatusInterceptor(),), options=options)
     servicer = InferenceServicer(server.dataplane, server.model_repository_extension)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, grpc_server)
     host = f"[{listen.host}]" if ":" in listen.host else listen.host
-    if grpc_server.add_insecure_port(f"{host}:{listen.grpc_port}") == 0:
-        raise OSError(f"cannot listen for gRPC on {host}:{listen.grpc_port}")
+    try:
+        bound = grpc_server.add_insecure_port(f"{host}:{listen.grpc_port}")
+    except RuntimeError:  # grpcio raises where older releases returned 0
+        bound = 0
+    if bound == 0:
+        raise DeployError(
+            f"cannot listen for gRPC on {host}:{listen.grpc_port} (in use?); choose --grpc-port or --no-grpc"
+        )
     return grpc_server
 
 
 def serve(model: AlexNetModel, listen: Listen) -> None:
     """Serve `model` until SIGTERM/SIGINT; return once every in-flight request is answered."""
-    server = ModelServer(http_port=listen.http_port, grpc_port=listen.grpc_port or 0, enable_grpc=False, workers=1)
+    server = ModelServer(
+        http_port=listen.http_port,
+        grpc_port=listen.grpc_port or 0,
+        enable_grpc=False,
+        workers=1,
+        enable_latency_logging=listen.access_log,
+    )
     server.register_model(model)
     rest = RESTServer(
         FASTAPI_APP_IMPORT_STRING,
@@ -140,6 +155,13 @@ def _config_route(model: AlexNetModel) -> Any:
     return model_config
 
 
+async def _rest(rest: RESTServer) -> None:
+    try:
+        await rest.start()
+    except SystemExit:  # uvicorn exits the process when it cannot bind; _run says why, in one line
+        pass
+
+
 async def _run(model: AlexNetModel, server: ModelServer, rest: RESTServer, listen: Listen) -> None:
     loop = asyncio.get_running_loop()
     grpc = _grpc_server(server, listen) if listen.grpc_port is not None else None
@@ -155,10 +177,17 @@ async def _run(model: AlexNetModel, server: ModelServer, rest: RESTServer, liste
         signal.signal(sig, lambda *_: None)
     if grpc is not None:
         await grpc.start()
-    rest_task = asyncio.create_task(rest.start())
+    rest_task = asyncio.create_task(_rest(rest))
     stop_task = asyncio.create_task(stopping.wait())
     await asyncio.wait([rest_task, stop_task], return_when=asyncio.FIRST_COMPLETED)
     model.ready = False  # readiness probes fail from here on
+    if rest_task.done() and not rest._server.started:  # uvicorn could not bind (it has logged the error)
+        if grpc is not None:
+            await grpc.stop(grace=0)
+        raise DeployError(
+            f"cannot listen for HTTP on {listen.host}:{listen.http_port} (in use, or not this machine's address); "
+            "choose --http-port or --host"
+        )
     if grpc is not None:
         await grpc.stop(grace=listen.grace_period_s)  # in-flight calls finish, new ones are refused
     await rest_task
