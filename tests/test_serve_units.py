@@ -86,7 +86,7 @@ def test_a_model_error_reaches_every_request_of_its_batch_and_the_next_batch_run
         return images[:, 0, 0, :1]
 
     async def main():
-        batcher = DynamicBatcher(flaky, max_batch_size=2, max_delay_s=30, max_queue=8)
+        batcher = DynamicBatcher(flaky, max_batch_size=2, max_delay_s=0.01, max_queue=8)
         first = await asyncio.gather(batcher.submit(rows(1), 1), batcher.submit(rows(1), 1), return_exceptions=True)
         second = await batcher.submit(rows(1, 9), 1)
         await batcher.close()

@@ -206,11 +206,12 @@ def test_full_disk_while_saving_keeps_last_checkpoint(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_defaults_learn_the_synthetic_task(demo_run):
-    """The README's claim: no flags beyond data/size/epochs/batch, 4 epochs. Measured val top-1:
-    0.915 / 0.8925 / 0.905 at seeds 0 / 1 / 2; the bound sits 3 points under the worst seed, so a
-    machine whose float rounding differs cannot flip it (this run uses seed 0)."""
+    """The README's claim: no flags beyond data/size/epochs/batch, 4 epochs. Measured val top-1 at
+    seeds 0 / 1 / 2: 0.915 / 0.8925 / 0.905 on an AVX2 machine, 0.855 / 0.9025 / 0.9375 on an
+    AMX (AVX-512) one: the kernels' rounding differs per instruction set and 4 epochs amplify it.
+    The bound sits 5.5 points under the worst of them (this run uses seed 0; chance is 0.1)."""
     _, history = demo_run
-    assert max(row["val_top1"] for row in history) >= 0.86, history
+    assert max(row["val_top1"] for row in history) >= 0.80, history
 
 
 def test_help_shows_the_recipes_own_values():
