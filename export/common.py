@@ -7,8 +7,6 @@ alexnet-deploy metadata (`runtime.metadata.ArtifactMetadata`) the runtime predic
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import warnings
 from collections.abc import Callable
@@ -21,7 +19,7 @@ from torch import nn
 from alexnet import __version__
 from alexnet.checkpoint import Checkpoint, load_checkpoint
 from runtime import outputs
-from runtime.errors import DeployError, first_line  # noqa: F401 (first_line: the exporters' import)
+from runtime.errors import DeployError, first_line, quiet_logger  # noqa: F401 (the exporters' imports)
 from runtime.fileio import file_sha256
 from runtime.metadata import BYTES_PER_WEIGHT, FORMAT_SUFFIXES, PRECISIONS, ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
@@ -201,16 +199,3 @@ def write_directory(output: Path, write: Callable[[str], Any], *, expected_bytes
         outputs.replace_directory(output, write, expected_bytes=expected_bytes)
     except outputs.OutputError as exc:
         raise ExportError(str(exc)) from exc
-
-
-@contextlib.contextmanager
-def quiet_logger(logger_name: str):
-    """Silence a logger's warnings for the duration (e.g. "torchvision is not installed. Skipping
-    torchvision::nms"); its level is restored after, so an application's logging is left as it was."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
