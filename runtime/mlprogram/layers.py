@@ -122,7 +122,9 @@ def max_pool(
     kernel, strides, pads = _pool_geometry(x, kernel_sizes, strides, pad_type, pad)
     out = [_pool_out(n, k, s, p, bool(ceil_mode)) for n, k, s, p in zip(x.shape[2:], kernel, strides, pads)]
     # The extra windows ceil_mode adds reach past the padding: -inf there never wins the max.
-    extra = [max((o - 1) * s + k - (n + p[0] + p[1]), 0) for o, s, k, n, p in zip(out, strides, kernel, x.shape[2:], pads)]
+    extra = [
+        max((o - 1) * s + k - (n + p[0] + p[1]), 0) for o, s, k, n, p in zip(out, strides, kernel, x.shape[2:], pads)
+    ]
     padded = np.pad(x, [(0, 0), (0, 0), *[(p[0], p[1] + e) for p, e in zip(pads, extra)]], constant_values=-np.inf)
     result = None
     for view in _windows(padded, kernel, strides, out):

@@ -114,7 +114,9 @@ class ReferenceProgram:
                 + (f" (nor {', '.join(unknown[1:])})" if len(unknown) > 1 else "")
             )
         self._slots: dict[int, int] = {}  # id(MIL var) -> slot, while the program is at hand
-        self.inputs = {name: (self._slot(var), _numpy_dtype(var), _shape(var.shape)) for name, var in function.inputs.items()}
+        self.inputs = {
+            name: (self._slot(var), _numpy_dtype(var), _shape(var.shape)) for name, var in function.inputs.items()
+        }
         self.constants: dict[int, Any] = {}
         self.steps: list[Step] = []
         for op in function.operations:
@@ -128,7 +130,9 @@ class ReferenceProgram:
 
     def _add(self, op: Any) -> None:
         if any(op.blocks):
-            raise UnsupportedOpError(f"{self.source} uses control flow ({op.op_type}), which the evaluator does not run")
+            raise UnsupportedOpError(
+                f"{self.source} uses control flow ({op.op_type}), which the evaluator does not run"
+            )
         if op.op_type == "const":
             self.constants[self._slot(op.outputs[0])] = op.outputs[0].val
             return
@@ -187,7 +191,9 @@ class ReferenceProgram:
         except UnsupportedOpError as exc:
             raise UnsupportedOpError(f"{self.source}: op {step.name!r} ({step.op_type}): {exc}") from exc
         except (ValueError, TypeError, IndexError) as exc:  # numpy's shape errors
-            raise ProgramRunError(f"{self.source}: op {step.name!r} ({step.op_type}) failed: {first_line(exc)}") from exc
+            raise ProgramRunError(
+                f"{self.source}: op {step.name!r} ({step.op_type}) failed: {first_line(exc)}"
+            ) from exc
 
     @staticmethod
     def _store(values: dict[int, Any], step: Step, result: Any) -> None:
