@@ -60,8 +60,9 @@ def export_artifact(
     into; default beside the checkpoint (.pt, .onnx, .mlpackage), same stem, plus "-<tag>"
     when a tag is given (the CLI tags int8: best-int8.onnx). The artifact
     appears only when complete. precision "int8" (ONNX) calibrates and gates as `quantize`
-    says (default QuantizeOptions(): the checkpoint's own training data); `echo` gets its
-    progress lines (default: stderr).
+    says (default QuantizeOptions(): the checkpoint's own training data); int8 Core ML is gated
+    on the same held-out images by the Core ML reference evaluator; `echo` gets their progress
+    lines (default: stderr).
 
     fmt "triton" (not one of FORMATS: a repository, not one file): output is the repository root
     (default runs/best-triton/), the model is `triton_name` in it, made by the ONNX export above
@@ -87,7 +88,8 @@ def export_artifact(
     if fmt == "coreml":
         from export.to_coreml import export_coreml
 
-        return export_coreml(model, metadata, output, coreml_input=coreml_input)
+        gate = {"quantize": quantize, "training": ckpt.training, "echo": echo}
+        return export_coreml(model, metadata, output, coreml_input=coreml_input, **gate)
     if fmt == "onnx" and precision == "int8":
         from export.to_onnx_int8 import export_int8_onnx
 

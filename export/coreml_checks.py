@@ -19,6 +19,8 @@ import torch
 from alexnet.checkpoint import Checkpoint
 from export.common import first_line
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
+from runtime.mlprogram import classifier_labels, load_program
+from runtime.mlprogram.layers import constexpr_affine_dequantize, constexpr_blockwise_shift_scale, repeat_blocks
 
 FP16_SLACK = 2**-10  # relative: a weight rounded to fp16 on the way into the package, and again out
 # Core ML's compressed-weight ops: iOS 16/17 packages hold the first, iOS 18 ones the second.
@@ -54,29 +56,13 @@ def inspect_package(path: Path, checkpoint: Checkpoint) -> tuple[list[str], Weig
     if {o.name for o in description.output} != {LABEL_NAME, OUTPUT_NAME}:
         problems.append(f"outputs are {[o.name for o in description.output]}, expected {LABEL_NAME} and {OUTPUT_NAME}")
     program = load_program(mlmodel)
-    labels = _class_labels(program)
+    labels = classifier_labels(program)
     if labels != list(checkpoint.class_names):
         problems.append(f"classifier labels {labels[:3]}... differ from the checkpoint's class names")
     image_input = description.input[0].type.WhichOneof("Type") == "imageType"
     std = checkpoint.preprocess.std if image_input else None
     report = check_weights(program, expected_weights(checkpoint.build_model(), std), metadata.precision)
     return problems + report.problems, report
-
-
-def load_program(mlmodel: Any) -> Any:
-    """The MIL program of an ML Program `ct.models.MLModel`, constants (weights) included."""
-    from coremltools.converters.mil.frontend.milproto.load import load
-
-    spec = mlmodel.get_spec()
-    return load(spec, spec.specificationVersion, mlmodel.weights_dir)
-
-
-def _class_labels(program: Any) -> list[str]:
-    """An ML Program classifier keeps its labels in the `classify` op's `classes` input."""
-    for op in program.functions["main"].operations:
-        if op.op_type == "classify":
-            return [str(c) for c in op.inputs["classes"].val]
-    return []
 
 
 def weight_problems(program: Any, checkpoint: Checkpoint, image_input: bool) -> list[str]:
@@ -156,26 +142,17 @@ def _check_compressed(report: WeightReport, name: str, expected: np.ndarray, op:
 
 
 def dequantize(op: Any) -> tuple[np.ndarray, np.ndarray]:
-    """A compressed-weight op's float32 values and each value's quantization step (|scale|)."""
-    inputs = op.inputs
+    """A compressed-weight op's float32 values (as the reference evaluator computes them) and each
+    value's quantization step (|scale|, broadcast to the weight's shape)."""
+    inputs = {name: var.val for name, var in op.inputs.items()}
     if op.op_type == "constexpr_affine_dequantize":
-        # (data - zero_point) * scale, scale and zero_point scalar or one per index along `axis`.
-        data = inputs["quantized_data"].val.astype(np.float32)
-        shape = [1] * data.ndim
-        shape[int(inputs["axis"].val)] = -1
-        scale, offset = (np.asarray(inputs[k].val, np.float32) for k in ("scale", "zero_point"))
-        scale, offset = (a.reshape(shape) if a.ndim == 1 else a for a in (scale, offset))
+        values = constexpr_affine_dequantize(**inputs)
+        scale = np.asarray(inputs["scale"], np.float32)
+        if scale.ndim == 1:
+            shape = [1] * values.ndim
+            shape[int(inputs["axis"])] = -1
+            scale = scale.reshape(shape)
     else:
-        # constexpr_blockwise_shift_scale: (data - offset) * scale, scale/offset one per block
-        # (same rank as data, each dimension dividing the data's).
-        data = inputs["data"].val.astype(np.float32)
-        scale = _blocks(np.asarray(inputs["scale"].val, np.float32), data.shape)
-        offset = inputs.get("offset")  # optional: absent for symmetric quantization
-        offset = 0.0 if offset is None else _blocks(np.asarray(offset.val, np.float32), data.shape)
-    return (data - offset) * scale, np.broadcast_to(np.abs(scale), data.shape)
-
-
-def _blocks(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    for axis, (size, blocks) in enumerate(zip(shape, values.shape)):
-        values = np.repeat(values, size // blocks, axis=axis)
-    return values
+        values = constexpr_blockwise_shift_scale(**inputs)
+        scale = repeat_blocks(np.asarray(inputs["scale"], np.float32), values.shape)
+    return values, np.broadcast_to(np.abs(scale), values.shape)

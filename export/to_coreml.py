@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +46,13 @@ INT8_OPS = ("conv", "linear")  # whose weights are compressed; avgpool's matmul 
 
 
 def _import_coremltools() -> Any:
+    from runtime.mlprogram import ProgramLoadError, import_coremltools
+
     try:
         # coremltools warns at import about untested torch versions; the conversion is validated anyway.
-        with warnings.catch_warnings(), quiet_logger("coremltools"):
-            warnings.simplefilter("ignore")
-            import coremltools as ct
-    except ImportError:
+        return import_coremltools()
+    except ProgramLoadError:
         raise ExportError("Core ML export needs coremltools: pip install coremltools (Linux or macOS)") from None
-    return ct
 
 
 def fold_std(model: nn.Module, std: tuple[float, float, float]) -> nn.Module:
@@ -170,16 +171,18 @@ def _quantize(mlmodel: Any) -> Any:
         raise ExportError(f"Core ML int8 weight compression failed: {first_line(exc)}") from exc
 
 
-def _record_int8(mlmodel: Any, model: nn.Module, metadata: ArtifactMetadata, coreml_input: str) -> ArtifactMetadata:
-    """Check the compressed weights against `model`'s and write the `quantization` record:
-    {"scheme": INT8_SCHEME, "gate": {"passed", "kind": "weights", "max_error_steps" (worst
-    |dequantized - checkpoint| in units of its channel's scale), "limit_steps", "weights" (how many)}}.
-
-    Off macOS nothing can predict, so this weight check is the export's gate everywhere (a
-    package failing it is not written, so "passed" is true in every record); on macOS,
-    validation also predicts (export.validate.compare's int8 rule).
+def _record_int8(
+    mlmodel: Any, model: nn.Module, metadata: ArtifactMetadata, coreml_input: str, options: Any, training: Any, echo: Any
+) -> ArtifactMetadata:
+    """Check the compressed weights against `model`'s, gate the package's predictions
+    (export/coreml_gate.py), and write the `quantization` record: {"scheme": INT8_SCHEME, "gate":
+    {"passed", "kind": "weights" or "weights+predictions", "max_error_steps" (worst |dequantized -
+    checkpoint| in units of its channel's scale), "limit_steps", "weights" (how many), and with
+    predictions the gate's agreement/accuracy record and "evaluator"}}. A package failing the weight
+    check is never written; one failing the prediction gate only with --force (then "passed" is false).
     """
     from export.coreml_checks import check_weights, expected_weights, load_program
+    from export.coreml_gate import EVALUATOR, gate_int8
 
     std = metadata.preprocess.std if coreml_input == "image" else None
     report = check_weights(load_program(mlmodel), expected_weights(model, std), precision="int8")
@@ -188,6 +191,9 @@ def _record_int8(mlmodel: Any, model: nn.Module, metadata: ArtifactMetadata, cor
     # Kept small: the scheme, and what the gate measured (error in units of each channel's scale).
     gate = {"passed": True, "kind": "weights", "max_error_steps": round(report.worst_steps, 4)}
     gate |= {"limit_steps": 1.0, "weights": report.compressed}
+    result = gate_int8(mlmodel, model, metadata, options, training, echo)
+    if result is not None:
+        gate |= result.to_dict() | {"kind": "weights+predictions", "evaluator": EVALUATOR}
     metadata = dataclasses.replace(metadata, quantization={"scheme": dict(INT8_SCHEME), "gate": gate})
     _describe(mlmodel, metadata, coreml_input)  # the embedded metadata, now with the record
     return metadata
@@ -219,11 +225,25 @@ def _describe(mlmodel: Any, metadata: ArtifactMetadata, coreml_input: str) -> No
     mlmodel.user_defined_metadata[METADATA_KEY] = metadata.to_json()
 
 
-def export_coreml(model: nn.Module, metadata: ArtifactMetadata, output: Path, *, coreml_input: str = "image") -> Path:
-    """Convert and save `output` (.mlpackage), built beside it and renamed when complete."""
+def export_coreml(
+    model: nn.Module,
+    metadata: ArtifactMetadata,
+    output: Path,
+    *,
+    coreml_input: str = "image",
+    quantize: Any = None,
+    training: dict[str, Any] | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> Path:
+    """Convert and save `output` (.mlpackage), built beside it and renamed when complete. int8:
+    `quantize` (export.quantize.QuantizeOptions) holds the gate's settings, `training` the
+    checkpoint's training record (whose data the gate holds out), `echo` gets the gate's lines."""
     mlmodel = convert(model, metadata, coreml_input)
     if metadata.precision == "int8":
-        metadata = _record_int8(mlmodel, model, metadata, coreml_input)
+        from export.quantize import QuantizeOptions
+
+        echo = echo or (lambda line: print(line, file=sys.stderr))
+        metadata = _record_int8(mlmodel, model, metadata, coreml_input, quantize or QuantizeOptions(), training, echo)
 
     def save(tmp: str) -> None:
         try:

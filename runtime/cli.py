@@ -252,6 +252,8 @@ def main(
         model = model or default_model()
         predictor = runtime.load(model, backend, device, threads=threads, batch_size=batch_size, **overrides)
         set_torch_threads(threads)  # torch backends: process-wide, so here at the entry point, not in the library
+        if predictor.notice(model):
+            click.echo(predictor.notice(model), err=True)
     images = _images_to_predict(inputs)
     if not as_json:
         click.echo(predictor.describe() if server is not None else _describe(model, predictor), err=True)

@@ -80,6 +80,10 @@ class Predictor:
     def backend_name(self) -> str:
         return self.backend.name
 
+    def notice(self, path: object) -> str | None:
+        """The backend's line for the user before it runs `path` (None: nothing to say)."""
+        return self.backend.notice.format(path=path) if self.backend.notice else None
+
     @property
     def device(self) -> str:
         return self.backend.device

@@ -123,6 +123,8 @@ def main(
 
     _check_outputs(json_path, confusion_path)  # before the long evaluation, not after it
     predictor = _with_image_size(runtime.load(model, backend=backend, device=device), image_size, model)
+    if predictor.notice(model):
+        click.echo(predictor.notice(model), err=True)
     meta = predictor.metadata
     class_names = list(meta.class_names)
     dataset = eval_dataset(model, meta, data, split, seed, synthetic_val_per_class)

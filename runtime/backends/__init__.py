@@ -5,7 +5,7 @@ alexnet-deploy metadata embedded in it (or None for a foreign model), and turns 
 preprocessed float32 batch (N, 3, H, W) into logits (N, classes). Everything else
 (preprocessing, batching, softmax, top-k) lives in `runtime.predictor`.
 
-Built-in backends (onnxruntime, coreml, torchscript) are imported only when used, so
+Built-in backends (onnxruntime, coreml, coreml-reference, torchscript) are imported only when used, so
 `import runtime` pulls in neither onnxruntime nor torch. Other packages add backends
 through the entry-point group ``alexnet_deploy.backends``; this is how the `pytorch`
 backend (which needs the model code in `alexnet/`) plugs in without runtime importing
@@ -40,6 +40,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 _BUILTIN = {
     "onnxruntime": "runtime.backends.onnxruntime_backend:OnnxRuntimeBackend",
     "coreml": "runtime.backends.coreml_backend:CoreMLBackend",
+    "coreml-reference": "runtime.backends.coreml_reference_backend:CoreMLReferenceBackend",
     "torchscript": "runtime.backends.torchscript_backend:TorchScriptBackend",
 }
 _registered: dict[str, type[Backend]] = {}
@@ -92,6 +93,8 @@ class Backend(abc.ABC):
     metadata: ArtifactMetadata | None  # embedded alexnet-deploy metadata; None for a foreign model
     io: ModelIO
     device: str  # the device (or providers) actually in use, for display
+    # A line the command-line tools print before running (with {path}): e.g. that a slow stand-in runs.
+    notice: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -143,12 +146,12 @@ def detect_backend(path: str | Path) -> str:
     suffix = path.suffix.lower()
     if path.is_dir():
         if suffix == ".mlpackage" or (path / "Manifest.json").is_file():
-            return "coreml"
+            return coreml_backend_name()
         raise ModelLoadError(f"{path} is a directory, not a model artifact (.onnx, .pt, .mlpackage or a checkpoint)")
     if suffix == ".onnx":
         return "onnxruntime"
     if suffix == ".mlmodel":
-        return "coreml"
+        return coreml_backend_name()
     if suffix == ".safetensors":
         return "pytorch"
     if zipfile.is_zipfile(path):
@@ -179,6 +182,11 @@ def detect_backend(path: str | Path) -> str:
         f"cannot tell which backend runs {path} (suffix {suffix or 'none'!r}); name it .onnx, .pt (TorchScript), "
         f".mlpackage, .pth (checkpoint), or pass --backend"
     )
+
+
+def coreml_backend_name() -> str:
+    """Core ML itself on macOS; elsewhere, where Core ML cannot predict, the numpy reference evaluator."""
+    return "coreml" if sys.platform == "darwin" else "coreml-reference"
 
 
 def check_model_path(path: Path) -> None:

@@ -68,6 +68,28 @@ def _array_shape(array_type: Any) -> tuple[int | None, ...]:
     return tuple(dims)
 
 
+def describe_spec(spec: Any, path: str | Path) -> tuple[ArtifactMetadata | None, bool, ModelIO]:
+    """What a Core ML spec declares: (embedded metadata or None, whether the input is an image, its ModelIO)."""
+    description = spec.description
+    text = description.metadata.userDefined.get(METADATA_KEY)
+    metadata = ArtifactMetadata.from_json(text, source=path) if text else None
+    if not description.input:
+        raise ModelLoadError(f"{path} declares no input")
+    feature = description.input[0]
+    image_input = feature.type.WhichOneof("Type") == "imageType"
+    if image_input:
+        # An image input takes one picture per prediction.
+        shape = (1, 3, feature.type.imageType.height or None, feature.type.imageType.width or None)
+    else:
+        shape = _array_shape(feature.type.multiArrayType)
+    outputs = [o.name for o in description.output]
+    # A classifier (our exports) returns a class -> score dictionary under predictedProbabilitiesName.
+    scores = description.predictedProbabilitiesName or (
+        metadata.output_name if metadata and metadata.output_name in outputs else outputs[0]
+    )
+    return metadata, image_input, ModelIO(input_name=feature.name, input_shape=shape, output_name=scores, num_outputs=None)
+
+
 class CoreMLBackend(Backend):
     name = "coreml"
     format = "coreml"
@@ -84,22 +106,7 @@ class CoreMLBackend(Backend):
         except Exception as exc:  # coremltools raises plain Exception/RuntimeError for bad packages
             raise ModelLoadError(f"coremltools cannot load {path}: {first_line(exc)}") from exc
         self.device = _COMPUTE_UNITS[device]
-        text = self.model.user_defined_metadata.get(METADATA_KEY)
-        self.metadata = ArtifactMetadata.from_json(text, source=path) if text else None
-        description = self.model.get_spec().description
-        feature = description.input[0]
-        self.image_input = feature.type.WhichOneof("Type") == "imageType"
-        if self.image_input:
-            # An image input takes one picture per prediction.
-            shape = (1, 3, feature.type.imageType.height or None, feature.type.imageType.width or None)
-        else:
-            shape = _array_shape(feature.type.multiArrayType)
-        outputs = [o.name for o in description.output]
-        # A classifier (our exports) returns a class -> score dictionary under predictedProbabilitiesName.
-        scores = description.predictedProbabilitiesName or (
-            self.metadata.output_name if self.metadata and self.metadata.output_name in outputs else outputs[0]
-        )
-        self.io = ModelIO(input_name=feature.name, input_shape=shape, output_name=scores, num_outputs=None)
+        self.metadata, self.image_input, self.io = describe_spec(self.model.get_spec(), path)
         self._spec = self.metadata.preprocess if self.metadata else None
         self._class_order = self.metadata.class_names if self.metadata else None  # the dictionary's keys, in order
 

@@ -200,12 +200,12 @@ def constexpr_blockwise_shift_scale(data: Any, scale: Any, offset: Any = None) -
     """(data - offset) * scale, scale and offset one per block (same rank as data, each
     dimension dividing data's)."""
     data = np.asarray(data).astype(np.float32)
-    scale = _blocks(np.asarray(scale, np.float32), data.shape)
-    offset = 0.0 if offset is None else _blocks(np.asarray(offset, np.float32), data.shape)
+    scale = repeat_blocks(np.asarray(scale, np.float32), data.shape)
+    offset = 0.0 if offset is None else repeat_blocks(np.asarray(offset, np.float32), data.shape)
     return (data - offset) * scale
 
 
-def _blocks(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def repeat_blocks(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if values.ndim != len(shape) or any(size % blocks for size, blocks in zip(shape, values.shape)):
         raise UnsupportedOpError(f"block scale of shape {values.shape} for data of shape {shape}")
     for axis, (size, blocks) in enumerate(zip(shape, values.shape)):

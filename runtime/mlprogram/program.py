@@ -20,7 +20,7 @@ import numpy as np
 
 from runtime.errors import DeployError, first_line, quiet_logger
 from runtime.mlprogram.layers import LAYERS
-from runtime.mlprogram.ops import OPS, UnsupportedOpError
+from runtime.mlprogram.ops import OPS, UnsupportedOpError, wide
 
 IMPLEMENTED = {**OPS, **LAYERS}
 CONSTANT_OPS = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale")  # evaluated at load
@@ -77,6 +77,14 @@ def read_package(path: str | Path) -> tuple[Any, Any]:
         raise ProgramLoadError(f"coremltools cannot read the program in {path}: {first_line(exc)}") from exc
 
 
+def classifier_labels(program: Any) -> list[str]:
+    """An ML Program classifier keeps its labels in the `classify` op's `classes` input ([] if none)."""
+    for op in program.functions["main"].operations:
+        if op.op_type == "classify":
+            return [str(c) for c in np.asarray(op.inputs["classes"].val).reshape(-1)]
+    return []
+
+
 @dataclass(frozen=True)
 class Step:
     """One op to run: its function, its inputs (parameter -> value slot, or slots for a list),
@@ -122,6 +130,9 @@ class ReferenceProgram:
         for op in function.operations:
             self._add(op)
         self.outputs = {var.name: self._slots[id(var)] for var in function.outputs}
+        # fp16 weights held widened to float32 (the same values): every op widens them anyway, and
+        # a 4096x9216 fc6 weight widened on every run would cost more than the layer itself.
+        self.constants = {slot: wide(v) if _is_fp16(v) else v for slot, v in self.constants.items()}
         self._last_use = self._last_uses()
         del self._slots
 
@@ -201,6 +212,10 @@ class ReferenceProgram:
         with np.errstate(over="ignore"):  # beyond fp16's range is inf, as on the device
             for (slot, dtype), value in zip(step.outputs, results):
                 values[slot] = value if dtype is None else np.asarray(value).astype(dtype, copy=False)
+
+
+def _is_fp16(value: Any) -> bool:
+    return isinstance(value, (np.ndarray, np.generic)) and value.dtype == np.float16
 
 
 def _shape(shape: tuple[Any, ...]) -> tuple[int | None, ...]:
