@@ -157,8 +157,10 @@ def _logits_and_accuracy(entry: Entry, dataset: Any, class_names: list[str]) -> 
     import runtime
     from alexnet.evaluate import evaluate
 
+    # Core ML rows run on Core ML itself: the reference evaluator (auto off macOS) is a check, not an engine.
+    backend = "coreml" if entry.format == "coreml" else "auto"
     try:
-        predictor = runtime.load(entry.path, device="cpu")
+        predictor = runtime.load(entry.path, backend=backend, device="cpu")
     except DeployError as exc:
         entry.mark("skipped", f"cannot run here: {first_line(exc)}")
         return None

@@ -172,7 +172,13 @@ def _quantize(mlmodel: Any) -> Any:
 
 
 def _record_int8(
-    mlmodel: Any, model: nn.Module, metadata: ArtifactMetadata, coreml_input: str, options: Any, training: Any, echo: Any
+    mlmodel: Any,
+    model: nn.Module,
+    metadata: ArtifactMetadata,
+    coreml_input: str,
+    options: Any,
+    training: Any,
+    echo: Any,
 ) -> ArtifactMetadata:
     """Check the compressed weights against `model`'s, gate the package's predictions
     (export/coreml_gate.py), and write the `quantization` record: {"scheme": INT8_SCHEME, "gate":

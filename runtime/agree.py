@@ -5,7 +5,8 @@
 
 The first model is the reference. Per model: the backend it ran on, how many images had the
 same top-1 class as the reference, and the largest probability difference over every class.
-Models whose backend cannot run here (Core ML off macOS) get a row that says why.
+Off macOS a .mlpackage runs on the Core ML reference evaluator (its backend column says
+coreml-reference); a model that cannot run here gets a row that says why.
 """
 
 from __future__ import annotations

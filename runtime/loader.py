@@ -44,7 +44,8 @@ def load(
 ) -> Predictor:
     """Open `path` and return a ready `Predictor` (the backend session is created once, here).
 
-    backend: auto (from the file: .onnx -> onnxruntime, .mlpackage/.mlmodel -> coreml,
+    backend: auto (from the file: .onnx -> onnxruntime, .mlpackage/.mlmodel -> coreml on macOS and
+    coreml-reference (runtime.mlprogram, numpy) elsewhere,
     a TorchScript archive -> torchscript, a checkpoint -> pytorch) or a backend name.
     device: auto | cpu | cuda | mps. labels (a list or a file), preprocess, image_size,
     mean and std override the embedded metadata; a foreign model needs labels.

@@ -81,11 +81,12 @@ def test_detect_backend_from_suffix_and_contents(tmp_path):
         name: detect_backend(tmp_path / name)
         for name in ("a.onnx", "b.mlmodel", "c.mlpackage", "d", "e.safetensors", "scripted.bin", "weights.pt")
     }
+    coreml = "coreml" if sys.platform == "darwin" else "coreml-reference"  # Core ML predicts on macOS only
     assert got == {
         "a.onnx": "onnxruntime",
-        "b.mlmodel": "coreml",
-        "c.mlpackage": "coreml",
-        "d": "coreml",
+        "b.mlmodel": coreml,
+        "c.mlpackage": coreml,
+        "d": coreml,
         "e.safetensors": "pytorch",
         "scripted.bin": "torchscript",
         "weights.pt": "pytorch",
@@ -156,6 +157,9 @@ def test_cuda_asked_for_but_not_installed_is_a_clear_error(tmp_path):
 def test_coreml_off_macos_says_what_to_do(tmp_path):
     (tmp_path / "m.mlpackage").mkdir()
     with pytest.raises(BackendUnavailableError, match="needs macOS.*onnxruntime"):
+        runtime.load(tmp_path / "m.mlpackage", backend="coreml")
+    # auto: the reference evaluator, which reads the package (a one-line error for an empty one)
+    with pytest.raises((ModelLoadError, BackendUnavailableError), match="cannot read|needs coremltools|reads the"):
         runtime.load(tmp_path / "m.mlpackage")
 
 

@@ -87,7 +87,11 @@ def describe_spec(spec: Any, path: str | Path) -> tuple[ArtifactMetadata | None,
     scores = description.predictedProbabilitiesName or (
         metadata.output_name if metadata and metadata.output_name in outputs else outputs[0]
     )
-    return metadata, image_input, ModelIO(input_name=feature.name, input_shape=shape, output_name=scores, num_outputs=None)
+    return (
+        metadata,
+        image_input,
+        ModelIO(input_name=feature.name, input_shape=shape, output_name=scores, num_outputs=None),
+    )
 
 
 class CoreMLBackend(Backend):

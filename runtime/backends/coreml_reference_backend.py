@@ -20,7 +20,14 @@ from runtime.backends import Backend, BackendUnavailableError, ModelLoadError, c
 from runtime.backends.coreml_backend import describe_spec, to_pixels
 from runtime.errors import DeployError
 from runtime.metadata import ArtifactMetadata
-from runtime.mlprogram import ProgramLoadError, ReferenceProgram, UnsupportedOpError, classifier_labels, read_package
+from runtime.mlprogram import (
+    ProgramLoadError,
+    ReferenceProgram,
+    UnsupportedOpError,
+    classifier_labels,
+    import_coremltools,
+    read_package,
+)
 
 NOTICE = (
     "note: Core ML predicts only on macOS; running {path} on the Core ML reference evaluator "
@@ -36,7 +43,16 @@ class CoreMLReferenceBackend(Backend):
     def __init__(self, path: str | Path, *, device: str = "auto", threads: int | None = None, **_: Any) -> None:
         check_model_path(Path(path))
         if device not in ("auto", "cpu"):
-            raise BackendUnavailableError(f"the Core ML reference evaluator runs on the CPU; --device {device} is not it")
+            raise BackendUnavailableError(
+                f"the Core ML reference evaluator runs on the CPU; --device {device} is not it"
+            )
+        try:
+            import_coremltools()
+        except ProgramLoadError:
+            raise BackendUnavailableError(
+                "the coreml-reference backend reads the package with coremltools: pip install coremltools "
+                "(or alexnet-deploy[coreml])"
+            ) from None
         try:
             spec, program = read_package(path)
         except ProgramLoadError as exc:
