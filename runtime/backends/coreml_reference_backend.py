@@ -89,10 +89,10 @@ class CoreMLReferenceBackend(Backend):
         self._spec = metadata.preprocess
         if not self._labels:
             return  # not a classifier: the output tensor's columns are the classes, in order
-        if sorted(metadata.class_names) == sorted(self._labels):
-            self._order = [self._labels.index(name) for name in metadata.class_names]
-        # Otherwise labels given for a foreign model (as many as the classes, runtime.load checks)
-        # name the classifier's columns in order.
+        # Labels that are not the classifier's own (given for a foreign model; as many as its classes,
+        # runtime.load checks) name its columns in order.
+        same = sorted(metadata.class_names) == sorted(self._labels)
+        self._order = [self._labels.index(name) for name in metadata.class_names] if same else None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         # batch: (N, 3, H, W) -> logits (N, classes) in the metadata's class order.
