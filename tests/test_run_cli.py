@@ -227,8 +227,17 @@ def test_foreign_onnx_needs_labels(workdir, photos):
 @pytest.mark.skipif(sys.platform == "darwin", reason="Core ML runs on macOS")
 def test_coreml_on_linux_is_a_clear_error(workdir, photos):
     (workdir / "m.mlpackage").mkdir(exist_ok=True)
-    result = run("--model", workdir / "m.mlpackage", photos / "a.jpg")
+    result = run("--model", workdir / "m.mlpackage", "--backend", "coreml", photos / "a.jpg")
     assert result.exit_code == 1 and "Core ML prediction needs macOS" in result.output
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="Core ML runs on macOS")
+def test_a_broken_mlpackage_off_macos_is_one_line_from_the_reference_evaluator(workdir, photos):
+    # auto picks coreml-reference off macOS; an empty package must still fail in one line, naming it
+    (workdir / "m.mlpackage").mkdir(exist_ok=True)
+    result = run("--model", workdir / "m.mlpackage", photos / "a.jpg")
+    assert result.exit_code == 1 and "m.mlpackage" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
 def test_help_has_examples():
