@@ -36,18 +36,19 @@ def gate_images(options: QuantizeOptions, training: dict[str, Any] | None, metad
     return calibration.resolve_sets(data, names, spec, seed=seed)[1]
 
 
-def reference_logits(mlmodel: Any, metadata: ArtifactMetadata, inputs: np.ndarray) -> np.ndarray:
-    """The in-memory package's logits on preprocessed `inputs` (N, 3, S, S), by the reference evaluator."""
+def package_logits(spec: Any, program: Any, metadata: ArtifactMetadata, inputs: np.ndarray) -> np.ndarray:
+    """The unsaved package's logits (its spec and MIL program) on preprocessed `inputs` (N, 3, S, S),
+    by the reference evaluator."""
     from runtime.backends.coreml_reference_backend import CoreMLReferenceBackend
-    from runtime.mlprogram import load_program
 
-    backend = CoreMLReferenceBackend.from_program(mlmodel.get_spec(), load_program(mlmodel), "the int8 Core ML package")
+    backend = CoreMLReferenceBackend.from_program(spec, program, "the int8 Core ML package")
     backend.configure(metadata)
     return np.concatenate([backend.run(inputs[i : i + BATCH]) for i in range(0, len(inputs), BATCH)])
 
 
 def gate_int8(
-    mlmodel: Any,
+    spec: Any,
+    program: Any,
     model: nn.Module,
     metadata: ArtifactMetadata,
     options: QuantizeOptions,
@@ -66,7 +67,7 @@ def gate_int8(
     gate = read_gate(images, metadata.preprocess, options.gate_size, model)
     result = judge(
         gate,
-        reference_logits(mlmodel, metadata, gate.inputs),
+        package_logits(spec, program, metadata, gate.inputs),
         max_agreement_loss=options.max_agreement_loss,
         max_accuracy_drop=options.max_accuracy_drop,
     )

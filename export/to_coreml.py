@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from export.common import ExportError, first_line, quiet_logger, trace, weight_bytes, write_directory
+from export.quantize import QuantizeOptions
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 INPUT_NAME, OUTPUT_NAME, LABEL_NAME = "input", "logits", "classLabel"
@@ -176,9 +177,9 @@ def _record_int8(
     model: nn.Module,
     metadata: ArtifactMetadata,
     coreml_input: str,
-    options: Any,
-    training: Any,
-    echo: Any,
+    options: QuantizeOptions,
+    training: dict[str, Any] | None,
+    echo: Callable[[str], None],
 ) -> ArtifactMetadata:
     """Check the compressed weights against `model`'s, gate the package's predictions
     (export/coreml_gate.py), and write the `quantization` record: {"scheme": INT8_SCHEME, "gate":
@@ -191,13 +192,14 @@ def _record_int8(
     from export.coreml_gate import EVALUATOR, gate_int8
 
     std = metadata.preprocess.std if coreml_input == "image" else None
-    report = check_weights(load_program(mlmodel), expected_weights(model, std), precision="int8")
+    program = load_program(mlmodel)  # read once: the weight check and the gate's evaluator share it
+    report = check_weights(program, expected_weights(model, std), precision="int8")
     if report.problems:
         raise ExportError(f"the int8 Core ML weights fail their check: {report.problems[0]}")
     # Kept small: the scheme, and what the gate measured (error in units of each channel's scale).
     gate = {"passed": True, "kind": "weights", "max_error_steps": round(report.worst_steps, 4)}
     gate |= {"limit_steps": 1.0, "weights": report.compressed}
-    result = gate_int8(mlmodel, model, metadata, options, training, echo)
+    result = gate_int8(mlmodel.get_spec(), program, model, metadata, options, training, echo)
     if result is not None:
         gate |= result.to_dict() | {"kind": "weights+predictions", "evaluator": EVALUATOR}
     metadata = dataclasses.replace(metadata, quantization={"scheme": dict(INT8_SCHEME), "gate": gate})
@@ -237,17 +239,15 @@ def export_coreml(
     output: Path,
     *,
     coreml_input: str = "image",
-    quantize: Any = None,
+    quantize: QuantizeOptions | None = None,
     training: dict[str, Any] | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> Path:
     """Convert and save `output` (.mlpackage), built beside it and renamed when complete. int8:
-    `quantize` (export.quantize.QuantizeOptions) holds the gate's settings, `training` the
+    `quantize` holds the gate's settings, `training` the
     checkpoint's training record (whose data the gate holds out), `echo` gets the gate's lines."""
     mlmodel = convert(model, metadata, coreml_input)
     if metadata.precision == "int8":
-        from export.quantize import QuantizeOptions
-
         echo = echo or (lambda line: print(line, file=sys.stderr))
         metadata = _record_int8(mlmodel, model, metadata, coreml_input, quantize or QuantizeOptions(), training, echo)
 
