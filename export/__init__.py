@@ -88,8 +88,9 @@ def export_artifact(
     if fmt == "coreml":
         from export.to_coreml import export_coreml
 
-        gate = {"quantize": quantize, "training": ckpt.training, "echo": echo}
-        return export_coreml(model, metadata, output, coreml_input=coreml_input, **gate)
+        return export_coreml(
+            model, metadata, output, coreml_input=coreml_input, quantize=quantize, training=ckpt.training, echo=echo
+        )
     if fmt == "onnx" and precision == "int8":
         from export.to_onnx_int8 import export_int8_onnx
 

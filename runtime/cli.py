@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from runtime.backends import DEVICES, backend_names
-from runtime.cliutil import handle_errors, set_torch_threads
+from runtime.cliutil import echo_notice, handle_errors, set_torch_threads
 from runtime.metadata import FORMAT_SUFFIXES
 from runtime.preprocess import IMAGE_SUFFIXES, MAX_CROP
 
@@ -252,8 +252,7 @@ def main(
         model = model or default_model()
         predictor = runtime.load(model, backend, device, threads=threads, batch_size=batch_size, **overrides)
         set_torch_threads(threads)  # torch backends: process-wide, so here at the entry point, not in the library
-        if predictor.notice(model):
-            click.echo(predictor.notice(model), err=True)
+        echo_notice(predictor, model)
     images = _images_to_predict(inputs)
     if not as_json:
         click.echo(predictor.describe() if server is not None else _describe(model, predictor), err=True)

@@ -23,6 +23,14 @@ def set_torch_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
+def echo_notice(predictor: Any, model: object) -> None:
+    """The backend's line for the user before it runs `model` (e.g. that the Core ML reference
+    evaluator stands in for Core ML), on stderr so stdout stays the results."""
+    line = predictor.notice(model)
+    if line:
+        click.echo(line, err=True)
+
+
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn library errors into `click.ClickException` (one line on stderr, exit 1).
 

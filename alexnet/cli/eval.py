@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 from runtime.backends import DEVICES
-from runtime.cliutil import handle_errors
+from runtime.cliutil import echo_notice, handle_errors
 from runtime.metadata import ArtifactMetadata
 from runtime.preprocess import MAX_CROP
 
@@ -123,8 +123,7 @@ def main(
 
     _check_outputs(json_path, confusion_path)  # before the long evaluation, not after it
     predictor = _with_image_size(runtime.load(model, backend=backend, device=device), image_size, model)
-    if predictor.notice(model):
-        click.echo(predictor.notice(model), err=True)
+    echo_notice(predictor, model)
     meta = predictor.metadata
     class_names = list(meta.class_names)
     dataset = eval_dataset(model, meta, data, split, seed, synthetic_val_per_class)

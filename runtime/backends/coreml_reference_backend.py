@@ -80,10 +80,9 @@ class CoreMLReferenceBackend(Backend):
         self._bgr = self.image_input and image_type.colorSpace == image_type.BGR
         self._labels = classifier_labels(program)  # the score dictionary's keys, in the scores' order
         self.io = dataclasses.replace(self.io, num_outputs=len(self._labels) or None)
+        # Set by configure (runtime.load, or the caller of from_program) before the first run.
         self._order: list[int] | None = None
-        self._spec = self.metadata.preprocess if self.metadata else None
-        if self.metadata is not None:
-            self.configure(self.metadata)
+        self._spec = None
 
     def configure(self, metadata: ArtifactMetadata) -> None:
         self._spec = metadata.preprocess
