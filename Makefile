@@ -1,6 +1,7 @@
 # One-command set-up: `make demo` builds .venv from nothing and runs the main job;
-# `make test` runs the test suite; `make test-edge` proves the base install runs without torch
-# (CI runs both: .ci/run).
+# `make test` runs the suite without its `slow` tests (minutes: what a contributor runs before every
+# change); `make test-all` runs all of it; `make test-edge` proves the base install runs without torch
+# (CI runs test-all and test-edge: .ci/run).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ EDGE_OUT ?= edge-out
 # The torch-free tests: those marked `runtime` at module level.
 EDGE_TESTS = $(shell grep -l '^pytestmark = pytest.mark.runtime' tests/test_*.py)
 
-.PHONY: setup demo lint test test-edge clean
+.PHONY: setup demo lint test test-all test-edge clean
 
 setup: $(VENV)/.installed
 
@@ -27,7 +28,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 $(EDGE_VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(EDGE_VENV)
 	$(EDGE_VENV)/bin/python -m pip install -q --upgrade pip
-	$(EDGE_VENV)/bin/python -m pip install -q . pytest
+	$(EDGE_VENV)/bin/python -m pip install -q . pytest pytest-timeout
 	touch $@
 
 # The main job on the embedded synthetic data: data -> train -> evaluate -> export -> run -> the deployment
@@ -54,6 +55,9 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 test: setup
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: setup
 	$(PY) -m pytest -q
 
 # The runtime's tests in the edge venv, then alexnet-run there on an ONNX file the full install exported.

@@ -5,7 +5,7 @@ A `.pth` checkpoint is a plain dict (loadable with ``torch.load(weights_only=Tru
     {
       "format": "alexnet-deploy-checkpoint", "format_version": 1,
       "package_version": "0.1.0",
-      "model_config": {"variant": ..., "num_classes": ..., "dropout": ...},
+      "model_config": {"variant": ..., "num_classes": ..., "dropout": ...},  # + "width_divisor" when not 1
       "class_names": [...],
       "preprocess": {"resize": ..., "crop": ..., "mean": [...], "std": [...], "interpolation": ...},
       "model_state": {name: tensor},

@@ -11,6 +11,10 @@
 
 Every variant ends in ``AdaptiveAvgPool2d((6, 6))`` and the same three-layer classifier,
 so any input at or above the variant's minimum size works.
+
+``width_divisor`` (default 1: AlexNet as published) divides every layer's width (channels and
+hidden units) and keeps the layer structure: kernels, strides, groups, pooling, state_dict keys.
+The tests use it to run export, runtime and CLI paths on a model of a few MB instead of 230 MB.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ VARIANTS = ("torchvision", "paper", "cifar")
 # the checkpoint's own crop size instead (its preprocess.crop: the size it was trained at).
 DEFAULT_IMAGE_SIZE = {"torchvision": 224, "paper": 227, "cifar": 32}
 
+# Width divisors that keep every layer whole: each divides all channel counts (64..384), the
+# hidden 4096, and leaves the paper's two conv groups an even split (96 / 16 = 6 channels).
+WIDTH_DIVISORS = (1, 2, 4, 8, 16)
+
 
 @dataclass(frozen=True)
 class AlexNetConfig:
@@ -38,6 +46,7 @@ class AlexNetConfig:
     variant: str = "torchvision"
     num_classes: int = 1000
     dropout: float = 0.5
+    width_divisor: int = 1  # 1: the published widths; >1 only for tests and quick experiments
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -46,9 +55,16 @@ class AlexNetConfig:
             raise ValueError(f"num_classes must be at least 1, got {self.num_classes}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if type(self.width_divisor) is not int or self.width_divisor not in WIDTH_DIVISORS:
+            raise ValueError(f"width_divisor must be one of {WIDTH_DIVISORS}, got {self.width_divisor!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        # Full-width models keep the config schema they always had: checkpoints and artifacts
+        # made before width_divisor existed and after are the same bytes.
+        if data["width_divisor"] == 1:
+            del data["width_divisor"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AlexNetConfig:
@@ -71,60 +87,60 @@ def _pool() -> nn.MaxPool2d:
     return nn.MaxPool2d(kernel_size=3, stride=2)
 
 
-def _torchvision_features() -> nn.Sequential:
-    # Index layout (features.0, .3, .6, .8, .10) must match torchvision's exactly.
+def _torchvision_features(w: int) -> nn.Sequential:
+    # Index layout (features.0, .3, .6, .8, .10) must match torchvision's exactly. w: width divisor.
     return nn.Sequential(
-        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+        nn.Conv2d(3, 64 // w, kernel_size=11, stride=4, padding=2),
         _relu(),
         _pool(),
-        nn.Conv2d(64, 192, kernel_size=5, padding=2),
+        nn.Conv2d(64 // w, 192 // w, kernel_size=5, padding=2),
         _relu(),
         _pool(),
-        nn.Conv2d(192, 384, kernel_size=3, padding=1),
+        nn.Conv2d(192 // w, 384 // w, kernel_size=3, padding=1),
         _relu(),
-        nn.Conv2d(384, 256, kernel_size=3, padding=1),
+        nn.Conv2d(384 // w, 256 // w, kernel_size=3, padding=1),
         _relu(),
-        nn.Conv2d(256, 256, kernel_size=3, padding=1),
+        nn.Conv2d(256 // w, 256 // w, kernel_size=3, padding=1),
         _relu(),
         _pool(),
     )
 
 
-def _paper_features() -> nn.Sequential:
+def _paper_features(w: int) -> nn.Sequential:
     # PyTorch's LRN divides alpha by `size`; the paper's formula does not, so the
     # paper's alpha=1e-4 becomes 5e-4 here: b = a / (k + 1e-4 * sum(a^2)) ** 0.75.
     lrn = lambda: nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)  # noqa: E731
     return nn.Sequential(
-        nn.Conv2d(3, 96, kernel_size=11, stride=4),
+        nn.Conv2d(3, 96 // w, kernel_size=11, stride=4),
         _relu(),
         lrn(),
         _pool(),  # 227 -> 55 -> 27
-        nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=2),
+        nn.Conv2d(96 // w, 256 // w, kernel_size=5, padding=2, groups=2),
         _relu(),
         lrn(),
         _pool(),  # 27 -> 13
-        nn.Conv2d(256, 384, kernel_size=3, padding=1),
+        nn.Conv2d(256 // w, 384 // w, kernel_size=3, padding=1),
         _relu(),  # conv3 crosses both GPUs
-        nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=2),
+        nn.Conv2d(384 // w, 384 // w, kernel_size=3, padding=1, groups=2),
         _relu(),
-        nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=2),
+        nn.Conv2d(384 // w, 256 // w, kernel_size=3, padding=1, groups=2),
         _relu(),
         _pool(),  # 13 -> 6
     )
 
 
-def _cifar_features() -> nn.Sequential:
+def _cifar_features(w: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(3, 96, kernel_size=11, stride=4, padding=4),
+        nn.Conv2d(3, 96 // w, kernel_size=11, stride=4, padding=4),
         _relu(),  # 32 -> 8, no pool
-        nn.Conv2d(96, 256, kernel_size=5, padding=2),
+        nn.Conv2d(96 // w, 256 // w, kernel_size=5, padding=2),
         _relu(),
         _pool(),  # 8 -> 3
-        nn.Conv2d(256, 384, kernel_size=3, padding=1),
+        nn.Conv2d(256 // w, 384 // w, kernel_size=3, padding=1),
         _relu(),
-        nn.Conv2d(384, 384, kernel_size=3, padding=1),
+        nn.Conv2d(384 // w, 384 // w, kernel_size=3, padding=1),
         _relu(),
-        nn.Conv2d(384, 256, kernel_size=3, padding=1),
+        nn.Conv2d(384 // w, 256 // w, kernel_size=3, padding=1),
         _relu(),
         _pool(),  # 3 -> 1
     )
@@ -134,10 +150,10 @@ def _cifar_features() -> nn.Sequential:
 _FEATURES = {"torchvision": _torchvision_features, "paper": _paper_features, "cifar": _cifar_features}
 
 
-def _features(variant: str) -> nn.Sequential:
+def _features(variant: str, width_divisor: int = 1) -> nn.Sequential:
     if variant not in _FEATURES:
         raise ValueError(f"unknown AlexNet variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    return _FEATURES[variant]()
+    return _FEATURES[variant](width_divisor)
 
 
 def _spatial_out(size: int, features: nn.Sequential) -> int:
@@ -164,16 +180,17 @@ class AlexNet(nn.Module):
     def __init__(self, config: AlexNetConfig | None = None) -> None:
         super().__init__()
         self.config = config or AlexNetConfig()
-        self.features = _features(self.config.variant)
+        w = self.config.width_divisor
+        self.features = _features(self.config.variant, w)
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = nn.Sequential(
             nn.Dropout(p=self.config.dropout),
-            nn.Linear(256 * 6 * 6, 4096),
+            nn.Linear(256 // w * 6 * 6, 4096 // w),  # (N, 256*6*6) -> (N, 4096) at full width
             nn.ReLU(inplace=True),
             nn.Dropout(p=self.config.dropout),
-            nn.Linear(4096, 4096),
+            nn.Linear(4096 // w, 4096 // w),
             nn.ReLU(inplace=True),
-            nn.Linear(4096, self.config.num_classes),
+            nn.Linear(4096 // w, self.config.num_classes),
         )
         self.min_image_size = next(s for s in range(1, 1024) if _spatial_out(s, self.features) >= 1)
         self.reset_parameters()
@@ -211,9 +228,12 @@ class AlexNet(nn.Module):
         return self.classifier(x)
 
 
-def build_alexnet(*, variant: str = "torchvision", num_classes: int = 1000, dropout: float = 0.5) -> AlexNet:
+def build_alexnet(
+    *, variant: str = "torchvision", num_classes: int = 1000, dropout: float = 0.5, width_divisor: int = 1
+) -> AlexNet:
     """Build a freshly initialized AlexNet (no weights are downloaded, ever)."""
-    return AlexNet(AlexNetConfig(variant=variant, num_classes=num_classes, dropout=dropout))
+    config = AlexNetConfig(variant=variant, num_classes=num_classes, dropout=dropout, width_divisor=width_divisor)
+    return AlexNet(config)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -19,7 +19,6 @@ from benchmarks.options import (
     clock_threads,
     command_line,
     parse_backends,
-    parse_batch_sizes,
     parse_devices,
     parse_precisions,
     progress_line,
@@ -27,9 +26,9 @@ from benchmarks.options import (
 )
 from benchmarks.suite import Settings
 from benchmarks.timing import Budget
+from runtime import options
 from runtime.cliutil import handle_errors
 from runtime.outputs import is_stdout
-from runtime.preprocess import MAX_CROP
 
 QUICK_MEASURE = {"sizes": (1024,), "mbytes": 64, "repeats": 2}  # --quick: measure_limits options, a first look
 
@@ -45,7 +44,7 @@ Examples:
 """
 
 
-@click.command(epilog=EPILOG)
+@options.command(epilog=EPILOG)
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
 @click.option(
     "--backends",
@@ -53,63 +52,22 @@ Examples:
     show_default=True,
     help=f"Comma-separated: {', '.join(BACKENDS)} (or all). PyTorch eager fp32 always runs: it is the baseline.",
 )
-@click.option(
-    "--precisions",
-    default="all",
-    show_default=True,
-    help=f"Comma-separated: {', '.join(PRECISIONS)} (or all): the variants run. int8: export's int8 ONNX on "
+@options.precisions_option(
+    f"Comma-separated: {', '.join(PRECISIONS)} (or all): the variants run. int8: export's int8 ONNX on "
     "onnxruntime, NNCF's on OpenVINO (CPU).",
+    default="all",
 )
-@click.option(
-    "--devices", default="auto", show_default=True, help="Comma-separated: cpu, cuda, mps, or auto (all present)."
-)
-@click.option("--batch-sizes", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Intra-op threads for every backend [default: physical cores].",
-)
-@click.option(
-    "--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Untimed calls per row before timing."
-)
+@options.devices_option()
+@options.batch_sizes_option()
+@options.threads_option("For every backend [default: physical cores].")
+@options.warmup_option()
 @click.option("--iterations", type=click.IntRange(min=1), default=None, help="Timed calls per row, over all rounds.")
-@click.option(
-    "--min-time",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Seconds timed per row, over all rounds [default: 2].",
-)
-@click.option(
-    "--repeats",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Rounds: every row is timed in this many interleaved blocks; their spread shows the noise.",
-)
-@click.option(
-    "--variant",
-    type=click.Choice(VARIANTS),
-    default="torchvision",
-    show_default=True,
-    help="Model variant, without a checkpoint.",
-)
-@click.option(
-    "--num-classes", type=click.IntRange(min=1), default=1000, show_default=True, help="Classes, without a checkpoint."
-)
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=1, max=MAX_CROP),
-    default=None,
-    help="Input size [default: the variant's or checkpoint's].",
-)
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write every figure as JSON (- for stdout; the table then goes to stderr).",
-)
+@options.min_time_option("[default: 2, when --iterations is not given]")
+@options.repeats_option("Every row is timed in this many interleaved blocks; their spread shows the noise.")
+@options.variant_option(VARIANTS, "Without a checkpoint.", default="torchvision")
+@options.num_classes_option("Without a checkpoint.", default=1000)
+@options.image_size_option("Default: the variant's or checkpoint's.")
+@options.json_file_option("json_out")
 @click.option(
     "--markdown",
     type=click.Path(dir_okay=False),
@@ -131,19 +89,15 @@ Examples:
     show_default=True,
     help="wall: elapsed time. cpu: the process's CPU time, with one thread on the CPU: steadier on a shared machine.",
 )
-@click.option(
-    "--quick",
-    is_flag=True,
-    help="Measure the machine's limits once and briefly (for a first look; the floors are rougher).",
-)
-@click.option("--quiet", is_flag=True, help="No progress line.")
+@options.quick_option()
+@options.quiet_option()
 @handle_errors
 def main(
     checkpoint: str | None,
     backends: str,
     precisions: str,
     devices: str,
-    batch_sizes: str,
+    batch_sizes: tuple[int, ...],
     threads: int | None,
     warmup: int,
     iterations: int | None,
@@ -152,7 +106,7 @@ def main(
     variant: str,
     num_classes: int,
     image_size: int | None,
-    json_out: str | None,
+    json_out: Path | None,
     markdown: str | None,
     plot: str | None,
     workdir: str | None,
@@ -170,7 +124,7 @@ def main(
     # variable does nothing else): a benchmark must not talk to the network. Process-wide, so here.
     os.environ.setdefault("NNCF_CI", "1")
     min_time = timed_seconds(iterations, min_time)
-    backend_list, device_list, sizes = parse_backends(backends), parse_devices(devices), parse_batch_sizes(batch_sizes)
+    backend_list, device_list, sizes = parse_backends(backends), parse_devices(devices), list(batch_sizes)
     precision_list = parse_precisions(precisions)
     threads = clock_threads(clock, threads, device_list)
     check_outputs(json_out, markdown, plot)  # before the long run: a result nobody can write is lost
@@ -229,7 +183,7 @@ def _run_with_progress(
         done()
 
 
-def _show_and_write(doc: dict[str, Any], json_out: str | None, markdown: str | None, plot: str | None) -> None:
+def _show_and_write(doc: dict[str, Any], json_out: Path | None, markdown: str | None, plot: str | None) -> None:
     # The table first (on stderr when stdout carries --json/--markdown -): a failed write loses nothing on screen.
     click.echo(report.render_markdown(doc), err=is_stdout(json_out) or is_stdout(markdown))
     for warning in doc["warnings"]:

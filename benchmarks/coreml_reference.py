@@ -18,6 +18,8 @@ import click
 import numpy as np
 import torch
 
+from runtime.options import command
+
 VARIANT_SIZES = {"cifar": 32, "paper": 227, "torchvision": 224}
 CLASSES = ["circle", "square", "triangle", "star", "cross"]
 
@@ -48,7 +50,7 @@ def _row(ckpt: Path, package: Path, images: int) -> tuple[float, float, float, f
     return error, error / float(np.abs(ref).max()), float((got.argmax(1) == ref.argmax(1)).mean()), seconds
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.option("--variants", default=",".join(VARIANT_SIZES), show_default=True, help="Comma-separated variants.")
 @click.option("--images", default=4, show_default=True, type=click.IntRange(1, 64), help="Random images per package.")
 def main(variants: str, images: int) -> None:

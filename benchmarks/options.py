@@ -1,8 +1,9 @@
 """Parsing and checking of alexnet-bench's options (usage errors, exit 2), and the canonical
-command a result file records."""
+command a result file records. --batch-sizes is parsed by its click type (runtime.options)."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -55,16 +56,6 @@ def parse_precisions(text: str) -> list[str]:
     if text == "all":
         return list(PRECISIONS)
     return _known(_split(text), PRECISIONS, "precision", text, "all")
-
-
-def parse_batch_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in _split(text)]
-    except ValueError:
-        raise click.UsageError(f"--batch-sizes takes comma-separated integers, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise click.UsageError(f"batch sizes must be at least 1, got {text!r}")
-    return sorted(set(sizes))
 
 
 def canonical_command(checkpoint: str | None, params: dict[str, Any]) -> str:
@@ -120,7 +111,7 @@ def clock_threads(clock: str, threads: int | None, devices: list[str]) -> int | 
     return 1
 
 
-def check_outputs(json_out: str | None, markdown: str | None, plot: str | None) -> None:
+def check_outputs(json_out: str | os.PathLike | None, markdown: str | None, plot: str | None) -> None:
     """Usage errors (exit 2) for outputs that could not be written; `-` is stdout for one text output."""
     from benchmarks.report import plot_format
     from runtime.outputs import OutputError, check_output_path, is_stdout

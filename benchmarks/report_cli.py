@@ -19,7 +19,8 @@ import click
 # Imported here, not in the steps: torch, onnx and matplotlib are needed by every run, and on an install
 # without the [bench] extra the launcher (runtime.launch) turns this import's failure into one line.
 from alexnet.checkpoint import load_checkpoint
-from benchmarks.options import parse_batch_sizes, parse_devices, progress_line
+from benchmarks.options import parse_devices, progress_line
+from runtime import options
 from runtime.cliutil import handle_errors
 
 FORMATS = ("torchscript", "onnx", "coreml")
@@ -42,52 +43,24 @@ def _choices(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
     return list(dict.fromkeys(asked))
 
 
-@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@options.command(epilog=EPILOG)
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--data",
-    default=None,
-    help="Evaluation data: synthetic | DIR | cifar10:DIR | stl10:DIR [default: the checkpoint's training data].",
-)
+@options.data_option("For evaluation [default: the checkpoint's training data].")
 @click.option("--formats", default=",".join(FORMATS), show_default=True, help="Comma-separated export formats.")
-@click.option("--precisions", default="fp32,fp16,int8", show_default=True, help="Each format gets those that apply.")
-@click.option(
-    "--calibration",
-    default=None,
-    help="int8: calibration images (as alexnet-export's --calibration) [default: the checkpoint's training data].",
+@options.precisions_option("Comma-separated; each format gets those that apply.", default="fp32,fp16,int8")
+@options.calibration_option()
+@options.devices_option()
+@options.batch_sizes_option("To time.")
+@options.max_images_option("Evaluated per artifact.", default=1000)
+@options.threads_option("[default: physical cores]")
+@options.warmup_option()
+@options.min_time_option("A row: one artifact at one batch size.", default=2.0)
+@options.repeats_option()
+@options.quick_option()
+@options.output_option(
+    "Folder for the report files and the artifacts (artifacts/).", kind="dir", default=Path("report"), name="out_dir"
 )
-@click.option("--devices", default="auto", show_default=True, help="cpu, cuda, mps, or auto (every one present).")
-@click.option("--batch-sizes", default="1,8,32", show_default=True, help="Comma-separated batch sizes to time.")
-@click.option(
-    "--max-images",
-    type=click.IntRange(min=1),
-    default=1000,
-    show_default=True,
-    help="Evaluation images per artifact (evenly spread over the split).",
-)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads [default: physical cores].")
-@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
-@click.option(
-    "--min-time",
-    type=click.FloatRange(min=0, min_open=True),
-    default=2.0,
-    show_default=True,
-    help="Seconds timed per artifact and batch size, over all rounds.",
-)
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timing rounds.")
-@click.option(
-    "--quick", is_flag=True, help="Measure the machine's limits briefly (a first look: the floor is rougher)."
-)
-@click.option(
-    "-o",
-    "--output",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("report"),
-    show_default=True,
-    help="Folder for the report files and the artifacts (artifacts/).",
-)
-@click.option("--quiet", is_flag=True, help="No progress lines.")
+@options.quiet_option()
 @handle_errors
 def main(
     checkpoint: Path,
@@ -96,7 +69,7 @@ def main(
     precisions: str,
     calibration: str | None,
     devices: str,
-    batch_sizes: str,
+    batch_sizes: tuple[int, ...],
     max_images: int,
     threads: int | None,
     warmup: int,
@@ -116,7 +89,7 @@ def main(
 
     os.environ.setdefault("NNCF_CI", "1")  # no telemetry from nncf, as in alexnet-bench
     jobs = plan_jobs(tuple(_choices(formats, FORMATS, "--formats")), None, precisions)
-    device_list, sizes = parse_devices(devices), parse_batch_sizes(batch_sizes)
+    device_list, sizes = parse_devices(devices), list(batch_sizes)
     _check_places(checkpoint, out_dir)
     params = dict(
         data=data,

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.serve_process import running
+from runtime.options import command, max_batch_delay_option, output_option
 from runtime.outputs import write_text
 
 MODES = {"batching": ("--max-batch-size", "32"), "no batching": ("--max-batch-size", "1", "--max-batch-delay-ms", "0")}
@@ -212,22 +213,15 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--concurrency", default="1,4,16,64", show_default=True, help="Client counts, comma-separated.")
 @click.option("--modes", default="batching,no batching", show_default=True, help=f"Of: {', '.join(MODES)}.")
 @click.option("--duration", type=click.FloatRange(1, 3600), default=60, show_default=True, help="Seconds measured.")
 @click.option("--warmup", type=click.FloatRange(0, 600), default=5, show_default=True, help="Seconds not measured.")
-@click.option(
-    "--max-batch-delay-ms",
-    "delay_ms",
-    type=click.FloatRange(0, 1000),
-    default=5,
-    show_default=True,
-    help="The server's batch window (batching mode).",
-)
+@max_batch_delay_option("delay_ms", "The server's, in batching mode.")
 @click.option("--image-size", type=click.IntRange(16, 2048), default=256, show_default=True, help="Sent JPEGs' side.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write OUTPUT.json and OUTPUT.md.")
+@output_option("Write OUTPUT.json and OUTPUT.md.")
 def main(
     model: Path,
     concurrency: str,

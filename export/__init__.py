@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from export.common import COREML_INPUTS, FORMATS, PRECISIONS, ExportError
 from export.quantize import QuantizeOptions
+from export.source import Source, as_source, source_path
 from export.validate import ValidationResult, validate_artifact
 from runtime.metadata import ArtifactMetadata
 
@@ -32,14 +33,17 @@ __all__ = [
     "COREML_INPUTS",
     "ExportError",
     "QuantizeOptions",
+    "Source",
     "ValidationResult",
     "export_artifact",
+    "plan_output",
+    "write_artifact",
     "validate_artifact",
 ]
 
 
 def export_artifact(
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | Source,
     fmt: str,
     output: str | os.PathLike | None = None,
     *,
@@ -53,7 +57,7 @@ def export_artifact(
     tag: str | None = None,
     triton_name: str = "alexnet",
 ) -> Path:
-    """Write `checkpoint` as a `fmt` artifact and return its path.
+    """Write `checkpoint` (a path, or a `Source` already read) as a `fmt` artifact; return its path.
 
     batch_size: None for a dynamic batch (Core ML image input is always batch 1).
     image_size: None for the checkpoint's crop size. output: a path, or a directory to write
@@ -68,35 +72,81 @@ def export_artifact(
     (default runs/best-triton/), the model is `triton_name` in it, made by the ONNX export above
     (export/to_triton.py); the model's folder is returned.
     """
+    options = {"batch_size": batch_size, "precision": precision, "coreml_input": coreml_input}
+    place = plan_output(checkpoint, fmt, output, tag=tag, triton_name=triton_name, **options)
+    settings = {"opset": opset, "image_size": image_size, "quantize": quantize, "echo": echo}
+    return write_artifact(as_source(checkpoint), fmt, place, triton_name=triton_name, **options, **settings)
+
+
+def plan_output(
+    checkpoint: str | os.PathLike | Source,
+    fmt: str,
+    output: str | os.PathLike | None = None,
+    *,
+    tag: str | None = None,
+    triton_name: str = "alexnet",
+    batch_size: int | None = None,
+    precision: str = "fp32",
+    coreml_input: str = "image",
+) -> Path:
+    """Where `fmt` will be written (for triton: the repository root), once the options fit together
+    and that place can be written (ExportError otherwise), before the checkpoint is even read."""
+    from export import common, to_triton
+
+    path = source_path(checkpoint)
+    if fmt == "triton":
+        common.check_options("onnx", batch_size, precision, "image")  # the ONNX export's option errors
+        repo = to_triton.resolve_repository(path, output, tag)
+        to_triton.check_repository_output(repo, triton_name)
+        return repo
+    common.check_options(fmt, batch_size, precision, coreml_input)
+    place = common.resolve_output(path, fmt, output, tag)
+    common.check_output(place, fmt, path)
+    return place
+
+
+def write_artifact(
+    source: Source,
+    fmt: str,
+    output: Path,
+    *,
+    batch_size: int | None = None,
+    opset: int = 18,
+    precision: str = "fp32",
+    image_size: int | None = None,
+    coreml_input: str = "image",
+    quantize: QuantizeOptions | None = None,
+    echo: Callable[[str], None] | None = None,
+    triton_name: str = "alexnet",
+) -> Path:
+    """Export `source` to `output`, a place `plan_output` returned (checked there, not again here)."""
     from export import common
 
     if fmt == "triton":
-        from export.to_triton import export_triton
+        from export.to_triton import write_repository
 
         onnx_options = {"opset": opset, "image_size": image_size, "quantize": quantize, "echo": echo}
-        return export_triton(
-            checkpoint, output, name=triton_name, tag=tag, precision=precision, batch_size=batch_size, **onnx_options
+        return write_repository(
+            source, output, name=triton_name, precision=precision, batch_size=batch_size, **onnx_options
         )
-    common.check_options(fmt, batch_size, precision, coreml_input)
-    output = common.resolve_output(checkpoint, fmt, output, tag)
-    common.check_output(output, fmt, checkpoint)
-    ckpt, model = common.load_model(checkpoint)
-    size = common.resolve_image_size(ckpt, model, image_size)
+    model = source.build_model()
+    size = common.resolve_image_size(source.checkpoint, model, image_size)
     # A Core ML image input takes one image at a time: its metadata says batch 1.
     batch = 1 if fmt == "coreml" and coreml_input == "image" else batch_size
-    metadata = common.export_metadata(checkpoint, ckpt, fmt=fmt, batch_size=batch, image_size=size, precision=precision)
+    metadata = common.export_metadata(source, fmt=fmt, batch_size=batch, image_size=size, precision=precision)
+    training = source.checkpoint.training
     if fmt == "coreml":
         from export.to_coreml import export_coreml
 
         return export_coreml(
-            model, metadata, output, coreml_input=coreml_input, quantize=quantize, training=ckpt.training, echo=echo
+            model, metadata, output, coreml_input=coreml_input, quantize=quantize, training=training, echo=echo
         )
     if fmt == "onnx" and precision == "int8":
         from export.to_onnx_int8 import export_int8_onnx
 
         options = quantize or QuantizeOptions()
         kwargs = {"echo": echo} if echo else {}
-        return export_int8_onnx(model, metadata, output, options=options, training=ckpt.training, opset=opset, **kwargs)
+        return export_int8_onnx(model, metadata, output, options=options, training=training, opset=opset, **kwargs)
     return _export_traced(fmt, common.for_precision(model, precision), metadata, output, opset=opset)
 
 

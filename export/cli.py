@@ -21,7 +21,7 @@ from export.quantize import (
 from export.to_triton import DEFAULT_MAX_BATCH, DEFAULT_NAME, check_name
 from runtime.cliutil import handle_errors
 from runtime.metadata import PRECISIONS
-from runtime.preprocess import MAX_CROP
+from runtime.options import calibration_option, command, image_size_option, output_option, precisions_option
 
 
 def _triton_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -31,7 +31,7 @@ def _triton_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
         raise click.BadParameter(str(exc)) from None
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option(
     "--format",
@@ -41,12 +41,9 @@ def _triton_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="Artifact format, or all of them (all: torchscript, onnx and coreml side by side; triton, a "
     "model repository of ONNX, only on its own).",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path),
-    help="Output file, or a directory to write into (required to be one with --format all); triton: the "
-    "repository root (created if missing). Default: beside the checkpoint.",
+@output_option(
+    "Output file, or a directory to write into (required to be one with --format all); triton: the "
+    "repository root (created if missing). Default: beside the checkpoint."
 )
 @click.option(
     "--batch",
@@ -67,15 +64,10 @@ def _triton_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="Weights/compute precision. Default: fp32, fp16 for Core ML. int8: calibrated and gated (ONNX), "
     "compressed weights (Core ML).",
 )
-@click.option(
-    "--precisions",
-    help="With --format all: a comma-separated list (e.g. fp32,int8); each format gets those that apply to it.",
+@precisions_option(
+    "With --format all: a comma-separated list (e.g. fp32,int8); each format gets those that apply to it."
 )
-@click.option(
-    "--calibration",
-    help="int8: calibration images (a folder, ImageFolder, synthetic, cifar10:DIR, stl10:DIR; labels unused, "
-    "other classes are fine). Default: the checkpoint's training data.",
-)
+@calibration_option()
 @click.option(
     "--calibration-size",
     type=click.IntRange(1, MAX_IMAGES),
@@ -120,9 +112,7 @@ def _triton_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "0: no fallback).",
 )
 @click.option("--force", is_flag=True, help="int8: write the model even when it fails the gate (recorded in it).")
-@click.option(
-    "--image-size", type=click.IntRange(min=1, max=MAX_CROP), help="Input size. Default: the checkpoint's crop size."
-)
+@image_size_option("Default: the checkpoint's crop size.")
 @click.option(
     "--coreml-input",
     type=click.Choice(["image", "tensor"]),
@@ -197,9 +187,9 @@ def main(
     jobs = _checked_jobs(checkpoint, fmt, output, batch_size, precision, precisions, coreml_input)
     settings = {"batch_size": batch_size, "opset": opset, "image_size": image_size, "coreml_input": coreml_input}
     settings.update(quantize=QuantizeOptions(**quantize), echo=click.echo, triton_name=triton_name)
-    cli_jobs.check_before_writing(checkpoint, jobs, output, None if no_validate else data, triton_name)
+    places = cli_jobs.check_before_writing(checkpoint, jobs, output, None if no_validate else data, settings)
     checks = {"no_validate": no_validate, "atol": atol, "data": data}
-    failed = cli_jobs.run_jobs(checkpoint, jobs, output, settings, checks)
+    failed = cli_jobs.run_jobs(checkpoint, jobs, places, settings, checks)
     if failed:
         kept = ", ".join(map(str, failed))
         click.echo(f"Error: validation failed for {kept} (artifact kept; see the numbers above)", err=True)

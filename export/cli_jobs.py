@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from runtime.metadata import PRECISIONS
+
+if TYPE_CHECKING:
+    from export.source import Source
 
 Job = tuple[str, str, str | None]  # (format, precision, name tag)
 TABLE_HEADER = ("format", "precision", "size", "agreement", "accuracy", "check", "artifact")
@@ -40,16 +44,14 @@ def plan_jobs(formats: tuple[str, ...], precision: str | None, precisions: str |
 
 
 def check_before_writing(
-    checkpoint: Path, jobs: list[Job], output: Path | None, data: Path | None, triton_name: str = "alexnet"
-) -> None:
-    """Every output place and the --data images, checked before the first artifact replaces an old one."""
-    from export import common, to_triton
+    checkpoint: Path, jobs: list[Job], output: Path | None, data: Path | None, settings: dict
+) -> list[Path]:
+    """Every output place and the --data images, checked before the first artifact replaces an old
+    one; the places, in the jobs' order (each checked here once, then written by write_artifact)."""
+    from export import plan_output
 
-    for name, _, tag in jobs:
-        if name == "triton":
-            to_triton.check_repository_output(to_triton.resolve_repository(checkpoint, output, tag), triton_name)
-        else:
-            common.check_output(common.resolve_output(checkpoint, name, output, tag), name, checkpoint)
+    options = {k: settings[k] for k in ("batch_size", "coreml_input", "triton_name")}
+    places = [plan_output(checkpoint, name, output, tag=tag, precision=p, **options) for name, p, tag in jobs]
     if data is not None:
         from export.validate import validation_inputs
         from runtime.metadata import ArtifactMetadata
@@ -61,13 +63,18 @@ def check_before_writing(
             class_names=(), preprocess=PreprocessSpec(resize=8, crop=8), model_config={}, input_shape=(None, 3, 8, 8)
         )
         validation_inputs(probe, data, random=0)
+    return places
 
 
-def run_jobs(checkpoint: Path, jobs: list[Job], output: Path | None, settings: dict, checks: dict) -> list[Path]:
-    """Export and check every job (a table of them when there are several); the artifacts that failed."""
+def run_jobs(checkpoint: Path, jobs: list[Job], places: list[Path], settings: dict, checks: dict) -> list[Path]:
+    """Export and check every job into its checked place (a table of them when there are several),
+    all from one read of the checkpoint; the artifacts that failed."""
+    from export.source import Source
+
+    source = Source.open(checkpoint)
     rows, failed = [], []
-    for job in jobs:
-        *row, path, passed = export_one(checkpoint, job, output, settings, checks)
+    for job, place in zip(jobs, places):
+        *row, path, passed = export_one(source, job, place, settings, checks)
         rows.append(tuple(row))
         if not passed:
             failed.append(path)
@@ -76,11 +83,11 @@ def run_jobs(checkpoint: Path, jobs: list[Job], output: Path | None, settings: d
     return failed
 
 
-def export_one(checkpoint: Path, job: Job, output: Path | None, settings: dict, checks: dict) -> tuple:
+def export_one(source: Source, job: Job, place: Path, settings: dict, checks: dict) -> tuple:
     """Export and check one artifact; its table row, its path, then whether it passed."""
-    from export import export_artifact
+    from export import write_artifact
 
-    name, chosen, tag = job
+    name, chosen, _ = job
     if name == "onnx" and chosen == "fp16":
         click.echo(
             "warning: fp16 ONNX runs slower than fp32 on CPUs (onnxruntime's CPU provider casts most fp16 ops "
@@ -88,16 +95,16 @@ def export_one(checkpoint: Path, job: Job, output: Path | None, settings: dict, 
             err=True,
         )
     start = time.perf_counter()
-    path = export_artifact(checkpoint, name, output, precision=chosen, tag=tag, **settings)
+    path = write_artifact(source, name, place, precision=chosen, **settings)
     click.echo(f"wrote {path} ({name}, {chosen}, {time.perf_counter() - start:.1f} s)")
     if name == "triton":
-        verdict, agreement, accuracy, passed = _triton_verdict(path, chosen, checkpoint, checks)
+        verdict, agreement, accuracy, passed = _triton_verdict(path, chosen, source, checks)
     elif name == "onnx" and chosen == "int8":
         verdict, agreement, accuracy, passed = _gate_verdict(path)
     elif checks["no_validate"]:
         verdict, agreement, accuracy, passed = "skipped", "-", "-", True
     else:
-        verdict, agreement, accuracy, passed = _validation_verdict(path, checkpoint, checks)
+        verdict, agreement, accuracy, passed = _validation_verdict(path, source, checks)
     return name, chosen, _size(path), agreement, accuracy, verdict, str(path), path, passed
 
 
@@ -114,7 +121,7 @@ def _gate_verdict(path: Path) -> tuple[str, str, str, bool]:
     return verdict, f"{gate.get('agreement', 0):.2%}", accuracy, True
 
 
-def _triton_verdict(path: Path, chosen: str, checkpoint: Path, checks: dict) -> tuple[str, str, str, bool]:
+def _triton_verdict(path: Path, chosen: str, source: Source, checks: dict) -> tuple[str, str, str, bool]:
     """A Triton repository: its config and labels checked against its ONNX model, which is checked as
     --format onnx checks its artifact (int8: the gate's record; the others: against PyTorch)."""
     from export.to_triton import MODEL_FILE, validate_repository
@@ -123,7 +130,7 @@ def _triton_verdict(path: Path, chosen: str, checkpoint: Path, checks: dict) -> 
     row = _gate_verdict(path / MODEL_FILE) if gated else ("skipped", "-", "-", True)
     if checks["no_validate"]:
         return row
-    result = validate_repository(path, checkpoint, atol=checks["atol"], data=checks["data"], numerical=not gated)
+    result = validate_repository(path, source, atol=checks["atol"], data=checks["data"], numerical=not gated)
     click.echo(f"  {result.summary()}")
     if gated:
         return (row[0] if result.passed else "FAIL"), row[1], row[2], result.passed
@@ -131,10 +138,10 @@ def _triton_verdict(path: Path, chosen: str, checkpoint: Path, checks: dict) -> 
     return ("PASS" if result.passed else "FAIL"), agreement, "-", result.passed
 
 
-def _validation_verdict(path: Path, checkpoint: Path, checks: dict) -> tuple[str, str, str, bool]:
+def _validation_verdict(path: Path, source: Source, checks: dict) -> tuple[str, str, str, bool]:
     from export.validate import validate_artifact
 
-    result = validate_artifact(path, checkpoint, atol=checks["atol"], data=checks["data"])
+    result = validate_artifact(path, source, atol=checks["atol"], data=checks["data"])
     click.echo(f"  {result.summary()}")
     agreement = "-" if result.top1 is None else f"{result.top1:.2%}"
     return ("PASS" if result.passed else "FAIL"), agreement, "-", result.passed

@@ -1,4 +1,4 @@
-"""What every exporter shares: loading the checkpoint, the metadata, output paths, atomic writes.
+"""What every exporter shares: the metadata, output paths, atomic writes (the checkpoint: export.source).
 
 An export is: checkpoint -> eval-mode model (fp32 or fp16) -> one artifact file (or, for
 Core ML, one .mlpackage directory) that appears only when complete, carrying the
@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from alexnet import __version__
-from alexnet.checkpoint import Checkpoint, load_checkpoint
+from alexnet.checkpoint import Checkpoint
+from export.source import Source
 from runtime import outputs
 from runtime.errors import DeployError, first_line, quiet_logger  # noqa: F401 (the exporters' imports)
-from runtime.fileio import file_sha256
 from runtime.metadata import BYTES_PER_WEIGHT, FORMAT_SUFFIXES, PRECISIONS, ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
 
@@ -95,12 +95,6 @@ def check_output(output: Path, fmt: str, checkpoint: str | os.PathLike) -> None:
         raise ExportError(str(exc)) from exc
 
 
-def load_model(checkpoint_path: str | os.PathLike) -> tuple[Checkpoint, nn.Module]:
-    """The checkpoint (CheckpointError if unreadable) and its model in eval mode, fp32, on CPU."""
-    checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")
-    return checkpoint, checkpoint.build_model()
-
-
 def resolve_image_size(checkpoint: Checkpoint, model: nn.Module, image_size: int | None) -> int:
     size = int(image_size or checkpoint.preprocess.crop)
     minimum = getattr(model, "min_image_size", 1)
@@ -120,8 +114,7 @@ def preprocess_for_size(spec: PreprocessSpec, image_size: int) -> PreprocessSpec
 
 
 def export_metadata(
-    checkpoint_path: str | os.PathLike,
-    checkpoint: Checkpoint,
+    source: Source,
     *,
     fmt: str,
     batch_size: int | None,
@@ -129,6 +122,7 @@ def export_metadata(
     precision: str,
 ) -> ArtifactMetadata:
     """What the artifact carries: classes, preprocessing, model config, input, provenance."""
+    checkpoint = source.checkpoint
     spec = preprocess_for_size(checkpoint.preprocess, image_size)
     return ArtifactMetadata(
         class_names=tuple(checkpoint.class_names),
@@ -137,7 +131,7 @@ def export_metadata(
         input_shape=(batch_size, 3, image_size, image_size),
         precision=precision,
         format=fmt,
-        source_sha256=file_sha256(checkpoint_path),
+        source_sha256=source.sha256,
         package_version=__version__,  # the exporter's version (the checkpoint's may be older)
         torch_version=torch.__version__,
     )

@@ -18,7 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from export.common import ExportError, check_options, first_line, write_directory
+from export.common import ExportError, first_line, write_directory
+from export.source import Source
 from export.validate import ValidationResult, validate_artifact
 from runtime import outputs
 from runtime.errors import DeployError
@@ -75,7 +76,7 @@ def _replaceable(model_dir: Path) -> bool:
 
 
 def export_triton(
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | Source,
     output: str | os.PathLike | None = None,
     *,
     name: str = DEFAULT_NAME,
@@ -84,19 +85,32 @@ def export_triton(
     batch_size: int | None = None,
     **onnx_options: Any,  # export_artifact's ONNX options: opset, image_size, quantize, echo
 ) -> Path:
-    """Write <repo>/<name> and return its path. The whole model folder is built beside its place and
-    renamed in when complete (replacing an older one); a missing repository root is made the same way."""
+    """Write <repo>/<name> and return its path (export_artifact(checkpoint, "triton", ...))."""
     from export import export_artifact
 
-    check_options("onnx", batch_size, precision, "image")  # the ONNX export's option errors, before any work
-    repo = resolve_repository(checkpoint, output, tag)
-    check_repository_output(repo, name)
+    options = {"tag": tag, "triton_name": name, "precision": precision, "batch_size": batch_size}
+    return export_artifact(checkpoint, "triton", output, **options, **onnx_options)
+
+
+def write_repository(
+    source: Source,
+    repo: Path,
+    *,
+    name: str = DEFAULT_NAME,
+    precision: str = "fp32",
+    batch_size: int | None = None,
+    **onnx_options: Any,
+) -> Path:
+    """Write <repo>/<name> (a place export.plan_output checked) and return its path. The whole
+    model folder is built beside its place and renamed in when complete (replacing an older one);
+    a missing repository root is made the same way."""
+    from export import write_artifact
 
     def build(folder: str) -> None:
         root = Path(folder)
         (root / VERSION).mkdir(parents=True)
         model = root / MODEL_FILE
-        export_artifact(checkpoint, "onnx", model, precision=precision, batch_size=batch_size, **onnx_options)
+        write_artifact(source, "onnx", model, precision=precision, batch_size=batch_size, **onnx_options)
         text = embedded_metadata(model)
         metadata = ArtifactMetadata.from_json(text, model)
         _write_labels(root / LABELS_FILE, metadata.class_names)
@@ -261,7 +275,7 @@ def _label_problems(path: Path, names: tuple[str, ...]) -> list[str]:
 
 def validate_repository(
     model_dir: str | os.PathLike,
-    checkpoint_path: str | os.PathLike,
+    checkpoint_path: str | os.PathLike | Source,
     *,
     atol: float | None = None,
     data: str | os.PathLike | None = None,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from alexnet.checkpoint import Checkpoint, load_checkpoint
+from alexnet.checkpoint import Checkpoint
 from export.common import ExportError
 from export.coreml_checks import (  # noqa: F401 (the structural checks' names, imported from here too)
     check_weights,
@@ -31,6 +31,7 @@ from export.coreml_checks import (  # noqa: F401 (the structural checks' names, 
     load_program,
     weight_problems,
 )
+from export.source import Source, as_source
 from runtime.metadata import ArtifactMetadata
 from runtime.preprocess import IMAGE_SUFFIXES, normalize, preprocess_image
 
@@ -125,13 +126,18 @@ def reference_logits(checkpoint: Checkpoint, batch: np.ndarray) -> np.ndarray:
 
 
 def validate_artifact(
-    path: str | Path, checkpoint_path: str | Path, *, atol: float | None = None, data: str | Path | None = None
+    path: str | Path,
+    checkpoint: str | Path | Source,
+    *,
+    atol: float | None = None,
+    data: str | Path | None = None,
 ) -> ValidationResult:
-    """Load `path` back with its runtime and compare it with the checkpoint's PyTorch model."""
+    """Load `path` back with its runtime and compare it with the checkpoint's PyTorch model
+    (`checkpoint`: its path, or the `Source` the export already read)."""
     import runtime
 
     path = Path(path)
-    checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint = as_source(checkpoint).checkpoint
     with runtime.load(path, device="cpu") as predictor:  # off macOS, a .mlpackage runs on coreml-reference
         metadata = predictor.metadata
         batch = validation_inputs(metadata, data)

@@ -19,6 +19,7 @@ import numpy as np
 
 from runtime.cli import collect_images
 from runtime.errors import DeployError, first_line
+from runtime.options import command
 
 
 def _probabilities(model: Path, images: list[str]) -> tuple[str, np.ndarray]:
@@ -34,7 +35,7 @@ def _probabilities(model: Path, images: list[str]) -> tuple[str, np.ndarray]:
         return predictor.backend_name, runtime.softmax(logits)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--images",

@@ -12,10 +12,18 @@ from typing import Any
 
 import click
 
-from runtime.backends import DEVICES, backend_names
 from runtime.cliutil import echo_notice, handle_errors, set_torch_threads
 from runtime.metadata import FORMAT_SUFFIXES
-from runtime.preprocess import IMAGE_SUFFIXES, MAX_CROP
+from runtime.options import (
+    backend_option,
+    batch_size_option,
+    command,
+    device_option,
+    image_size_option,
+    json_flag_option,
+    threads_option,
+)
+from runtime.preprocess import IMAGE_SUFFIXES
 
 DEMO_DIR = "demo-out"  # where the demo writes its artifacts
 MODEL_ENV = "ALEXNET_MODEL"
@@ -34,22 +42,6 @@ def printable(text: str) -> str:
     return "".join(
         c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _UNPRINTABLE else c for c in str(text)
     )
-
-
-class BackendChoice(click.Choice):
-    """auto or any backend `runtime.load` knows: built in, registered, or an installed plugin,
-    discovered when the command runs (not when this module is imported)."""
-
-    def __init__(self) -> None:
-        super().__init__(())
-
-    @property
-    def choices(self) -> list[str]:
-        return ["auto", *backend_names()]
-
-    @choices.setter
-    def choices(self, value: Any) -> None:
-        pass  # always discovered
 
 
 class Triple(click.ParamType):
@@ -151,7 +143,7 @@ def _print_predictions(
     return failed
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.argument("inputs", nargs=-1, required=True, metavar="IMAGES_OR_DIRS...")
 @click.option(
     "--model",
@@ -161,29 +153,12 @@ def _print_predictions(
     help=f"Artifact (.onnx, .pt, .mlpackage) or checkpoint (.pth, .safetensors). "
     f"Default: ${MODEL_ENV}, else the newest artifact under ./{DEMO_DIR}/.",
 )
-@click.option(
-    "--backend",
-    type=BackendChoice(),
-    default="auto",
-    show_default=True,
-    help="Engine; auto picks it from the model file.",
-)
-@click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default="auto",
-    show_default=True,
-    help="auto: the fastest available (onnxruntime: CUDA > CoreML > OpenVINO > CPU); mps = Apple GPU.",
-)
+@backend_option()
+@device_option("auto: the fastest available (onnxruntime: CUDA > CoreML > OpenVINO > CPU); mps = Apple GPU.")
 @click.option("--topk", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Images run together (default: the artifact's fixed batch, else 32).",
-)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the backend.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line per image.")
+@batch_size_option("Default: the artifact's fixed batch, else 32.")
+@threads_option("For the backend.")
+@json_flag_option("One JSON object per line per image.")
 @click.option("--logits", is_flag=True, help="With --json: add every class's raw logit.")
 @click.option(
     "--labels",
@@ -191,12 +166,7 @@ def _print_predictions(
     default=None,
     help="Class names, one per line (or a JSON list): for a model without alexnet-deploy metadata.",
 )
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=1, max=MAX_CROP),
-    default=None,
-    help="Override the crop size (foreign models).",
-)
+@image_size_option("Overrides the crop size (foreign models).")
 @click.option("--mean", type=Triple(), default=None, help="Override normalization mean, e.g. 0.485,0.456,0.406.")
 @click.option(
     "--std", type=Triple(positive=True), default=None, help="Override normalization std, e.g. 0.229,0.224,0.225."

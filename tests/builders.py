@@ -14,10 +14,16 @@ from runtime.preprocess import PreprocessSpec
 
 CLASSES = ["circle", "square", "triangle", "star", "cross"]
 
+# The tests' models: every variant's layer structure at 1/16 of its widths (AlexNetConfig's
+# width_divisor): ~0.23M parameters, a 1 MB checkpoint instead of 230 MB. Tests where size is
+# the point (parameter counts, torchvision's weights, int8 speed structure, one export per format)
+# pass width_divisor=1 and are marked slow.
+SMALL = 16
 
-def saved_checkpoint(path, variant="cifar", size=32, num_classes=5):
+
+def saved_checkpoint(path, variant="cifar", size=32, num_classes=5, width_divisor=SMALL):
     torch.manual_seed(0)
-    config = AlexNetConfig(variant=variant, num_classes=num_classes)
+    config = AlexNetConfig(variant=variant, num_classes=num_classes, width_divisor=width_divisor)
     names = CLASSES if num_classes == 5 else [f"c{i}" for i in range(num_classes)]
     ckpt = Checkpoint(config, AlexNet(config).state_dict(), names, PreprocessSpec(resize=size, crop=size))
     return save_checkpoint(ckpt, path)
@@ -43,9 +49,9 @@ def random_batch(n, size=32, seed=0):
     return np.random.default_rng(seed).standard_normal((n, 3, size, size), dtype=np.float32)
 
 
-def checkpoint_object(variant="cifar", classes=3, training=None):
-    """An untrained, unsaved Checkpoint (resize 36, crop 32)."""
-    model = build_alexnet(variant=variant, num_classes=classes)
+def checkpoint_object(variant="cifar", classes=3, training=None, width_divisor=SMALL):
+    """An untrained, unsaved Checkpoint (resize 36, crop 32), small unless width_divisor=1."""
+    model = build_alexnet(variant=variant, num_classes=classes, width_divisor=width_divisor)
     return Checkpoint(
         config=model.config,
         model_state=model.state_dict(),

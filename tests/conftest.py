@@ -51,9 +51,9 @@ def demo_run(tmp_path_factory):
     return out / "best.pth", history
 
 
-# The untrained cifar checkpoint (builders.saved_checkpoint(): 32 px, the 5 builders.CLASSES) and its
-# exports, built once per session: each is 58M parameters (230 MB), and the export, int8 and CLI tests
-# all read the same one. The files are shared: a test that changes one copies it to its tmp_path first.
+# The untrained cifar checkpoint (builders.saved_checkpoint(): 32 px, the 5 builders.CLASSES, 1/16
+# width) and its exports, built once per session: the export, int8 and CLI tests all read the same one.
+# The files are shared: a test that changes one copies it to its tmp_path first.
 
 
 @pytest.fixture(scope="session")

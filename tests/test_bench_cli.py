@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from benchmarks import cli, options, suite
 from benchmarks.machine import Limits
+from runtime.option_types import BatchSizes
 
 
 def invoke(*args: str):
@@ -45,7 +46,7 @@ def test_missing_checkpoint_is_a_one_line_error(tmp_path):
 def test_aliases_and_all():
     assert cli.parse_backends("compile,ort,ov") == ["torch.compile", "onnxruntime", "openvino"]
     assert cli.parse_backends("all") == list(cli.BACKENDS)
-    assert cli.parse_batch_sizes("32,1,8,1") == [1, 8, 32]
+    assert BatchSizes().convert("32,1,8,1", None, None) == (1, 8, 32)
     assert cli.parse_precisions("all") == ["fp32", "fp16", "bf16", "int8"]
     assert cli.parse_precisions("int8, fp32,int8") == ["int8", "fp32"]
 

@@ -94,10 +94,10 @@ def test_missing_file(tmp_path):
 
 def test_wrong_class_count_names_first_mismatching_layer(tmp_path):
     ckpt = checkpoint_object(classes=3)
-    ckpt.config = AlexNetConfig(variant="cifar", num_classes=5)
+    ckpt.config = AlexNetConfig(variant="cifar", num_classes=5, width_divisor=ckpt.config.width_divisor)
     with pytest.raises(
         CheckpointError,
-        match=r"classifier\.6\.weight has shape \(3, 4096\) in the checkpoint but \(5, 4096\) in the model",
+        match=r"classifier\.6\.weight has shape \(3, 256\) in the checkpoint but \(5, 256\) in the model",
     ):
         ckpt.build_model()
 

@@ -182,7 +182,7 @@ def test_all_formats_with_table(ckpt, tmp_path):
     }
     assert rows["torchscript"][1] == "fp32" and rows["coreml"][1] == "fp16"  # Core ML defaults to fp16
     assert all(row[2:] == [row[2], "MB", "-", "-", "skipped", row[-1]] for row in rows.values())
-    assert all(row[-1].startswith(str(tmp_path)) and float(row[2]) > 1 for row in rows.values())
+    assert all(row[-1].startswith(str(tmp_path)) and float(row[2]) > 0 for row in rows.values())
 
 
 def test_never_overwrites_the_checkpoint(ckpt, tmp_path):
@@ -243,7 +243,7 @@ def test_not_enough_space_is_refused_before_writing(ckpt, tmp_path, monkeypatch)
 
     old = tmp_path / "m.pt"
     old.write_bytes(b"the previous artifact")
-    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda path: SimpleNamespace(free=50_000_000))
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda path: SimpleNamespace(free=100_000))
     assert_one_line_error(run("--format", "torchscript", ckpt, "-o", old), "not enough space on")
     assert old.read_bytes() == b"the previous artifact" and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
 
@@ -276,3 +276,33 @@ def test_directory_write_rolls_back_when_the_new_package_cannot_be_moved_in(tmp_
     assert [p.name for p in target.iterdir()] == ["old"] and sorted(p.name for p in tmp_path.iterdir()) == [
         "m.mlpackage"
     ]
+
+
+def test_format_all_fp32_int8_reads_the_checkpoint_once(ckpt, tmp_path, monkeypatch):
+    """Every artifact of one run, its validation and the int8 gates come from one read (and one hash)
+    of the checkpoint, however many formats and precisions the run lists."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from export import source
+
+    for folder in ("calibration", "held-out"):
+        (tmp_path / folder).mkdir()
+        rng = np.random.default_rng(len(folder))
+        for i in range(24):
+            pixels = rng.integers(0, 256, (40, 47, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / folder / f"img{i:02d}.png")
+    reads, hashes = [], []
+    real_load, real_hash = torch.load, source.file_sha256
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: reads.append(Path(f)) or real_load(f, *a, **k))
+    monkeypatch.setattr(source, "file_sha256", lambda path: hashes.append(Path(path)) or real_hash(path))
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ("--calibration", tmp_path / "calibration", "--gate-data", tmp_path / "held-out", "--force")
+    result = run("--format", "all", "--precisions", "fp32,int8", ckpt, "-o", out, *args)
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["model-fp32.mlpackage", "model-int8.mlpackage", "model-int8.onnx", "model.onnx", "model.pt"]
+    assert [p for p in reads if p == Path(ckpt)] == [Path(ckpt)]
+    assert hashes == [Path(ckpt)]

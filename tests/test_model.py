@@ -111,3 +111,33 @@ def test_builder_is_keyword_only():
     with pytest.raises(TypeError):
         build_alexnet("paper")  # type: ignore[misc]
     assert isinstance(build_alexnet(variant="paper"), AlexNet)
+
+
+@pytest.mark.parametrize("variant", ["torchvision", "paper", "cifar"])
+def test_width_divisor_keeps_the_layer_structure(variant):
+    """The tests' small models: every layer of the full-size network, each 1/16 as wide."""
+    full, small = (build_alexnet(variant=variant, num_classes=7, width_divisor=w) for w in (1, 16))
+    assert list(small.state_dict()) == list(full.state_dict())
+    for (name, big), (_, little) in zip(full.named_modules(), small.named_modules()):
+        if isinstance(big, torch.nn.Conv2d):
+            assert (little.kernel_size, little.stride, little.padding, little.groups) == (
+                big.kernel_size,
+                big.stride,
+                big.padding,
+                big.groups,
+            ), name
+            assert little.out_channels * 16 == big.out_channels, name
+    assert small.classifier[6].in_features * 16 == 4096 and small.classifier[6].out_features == 7
+    assert small.min_image_size == full.min_image_size
+    assert count_parameters(small) < count_parameters(full) / 200
+    size = small.min_image_size
+    assert small(torch.zeros(2, 3, size, size)).shape == (2, 7)
+
+
+def test_width_divisor_in_the_config():
+    assert "width_divisor" not in AlexNetConfig().to_dict()  # full-size checkpoints keep their schema
+    config = AlexNetConfig(variant="cifar", width_divisor=8)
+    assert config.to_dict()["width_divisor"] == 8 and AlexNetConfig.from_dict(config.to_dict()) == config
+    for bad in (3, 0, 32, True, 2.0):
+        with pytest.raises(ValueError, match="width_divisor"):
+            AlexNetConfig(width_divisor=bad)

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from builders import CLASSES
+from builders import CLASSES, SMALL
 from click.testing import CliRunner
 from PIL import Image
 
@@ -93,9 +93,10 @@ def test_architecture_of_a_checkpoint_refuses_a_variant(cifar_checkpoint, tmp_pa
 def test_filters_grid_normalizes_each_kernel_and_splits_the_papers_groups(cifar_checkpoint, tmp_path):
     result = invoke("filters", cifar_checkpoint, "-o", tmp_path / "conv1.png")
     assert result.exit_code == 0, result.output
-    assert png_size(tmp_path / "conv1.png") == filters_size(96, 1)  # the cifar variant's 96 kernels, one block
+    kernels = 96 // SMALL  # the cifar variant's 96 kernels (at the tests' width), one block
+    assert png_size(tmp_path / "conv1.png") == filters_size(kernels, 1)
     data = json.loads((tmp_path / "conv1.json").read_text())
-    assert data["shape"] == [96, 3, 11, 11] and data["groups"] == 1
+    assert data["shape"] == [kernels, 3, 11, 11] and data["groups"] == 1
     weight = (
         np.random.default_rng(0).standard_normal((96, 3, 11, 11)).astype(np.float32)
         * np.arange(1, 97)[:, None, None, None]
@@ -115,11 +116,11 @@ def test_filters_grid_normalizes_each_kernel_and_splits_the_papers_groups(cifar_
 def test_features_show_the_input_then_each_layer(cifar_checkpoint, folder, tmp_path):
     image = folder / "val" / "star" / "0.png"
     out = tmp_path / "features.png"
-    result = invoke("features", cifar_checkpoint, image, "--layers", "conv1,conv5", "--max-channels", 20, "-o", out)
+    result = invoke("features", cifar_checkpoint, image, "--layers", "conv1,conv5", "--max-channels", 4, "-o", out)
     assert result.exit_code == 0, result.output
     data = json.loads(out.with_suffix(".json").read_text())
     assert [layer["layer"] for layer in data["layers"]] == ["conv1", "conv5"]
-    assert data["layers"][0]["shape"] == [96, 8, 8] and len(data["layers"][0]["channels"]) == 20
+    assert data["layers"][0]["shape"] == [96 // SMALL, 8, 8] and len(data["layers"][0]["channels"]) == 4
     means = data["layers"][0]["mean_activation"]
     assert means == sorted(means, reverse=True)  # the most active first
     from alexnet.viz.features import LayerMaps
@@ -152,7 +153,7 @@ def test_embeddings_keep_the_splits_order(cifar_checkpoint, folder, tmp_path):
             list(npz["class_names"]),
             list(npz["sources"]),
         )
-    assert vectors.shape == (15, 4096) and vectors.dtype == np.float32
+    assert vectors.shape == (15, 4096 // SMALL) and vectors.dtype == np.float32
     assert names == CLASSES
     expected = sorted(folder.glob("val/*/*.png"))  # the folder's order (classes by name), labels the model's
     assert [str(p) for p in expected] == sources

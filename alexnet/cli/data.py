@@ -9,10 +9,17 @@ import click
 from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS, load_data
 from alexnet.synthetic import SYNTHETIC_CLASSES, write_synthetic_imagefolder
 from runtime.cliutil import handle_errors
-from runtime.preprocess import MAX_CROP
+from runtime.options import (
+    group,
+    image_size_option,
+    out_dir_option,
+    seed_option,
+    synthetic_train_option,
+    synthetic_val_option,
+)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@group()
 def main() -> None:
     """Datasets for alexnet-deploy.
 
@@ -29,13 +36,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder to write (created).",
-)
+@out_dir_option("Folder to write (created).", required=True, name="out_dir")
 @click.option("--per-class", required=True, type=click.IntRange(min=1), help="Training images per class.")
 @click.option(
     "--val-per-class",
@@ -43,14 +44,8 @@ def main() -> None:
     default=None,
     help="Validation images per class (default: per-class / 4, at least 1).",
 )
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=8, max=MAX_CROP),
-    default=64,
-    show_default=True,
-    help="Side of the square images in pixels.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same images.")
+@image_size_option("Of the images written.", default=64)
+@seed_option("Same seed, same images.")
 @handle_errors
 def synthetic(out_dir: Path, per_class: int, val_per_class: int | None, image_size: int, seed: int) -> None:
     """Write the synthetic shapes set as an ImageFolder (OUT/train/<class>, OUT/val/<class>).
@@ -78,13 +73,8 @@ def synthetic(out_dir: Path, per_class: int, val_per_class: int | None, image_si
 
 @main.command()
 @click.argument("data")
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=8, max=MAX_CROP),
-    default=None,
-    help="Model input size (default: the source's).",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic set and of folder splits.")
+@image_size_option("Model input (default: the source's).")
+@seed_option("Of the synthetic set and of folder splits.")
 @click.option(
     "--val-fraction",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -92,22 +82,8 @@ def synthetic(out_dir: Path, per_class: int, val_per_class: int | None, image_si
     show_default=True,
     help="Share of each class held out, for folders without train/ and val/.",
 )
-@click.option(
-    "--synthetic-train-per-class",
-    type=click.IntRange(min=1),
-    default=SYNTHETIC_TRAIN_PER_CLASS,
-    show_default=True,
-    envvar="ALEXNET_SYNTHETIC_TRAIN_PER_CLASS",
-    help="Size of the synthetic train split.",
-)
-@click.option(
-    "--synthetic-val-per-class",
-    type=click.IntRange(min=1),
-    default=SYNTHETIC_VAL_PER_CLASS,
-    show_default=True,
-    envvar="ALEXNET_SYNTHETIC_VAL_PER_CLASS",
-    help="Size of the synthetic val split.",
-)
+@synthetic_train_option(default=SYNTHETIC_TRAIN_PER_CLASS)
+@synthetic_val_option(default=SYNTHETIC_VAL_PER_CLASS)
 @handle_errors
 def inspect(
     data: str,

@@ -12,10 +12,21 @@ from typing import Any
 import click
 import numpy as np
 
-from runtime.backends import DEVICES
 from runtime.cliutil import echo_notice, handle_errors
 from runtime.metadata import ArtifactMetadata
-from runtime.preprocess import MAX_CROP
+from runtime.options import (
+    backend_option,
+    batch_size_option,
+    command,
+    data_option,
+    device_option,
+    image_size_option,
+    json_file_option,
+    seed_option,
+    split_option,
+    synthetic_val_option,
+    workers_option,
+)
 
 
 def _confusion_csv(matrix: list[list[int]], class_names: list[str]) -> str:
@@ -43,44 +54,26 @@ def _training_defaults(model: Path, seed: int, val_per_class: int | None) -> tup
     return seed, val_per_class
 
 
-# The options that pick the evaluation split, shared with alexnet-viz (embeddings, predictions).
-split_option = click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
-seed_option = click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed of the synthetic set / folder split (as in training)."
-)
-synthetic_val_option = click.option(
-    "--synthetic-val-per-class",
-    type=click.IntRange(min=1),
-    default=None,
-    envvar="ALEXNET_SYNTHETIC_VAL_PER_CLASS",
-    help="Synthetic validation images per class, as in training (default 50).",
-)
+# How alexnet-eval (and alexnet-viz's embeddings and predictions) pick the evaluation split.
+SEED_NOTE = "Of the synthetic set / folder split; not given: a checkpoint's own (as in training)."
+SYNTHETIC_VAL_NOTE = "Default: the checkpoint's, else 50 (as in training)."
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@command()
 @click.argument("model", type=click.Path(exists=True, path_type=Path))
-@click.option("--data", default="synthetic", show_default=True, help="synthetic | DIR | cifar10:DIR | stl10:DIR")
-@split_option
-@click.option("--backend", default="auto", show_default=True, help="Runtime backend for MODEL (auto: from the file).")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=8, max=MAX_CROP),
-    default=None,
-    help="Evaluate a checkpoint at another input size (resize and crop scaled as 256/224). "
-    "Exported models keep the size they were exported with.",
+@data_option(default="synthetic")
+@split_option()
+@backend_option()
+@device_option()
+@batch_size_option(default=64)
+@image_size_option(
+    "Evaluate a checkpoint at another input size (resize and crop scaled as 256/224). "
+    "Exported models keep the size they were exported with."
 )
-@seed_option
-@synthetic_val_option
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write every number as JSON (- for stdout; the report then goes to stderr).",
-)
+@seed_option(SEED_NOTE)
+@synthetic_val_option(SYNTHETIC_VAL_NOTE)
+@workers_option()
+@json_file_option("json_path")
 @click.option(
     "--confusion",
     "confusion_path",

@@ -11,7 +11,7 @@ from alexnet.checkpoint import Checkpoint, load_checkpoint
 from alexnet.model import VARIANTS, AlexNet, AlexNetConfig, InputTooSmallError
 from alexnet.summary import ModelSummary, summarize
 from runtime.cliutil import handle_errors
-from runtime.preprocess import MAX_CROP
+from runtime.options import command, image_size_option, json_flag_option, num_classes_option, variant_option
 
 
 def model_and_summary(
@@ -34,28 +34,21 @@ def model_and_summary(
         raise click.UsageError(str(exc)) from None
 
 
-def model_arguments(command: Callable) -> Callable:
+def model_arguments(func: Callable) -> Callable:
     """[CHECKPOINT] --variant --num-classes --image-size: what `model_and_summary` takes."""
     for decorator in (
-        click.option(
-            "--image-size",
-            type=click.IntRange(min=1, max=MAX_CROP),
-            default=None,
-            help="Input side in pixels (default: the variant's or checkpoint's).",
-        ),
-        click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Output classes (default: 1000)."),
-        click.option(
-            "--variant", type=click.Choice(VARIANTS), default=None, help="Architecture (default: torchvision)."
-        ),
+        image_size_option("Default: the variant's or checkpoint's."),
+        num_classes_option("Default: 1000."),
+        variant_option(VARIANTS, "Default: torchvision."),
         click.argument("checkpoint", required=False, type=click.Path(dir_okay=False)),
     ):
-        command = decorator(command)
-    return command
+        func = decorator(func)
+    return func
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @model_arguments
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_flag_option("Print the summary as JSON.")
 @handle_errors
 def main(
     checkpoint: str | None, variant: str | None, num_classes: int | None, image_size: int | None, as_json: bool

@@ -8,9 +8,21 @@ from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS
 from alexnet.model import VARIANTS
 from alexnet.recipe import RECIPES, TrainArgs, TrainError, recipe_values, resolve_recipe
 from runtime.cliutil import handle_errors
-from runtime.preprocess import MAX_CROP
+from runtime.options import (
+    batch_size_option,
+    command,
+    data_option,
+    device_option,
+    image_size_option,
+    num_classes_option,
+    out_dir_option,
+    seed_option,
+    synthetic_train_option,
+    synthetic_val_option,
+    variant_option,
+    workers_option,
+)
 
-_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _DEFAULTS = TrainArgs()  # every default below is TrainArgs' or a recipe's: written once, there
 
 
@@ -22,21 +34,14 @@ def _recipe_help() -> str:
     )
 
 
-@click.command(context_settings=_CONTEXT)
-@click.option("--data", default=_DEFAULTS.data, show_default=True, help="synthetic | DIR | cifar10:DIR | stl10:DIR")
-@click.option("--out", default=_DEFAULTS.out, show_default=True, type=click.Path(file_okay=False), help="Run folder.")
-@click.option("--variant", type=click.Choice(VARIANTS), default=_DEFAULTS.variant, show_default=True)
-@click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Default: the dataset's.")
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=8, max=MAX_CROP),
-    default=None,
-    help="Default: synthetic 64, CIFAR 32, STL 96, folders 224.",
-)
+@command()
+@data_option(default=_DEFAULTS.data)
+@out_dir_option("Run folder.", default=_DEFAULTS.out)
+@variant_option(VARIANTS, default=_DEFAULTS.variant)
+@num_classes_option("Default: the dataset's.")
+@image_size_option("Default: synthetic 64, CIFAR 32, STL 96, folders 224.")
 @click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True)
-@click.option(
-    "--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size, show_default=True, help="Per process."
-)
+@batch_size_option("Per process.", default=_DEFAULTS.batch_size)
 @click.option(
     "--recipe",
     type=click.Choice(list(RECIPES)),
@@ -99,20 +104,9 @@ def _recipe_help() -> str:
 @click.option(
     "--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help=f"Recipe: {recipe_values('dropout')}."
 )
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=_DEFAULTS.seed, show_default=True)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=_DEFAULTS.workers,
-    show_default=True,
-    help="DataLoader worker processes.",
-)
-@click.option(
-    "--device",
-    default=_DEFAULTS.device,
-    show_default=True,
-    help="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps",
-)
+@seed_option(default=_DEFAULTS.seed)
+@workers_option(default=_DEFAULTS.workers)
+@device_option("auto: cuda, then mps, then cpu.", indexed=True, default=_DEFAULTS.device)
 @click.option(
     "--amp",
     type=click.Choice(["none", "bf16", "fp16"]),
@@ -121,22 +115,8 @@ def _recipe_help() -> str:
     help="Mixed precision (CUDA).",
 )
 @click.option("--channels-last", is_flag=True, help="NHWC memory format.")
-@click.option(
-    "--synthetic-train-per-class",
-    type=click.IntRange(min=1),
-    default=None,
-    envvar="ALEXNET_SYNTHETIC_TRAIN_PER_CLASS",
-    help=f"Size of the synthetic set (default {SYNTHETIC_TRAIN_PER_CLASS} per class).",
-    show_envvar=True,
-)
-@click.option(
-    "--synthetic-val-per-class",
-    type=click.IntRange(min=1),
-    default=None,
-    envvar="ALEXNET_SYNTHETIC_VAL_PER_CLASS",
-    help=f"Synthetic validation images per class (default {SYNTHETIC_VAL_PER_CLASS}).",
-    show_envvar=True,
-)
+@synthetic_train_option(f"Default: {SYNTHETIC_TRAIN_PER_CLASS}.")
+@synthetic_val_option(f"Default: {SYNTHETIC_VAL_PER_CLASS}.")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue from OUT/last.pth.")
 @handle_errors
 def main(resume: str | None, **options) -> None:
@@ -152,6 +132,7 @@ def main(resume: str | None, **options) -> None:
     """
     from alexnet.train import train
 
+    options["out"] = str(options["out"])  # TrainArgs keeps plain values (a checkpoint stores them as JSON)
     args = TrainArgs(**options)
     context = click.get_current_context()
     given = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)

@@ -8,13 +8,14 @@ import click
 
 from alexnet.cli.info import model_and_summary, model_arguments
 from alexnet.cli.viz_data import batch, embeddings, predictions
-from alexnet.cli.viz_support import CONTEXT, check_outputs, output_option, write_picture
+from alexnet.cli.viz_support import check_outputs, output_option, write_picture
 from runtime.cliutil import handle_errors
+from runtime.options import group
 
 CONV_LAYERS = "conv1,conv2,conv3,conv4,conv5"
 
 
-@click.group(context_settings=CONTEXT)
+@group()
 @click.option(
     "--palette",
     type=click.IntRange(2, 256),

@@ -8,9 +8,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from alexnet.cli.eval import eval_dataset, seed_option, split_option, synthetic_val_option
+from alexnet.cli.eval import SEED_NOTE, SYNTHETIC_VAL_NOTE, eval_dataset
 from alexnet.cli.viz_support import (
-    CONTEXT,
     MAX_IMAGES,
     check_outputs,
     model_inputs,
@@ -19,30 +18,41 @@ from alexnet.cli.viz_support import (
     subset_note,
     write_picture,
 )
-from runtime.backends import DEVICES
 from runtime.cliutil import handle_errors
-from runtime.preprocess import MAX_CROP
+from runtime.options import (
+    backend_option,
+    batch_size_option,
+    command,
+    count_option,
+    data_option,
+    device_option,
+    image_size_option,
+    max_images_option,
+    seed_option,
+    split_option,
+    synthetic_val_option,
+)
 
 
-def eval_data_options(command: Callable) -> Callable:
+def eval_data_options(func: Callable) -> Callable:
     """--data --split --seed --synthetic-val-per-class --batch-size: the split alexnet-eval would read."""
     for option in (
-        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
-        synthetic_val_option,
-        seed_option,
-        split_option,
-        click.option("--data", required=True, help="synthetic | DIR | cifar10:DIR | stl10:DIR"),
+        batch_size_option(default=64),
+        synthetic_val_option(SYNTHETIC_VAL_NOTE),
+        seed_option(SEED_NOTE),
+        split_option(),
+        data_option(required=True),
     ):
-        command = option(command)
-    return command
+        func = option(func)
+    return func
 
 
-@click.command(context_settings=CONTEXT)
+@command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @eval_data_options
 @click.option("--layer", default="fc7", show_default=True, help="Layer whose activations are embedded (fc6, fc7, ...).")
 @click.option("--method", type=click.Choice(["pca", "tsne"]), default="pca", show_default=True)
-@click.option("--max-images", type=click.IntRange(min=2), default=MAX_IMAGES, show_default=True)
+@max_images_option("A 2-D projection needs at least 2.", default=MAX_IMAGES)
 @click.option(
     "--save", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also keep the raw embeddings (.npz)."
 )
@@ -78,6 +88,8 @@ def embeddings(
     from alexnet.viz.embeddings import embeddings_figure, extract_embeddings, require_tsne
     from alexnet.viz.predictions import evenly_spaced
 
+    if max_images < 2:
+        raise click.UsageError(f"--max-images {max_images}: a 2-D projection needs at least 2 images")
     if save is not None and save.suffix.lower() != ".npz":
         raise click.UsageError(f"--save takes a .npz file name, got {save}")
     check_outputs(output, (save, "--save"))
@@ -143,13 +155,13 @@ def _save_embeddings(
     click.echo(f"wrote {path}: embeddings {vectors.shape[0]}x{vectors.shape[1]}", err=True)
 
 
-@click.command(context_settings=CONTEXT)
+@command()
 @click.argument("model", type=click.Path(exists=True, path_type=Path))
 @eval_data_options
-@click.option("--n", "count", type=click.IntRange(1, 256), default=32, show_default=True, help="Images in the grid.")
+@count_option("In the grid.")
 @click.option("--only-wrong", is_flag=True, help="Predict the whole split; show only misclassified images.")
-@click.option("--backend", default="auto", show_default=True, help="Runtime backend for MODEL (auto: from the file).")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@backend_option()
+@device_option()
 @output_option("predictions.png")
 @handle_errors
 def predictions(
@@ -213,12 +225,12 @@ def predictions(
     write_picture(fig, output, record)
 
 
-@click.command(context_settings=CONTEXT)
-@click.option("--data", required=True, help="synthetic | DIR | cifar10:DIR | stl10:DIR")
+@command()
+@data_option(required=True)
 @click.option("--train", "train_split", is_flag=True, help="The training split with its augmentation (default: val).")
-@click.option("--n", "count", type=click.IntRange(1, 256), default=32, show_default=True, help="Images in the batch.")
-@click.option("--image-size", type=click.IntRange(min=8, max=MAX_CROP), default=None, help="As alexnet-train's.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Which images, and their augmentation.")
+@count_option("In the batch.")
+@image_size_option("As alexnet-train's.")
+@seed_option("Which images, and their augmentation.")
 @output_option("batch.png")
 @handle_errors
 def batch(data: str, train_split: bool, count: int, image_size: int | None, seed: int, output: Path) -> None:

@@ -1,4 +1,4 @@
-"""alexnet-viz's plumbing: the -o option, its data file beside it, and the data sources."""
+"""alexnet-viz's plumbing: the -o PNG, its data file beside it, and the data sources."""
 
 from __future__ import annotations
 
@@ -11,19 +11,15 @@ from typing import Any
 import click
 import numpy as np
 
+from runtime import options
 from runtime.outputs import OutputError, check_output_path, dumps_json, write_text
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 MAX_IMAGES = 10_000  # the most images a grid, batch or embedding plot takes from a split
 
 
 def output_option(example: str) -> Callable:
-    return click.option(
-        "-o",
-        "--output",
-        required=True,
-        type=click.Path(dir_okay=False, path_type=Path),
-        help=f"The PNG to write (e.g. {example}); the data behind it goes beside it as .json.",
+    return options.output_option(
+        f"The PNG to write (e.g. {example}); the data behind it goes beside it as .json.", kind="file", required=True
     )
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from runtime.backends import DEVICES
 from runtime.cliutil import handle_errors
+from runtime.options import backend_option, command, device_option, max_batch_delay_option, threads_option
 from runtime.server.manifest import Deployment, inference_service
 from runtime.server.protocol import MODEL_NAME, MODEL_NAME_RULE
 
@@ -40,7 +40,7 @@ def check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.argument("model", metavar="MODEL")
 @click.option("--name", default="alexnet", show_default=True, callback=check_name, help="Model name in the URLs.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
@@ -48,13 +48,7 @@ def check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--grpc-port", type=PORT, default=8081, show_default=True)
 @click.option("--no-grpc", is_flag=True, help="REST only.")
 @click.option("--max-batch-size", type=click.IntRange(1, 1024), default=32, show_default=True, help="Images per run.")
-@click.option(
-    "--max-batch-delay-ms",
-    type=click.FloatRange(0, 10_000),
-    default=5.0,
-    show_default=True,
-    help="How long the first request of a batch waits for others (0: no batching across requests).",
-)
+@max_batch_delay_option()
 @click.option(
     "--max-queue",
     type=click.IntRange(1, 100_000),
@@ -69,9 +63,9 @@ def check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     show_default=True,
     help="Largest request body (HTTP 413 / gRPC RESOURCE_EXHAUSTED past it).",
 )
-@click.option("--backend", default="auto", show_default=True, help="Engine (as alexnet-run's --backend).")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the onnxruntime session.")
+@backend_option()
+@device_option()
+@threads_option("Of the onnxruntime session.")
 @click.option("--grace-period", type=click.IntRange(0, 3600), default=30, show_default=True, help="Seconds to drain.")
 @click.option("--access-log", is_flag=True, help="Log every request (off: a line per request costs CPU under load).")
 @click.option("--print-manifest", is_flag=True, help="Print a KServe InferenceService for MODEL and exit.")
