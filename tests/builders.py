@@ -3,6 +3,7 @@ never from each other)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -27,6 +28,23 @@ def saved_checkpoint(path, variant="cifar", size=32, num_classes=5, width_diviso
     names = CLASSES if num_classes == 5 else [f"c{i}" for i in range(num_classes)]
     ckpt = Checkpoint(config, AlexNet(config).state_dict(), names, PreprocessSpec(resize=size, crop=size))
     return save_checkpoint(ckpt, path)
+
+
+@contextlib.contextmanager
+def narrow_training():
+    """While open, alexnet.train builds the tests' 1/16-width model: the same layers, loop,
+    checkpoints and resume at a fraction of the time. The width travels in each checkpoint's
+    config, so resuming, evaluating and exporting rebuild the same model."""
+    import pytest
+
+    import alexnet.train
+
+    def narrow_config(**fields):
+        return AlexNetConfig(**fields, width_divisor=SMALL)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(alexnet.train, "AlexNetConfig", narrow_config)
+        yield
 
 
 @functools.lru_cache(maxsize=4)

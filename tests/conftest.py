@@ -51,6 +51,15 @@ def demo_run(tmp_path_factory):
     return out / "best.pth", history
 
 
+@pytest.fixture
+def narrow_training():
+    """Training runs in this test build the tests' small model (builders.narrow_training)."""
+    from builders import narrow_training
+
+    with narrow_training():
+        yield
+
+
 # The untrained cifar checkpoint (builders.saved_checkpoint(): 32 px, the 5 builders.CLASSES, 1/16
 # width) and its exports, built once per session: the export, int8 and CLI tests all read the same one.
 # The files are shared: a test that changes one copies it to its tmp_path first.

@@ -100,6 +100,7 @@ def rows_of(result) -> dict:
     return {(r.backend, r.variant, r.batch_size): r for r in result.rows}
 
 
+@pytest.mark.slow  # the full-size cifar model: int8 files a quarter of fp32, as deployed
 def test_int8_onnx_is_exported_once_with_forced_synthetic_calibration(run):
     assert len(run.calls) == 1  # one artifact for every batch size
     options = run.calls[0]["quantize"]
@@ -111,6 +112,7 @@ def test_int8_onnx_is_exported_once_with_forced_synthetic_calibration(run):
     assert run.calls[0]["echo"]("calibrated on 4 images") is None  # quiet: no lines through the progress bar
 
 
+@pytest.mark.slow  # the full-size cifar model: int8 files a quarter of fp32, as deployed
 def test_both_quantizers_calibrate_on_the_same_images(run):
     onnx_images, nncf_images = run.calibrations  # the stand-in exporter's call, then NNCF's
     assert len(onnx_images) == len(nncf_images) == CALIBRATION
@@ -119,6 +121,7 @@ def test_both_quantizers_calibrate_on_the_same_images(run):
     assert not np.array_equal(onnx_images[0], onnx_images[1])
 
 
+@pytest.mark.slow  # the full-size cifar model: int8 files a quarter of fp32, as deployed
 def test_int8_rows_are_complete_small_and_close_to_eager(run):
     rows = rows_of(run.result)
     for backend, variant in (("onnxruntime", "int8"), ("openvino", "int8 nncf")):
@@ -135,6 +138,7 @@ def test_int8_rows_are_complete_small_and_close_to_eager(run):
     assert [f.precision for f in run.result.floors["cpu"]] == ["fp32", "fp32", "int8", "int8"]
 
 
+@pytest.mark.slow  # the full-size cifar model: int8 files a quarter of fp32, as deployed
 def test_onnxruntime_opens_sessions_as_alexnet_run_does(run, monkeypatch):
     import runtime
 
@@ -152,6 +156,7 @@ def test_onnxruntime_opens_sessions_as_alexnet_run_does(run, monkeypatch):
         runner.close()
 
 
+@pytest.mark.slow  # the full-size cifar model: int8 files a quarter of fp32, as deployed
 def test_missing_nncf_is_a_skipped_row(run, monkeypatch):
     monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf -> ImportError
     artifacts = Artifacts(run.artifacts.source, run.workdir, {("onnx", "fp32"): run.artifacts.get("onnx", "fp32")})
@@ -163,6 +168,7 @@ def test_missing_nncf_is_a_skipped_row(run, monkeypatch):
     assert rows[("pytorch", "fp32", 1)].status == "ok" and ("openvino", "fp32", None) not in rows
 
 
+@pytest.mark.slow  # the full-size cifar model: int8 files a quarter of fp32, as deployed
 def test_openvino_on_cuda_is_a_skip(run):
     with pytest.raises(Skip, match="OpenVINO has no CUDA device"):
         OpenVinoRunner(run.artifacts, "cuda", Variant("int8", ("nncf",))).build()
@@ -228,6 +234,7 @@ def test_measure_limits_adds_int8_on_the_cpu(monkeypatch):
     assert "avx2" in limits.notes["int8"] and limits.details["int8"]["factor"] == 2.0
 
 
+@pytest.mark.slow  # the full-size cifar model: int8 files a quarter of fp32, as deployed
 def test_report_shows_int8_limits_and_a_fastest_int8_table(run):
     machine = {"date": "2026-01-01", "cpu": "Test CPU", "physical_cores": 2, "logical_cpus": 2, "os": "Linux"}
     machine |= {"python": "3.11", "threads": 2, "libraries": {"nncf": "3.4.0"}}
@@ -247,6 +254,7 @@ def test_report_shows_int8_limits_and_a_fastest_int8_table(run):
     assert "| int8 | 1 |" in text  # the int8 floor rows of the limits table
 
 
+@pytest.mark.slow  # the full-size cifar model: int8 files a quarter of fp32, as deployed
 def test_a_given_checkpoint_keeps_exports_gate(run):
     given = dataclasses.replace(run.artifacts.source, given=True)
     options = quantized.quantize_options(given)

@@ -107,7 +107,7 @@ def test_wrong_architecture_names_first_mismatching_layer():
     ckpt.config = AlexNetConfig(variant="torchvision", num_classes=3)
     with pytest.raises(
         CheckpointError,
-        match=r"features\.0\.weight has shape \(96, 3, 11, 11\) in the checkpoint but \(64, 3, 11, 11\)",
+        match=r"features\.0\.weight has shape \(6, 3, 11, 11\) in the checkpoint but \(64, 3, 11, 11\)",
     ):
         ckpt.build_model()
 

@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+from builders import narrow_training
 from click.testing import CliRunner
 from PIL import Image
 
@@ -17,19 +18,20 @@ ENV = {"ALEXNET_SYNTHETIC_VAL_PER_CLASS": "2"}
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    history = train(
-        TrainArgs(
-            data="synthetic",
-            variant="cifar",
-            image_size=32,
-            batch_size=8,
-            epochs=1,
-            out=str(out),
-            synthetic_train_per_class=2,
-            synthetic_val_per_class=2,
-        ),
-        echo=lambda s: None,
-    )
+    with narrow_training():
+        history = train(
+            TrainArgs(
+                data="synthetic",
+                variant="cifar",
+                image_size=32,
+                batch_size=8,
+                epochs=1,
+                out=str(out),
+                synthetic_train_per_class=2,
+                synthetic_val_per_class=2,
+            ),
+            echo=lambda s: None,
+        )
     return out / "last.pth", history[-1]
 
 

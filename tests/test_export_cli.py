@@ -168,7 +168,6 @@ def test_directory_write_replaces_an_old_package(tmp_path):
     assert [p.name for p in target.iterdir()] == ["new"]
 
 
-@pytest.mark.slow
 def test_all_formats_with_table(ckpt, tmp_path):
     result = run("--format", "all", ckpt, "-o", tmp_path, "--no-validate")  # validation is tested per format
     assert result.exit_code == 0, result.output

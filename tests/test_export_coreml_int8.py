@@ -136,7 +136,6 @@ def test_compare_int8_gates_top1_and_finiteness_not_max_diff():
     assert not compare("coreml", moved, ref, "int8", atol=1.0).passed  # an explicit atol still gates
 
 
-@pytest.mark.slow  # 5-6 s when it makes the fp16 export (the session's, which test_export_formats shares)
 def test_int8_package_is_at_most_60_percent_of_fp16(int8_image, cifar_coreml_fp16):
     assert _weight_file(int8_image) <= 0.6 * _weight_file(cifar_coreml_fp16)
 

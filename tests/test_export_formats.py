@@ -108,7 +108,7 @@ def test_validation_passes_on_real_images(ckpt, artifacts):
     assert result.passed and result.count == 24 and result.top1 == 1.0 and result.max_abs < 1e-4
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", pytest.param("onnx", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_fp16_within_fp16_tolerance(ckpt, tmp_path, fmt):
     path = export_artifact(ckpt, fmt, tmp_path / f"half{SUFFIXES[fmt]}", precision="fp16")
     result = validate_artifact(path, ckpt)
@@ -158,7 +158,6 @@ def test_option_errors_before_any_work(ckpt, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
 def test_unreachable_opset_is_an_error_not_ignored(ckpt, tmp_path):
     # The exporter down-converts from opset 18 and, when that fails, keeps 18 without raising.
     with pytest.raises(ExportError, match="could not produce opset 17"):

@@ -1,7 +1,7 @@
 """The torchvision and paper variants through every exporter (the cifar one is in test_export_formats).
 
-Each variant is exported once per kind (module-scoped, ~30 s a variant on 2 cores), at its
-smallest convenient input size, then checked against PyTorch like the cifar artifacts.
+Each variant is exported once per kind (module-scoped, the tests' 1/16-width models: a few seconds),
+at its smallest convenient input size, then checked against PyTorch like the cifar artifacts.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from alexnet.checkpoint import load_checkpoint
 from export import export_artifact
 from export.validate import coreml_problems
 
-pytestmark = pytest.mark.slow
 FIXED = 2
 
 

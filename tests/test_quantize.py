@@ -180,7 +180,10 @@ def test_the_trained_demo_model_passes_the_gate_and_agrees_on_held_out_images(de
     record = metadata.quantization
     assert metadata.precision == "int8" and record["gate"]["passed"] and record["gate"]["images"] == 400
     assert set(record["fp32_layers"]).isdisjoint(_quantized_layers(out)) and _quantized_layers(out)
-    checkpoint_obj, model = __import__("export.common").common.load_model(checkpoint)
+    from export.source import Source
+
+    checkpoint_obj = Source.open(checkpoint).checkpoint
+    model = checkpoint_obj.build_model()
     held_out = calibration.resolve_sets("synthetic", checkpoint_obj.class_names, metadata.preprocess)[1]
     inputs = np.stack([preprocess_image(held_out.load(i), metadata.preprocess) for i in range(held_out.count)])
     ours, theirs = run_onnx(out, inputs).argmax(1), fp32_logits(model, inputs).argmax(1)
@@ -195,7 +198,6 @@ def test_the_trained_demo_model_passes_the_gate_and_agrees_on_held_out_images(de
     assert json.loads(evaluated.stdout)["top1"] == pytest.approx((ours == labels).mean())
 
 
-@pytest.mark.slow
 def test_fallback_keeps_the_sensitive_layer_in_fp32_and_records_it(untrained, tmp_path, monkeypatch, one_fp32_model):
     """features.0 is made sensitive on purpose: while it is quantized, a fifth of the outputs flip.
     The fallback must find it, keep it (alone) in fp32, pass, and say so in the metadata."""

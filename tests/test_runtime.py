@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from builders import SMALL
 from PIL import Image
 
 import runtime
@@ -25,11 +26,12 @@ FIXED_BATCH = 4
 
 
 def make_checkpoint(path, seed=0):
-    """A fresh 5-class AlexNet; the last layer is scaled so probabilities are far from uniform."""
+    """A fresh 5-class AlexNet (the tests' 1/16 width); the last layer is scaled so probabilities are far
+    from uniform."""
     torch.manual_seed(seed)
-    model = build_alexnet(variant="torchvision", num_classes=len(CLASSES))
+    model = build_alexnet(variant="torchvision", num_classes=len(CLASSES), width_divisor=SMALL)
     with torch.no_grad():
-        model.classifier[6].weight.mul_(100.0)
+        model.classifier[6].weight.mul_(1000.0)  # logits of a few units (the narrow layers make them small)
     return save_checkpoint(
         Checkpoint(config=model.config, model_state=model.state_dict(), class_names=CLASSES, preprocess=SPEC), path
     )

@@ -38,7 +38,7 @@ def run_cli(args, tmp_path):
     return CliRunner().invoke(train_cli, [*TINY, "--out", str(tmp_path), *args], env=tiny_env())
 
 
-def test_run_writes_checkpoints_metrics_and_curves(tmp_path):
+def test_run_writes_checkpoints_metrics_and_curves(narrow_training, tmp_path):
     result = run_cli(["--epochs", "2"], tmp_path)
     assert result.exit_code == 0, result.output
     assert "epoch 2/2" in result.output and "val loss" in result.output
@@ -55,7 +55,7 @@ def test_run_writes_checkpoints_metrics_and_curves(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_two_epochs_equal_one_then_resume_bit_for_bit(tmp_path, monkeypatch):
+def test_two_epochs_equal_one_then_resume_bit_for_bit(narrow_training, tmp_path, monkeypatch):
     reference = tmp_path / "ref"
     torch_rng, numpy_rng = torch.get_rng_state(), np.random.get_state()
     train(TrainArgs(out=str(reference), epochs=2, **TINY_ARGS), echo=lambda s: None)
@@ -164,7 +164,7 @@ def test_bad_inputs(tmp_path):
     assert amp.exit_code == 2
 
 
-def test_resume_from_another_variant_or_class_count(tmp_path):
+def test_resume_from_another_variant_or_class_count(narrow_training, tmp_path):
     assert run_cli(["--epochs", "1"], tmp_path / "run").exit_code == 0
     other = CliRunner().invoke(
         train_cli,
@@ -188,7 +188,7 @@ def test_resume_from_another_variant_or_class_count(tmp_path):
     assert missing.exit_code == 1 and "does not exist" in missing.output
 
 
-def test_full_disk_while_saving_keeps_last_checkpoint(tmp_path, monkeypatch):
+def test_full_disk_while_saving_keeps_last_checkpoint(narrow_training, tmp_path, monkeypatch):
     assert run_cli(["--epochs", "1"], tmp_path).exit_code == 0
     before = (tmp_path / "last.pth").read_bytes()
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from builders import SMALL
 from click.testing import CliRunner
 
 import alexnet.train as train_module
@@ -16,6 +17,8 @@ from alexnet.data import SYNTHETIC_CLASSES, default_preprocess
 from alexnet.model import AlexNet, AlexNetConfig
 from alexnet.recipe import TrainArgs, resolve_recipe
 from alexnet.train import DivergenceError, TrainError, train
+
+pytestmark = pytest.mark.usefixtures("narrow_training")  # every run here: the tests' small model
 
 # As tests/test_train.py: the 32-px variant on 8 classes x 2 images (2 steps per epoch), fixed seed.
 TINY = [
@@ -174,7 +177,7 @@ def test_train_api_validates_arguments(tmp_path, no_data, field, value, message)
 
 def _crafted_last(path, *, args, weights=None):
     """A resumable last.pth without training: the tiny run's model, its arguments as given."""
-    config = AlexNetConfig(variant="cifar", num_classes=8, dropout=0.0)
+    config = AlexNetConfig(variant="cifar", num_classes=8, dropout=0.0, width_divisor=SMALL)
     torch.manual_seed(0)
     state = AlexNet(config).state_dict()
     if weights is not None:
@@ -276,7 +279,7 @@ def test_resume_checks_every_field_of_the_training_section(tmp_path, no_data, ch
     with pytest.raises(TrainError) as error:
         TrainState.from_dict(_good_training(**changes), "last.pth")
     assert message in str(error.value) and "\n" not in str(error.value)
-    config = AlexNetConfig(variant="cifar", num_classes=8, dropout=0.0)
+    config = AlexNetConfig(variant="cifar", num_classes=8, dropout=0.0, width_divisor=SMALL)
     ckpt = Checkpoint(
         config, AlexNet(config).state_dict(), list(SYNTHETIC_CLASSES), default_preprocess("synthetic", 32), None
     )
