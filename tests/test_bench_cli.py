@@ -153,20 +153,33 @@ def tiny_run(monkeypatch, *args: str):
     return invoke(*TINY_ARGS, "--batch-sizes", "1", "--iterations", "1", "--repeats", "1", "--warmup", "0", *args)
 
 
-def test_json_to_stdout_and_table_to_stderr(monkeypatch):
-    result = tiny_run(monkeypatch, "--json", "-")
+@pytest.fixture(scope="module")
+def stdout_run():
+    """One real tiny run with --json -: (its CliRunner result, the suite result it printed). Tests of
+    what the command does with a result reuse that result instead of timing the model again."""
+    results = []
+    real = suite.run_suite
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(suite, "run_suite", lambda *a, **k: results.append(real(*a, **k)) or results[-1])
+        run = tiny_run(patch, "--json", "-")
+    return run, results[0]
+
+
+def test_json_to_stdout_and_table_to_stderr(stdout_run):
+    result, _ = stdout_run
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["schema"] == "alexnet-bench/1"
     assert "| backend | variant | batch |" in result.stderr
 
 
-def test_failed_write_keeps_the_printed_table(tmp_path, monkeypatch):
+def test_failed_write_keeps_the_printed_table(tmp_path, monkeypatch, stdout_run):
     import errno
     import os
 
     from runtime import outputs
 
     real_replace = os.replace
+    monkeypatch.setattr(suite, "run_suite", lambda *a, **k: stdout_run[1])  # the timed rows: not the point here
 
     def full(src, dst):  # only the report's rename: the run itself may save files
         if str(dst) == str(tmp_path / "b.json"):
