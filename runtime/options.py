@@ -117,28 +117,24 @@ def seed_option(note: str = "", default: int = 0) -> Decorator:
     return _option(["--seed"], "Random seed.", note, type=click.IntRange(0, 2**32 - 1), **_default(default))
 
 
-def synthetic_train_option(note: str = "", default: int | None = None) -> Decorator:
+def _synthetic_option(split: str, envvar: str, note: str, default: int | None) -> Decorator:
     return _option(
-        ["--synthetic-train-per-class"],
-        "Synthetic training images per class.",
+        [f"--synthetic-{split}-per-class"],
+        f"Synthetic {'training' if split == 'train' else 'validation'} images per class.",
         note,
         type=click.IntRange(min=1),
-        envvar=SYNTHETIC_TRAIN_ENV,
+        envvar=envvar,
         show_envvar=True,
         **_default(default),
     )
+
+
+def synthetic_train_option(note: str = "", default: int | None = None) -> Decorator:
+    return _synthetic_option("train", SYNTHETIC_TRAIN_ENV, note, default)
 
 
 def synthetic_val_option(note: str = "", default: int | None = None) -> Decorator:
-    return _option(
-        ["--synthetic-val-per-class"],
-        "Synthetic validation images per class.",
-        note,
-        type=click.IntRange(min=1),
-        envvar=SYNTHETIC_VAL_ENV,
-        show_envvar=True,
-        **_default(default),
-    )
+    return _synthetic_option("val", SYNTHETIC_VAL_ENV, note, default)
 
 
 def variant_option(variants: Sequence[str], note: str = "", default: str | None = None) -> Decorator:
