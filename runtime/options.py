@@ -117,10 +117,10 @@ def seed_option(note: str = "", default: int = 0) -> Decorator:
     return _option(["--seed"], "Random seed.", note, type=click.IntRange(0, 2**32 - 1), **_default(default))
 
 
-def _synthetic_option(split: str, envvar: str, note: str, default: int | None) -> Decorator:
+def _synthetic_option(flag: str, images: str, envvar: str, note: str, default: int | None) -> Decorator:
     return _option(
-        [f"--synthetic-{split}-per-class"],
-        f"Synthetic {'training' if split == 'train' else 'validation'} images per class.",
+        [flag],
+        f"Synthetic {images} images per class.",
         note,
         type=click.IntRange(min=1),
         envvar=envvar,
@@ -130,11 +130,11 @@ def _synthetic_option(split: str, envvar: str, note: str, default: int | None) -
 
 
 def synthetic_train_option(note: str = "", default: int | None = None) -> Decorator:
-    return _synthetic_option("train", SYNTHETIC_TRAIN_ENV, note, default)
+    return _synthetic_option("--synthetic-train-per-class", "training", SYNTHETIC_TRAIN_ENV, note, default)
 
 
 def synthetic_val_option(note: str = "", default: int | None = None) -> Decorator:
-    return _synthetic_option("val", SYNTHETIC_VAL_ENV, note, default)
+    return _synthetic_option("--synthetic-val-per-class", "validation", SYNTHETIC_VAL_ENV, note, default)
 
 
 def variant_option(variants: Sequence[str], note: str = "", default: str | None = None) -> Decorator:

@@ -127,7 +127,7 @@ def test_version_falls_back_to_unknown(monkeypatch):
     assert options.package_version() == "unknown"
 
 
-DECLARING = ("option", "Option", "_option")  # click.option, click.Option, runtime.options._option
+DECLARING = ("option", "Option", "_option", "_synthetic_option")  # click.option, click.Option, runtime.options
 
 
 def _source_files() -> list[Path]:
