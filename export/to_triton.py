@@ -75,23 +75,6 @@ def _replaceable(model_dir: Path) -> bool:
     return model_dir.is_dir() and ((model_dir / CONFIG_FILE).is_file() or not any(model_dir.iterdir()))
 
 
-def export_triton(
-    checkpoint: str | os.PathLike | Source,
-    output: str | os.PathLike | None = None,
-    *,
-    name: str = DEFAULT_NAME,
-    tag: str | None = None,
-    precision: str = "fp32",
-    batch_size: int | None = None,
-    **onnx_options: Any,  # export_artifact's ONNX options: opset, image_size, quantize, echo
-) -> Path:
-    """Write <repo>/<name> and return its path (export_artifact(checkpoint, "triton", ...))."""
-    from export import export_artifact
-
-    options = {"tag": tag, "triton_name": name, "precision": precision, "batch_size": batch_size}
-    return export_artifact(checkpoint, "triton", output, **options, **onnx_options)
-
-
 def write_repository(
     source: Source,
     repo: Path,
