@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.serve_process import running
-from runtime.options import command, max_batch_delay_option, output_option
+from runtime.options import command, duration_option, max_batch_delay_option, output_option
 from runtime.outputs import write_text
 
 MODES = {"batching": ("--max-batch-size", "32"), "no batching": ("--max-batch-size", "1", "--max-batch-delay-ms", "0")}
@@ -90,7 +90,7 @@ def in_process_throughput(model: Path, images: list[bytes], seconds: float) -> d
     return {"images_per_s": REFERENCE_BATCH / median, "batch_ms": median * 1000, "batches": len(times)}
 
 
-class _Client(threading.Thread):
+class LoadClient(threading.Thread):
     """One client: one request in flight, back to back, until `stop`; latencies of those started after `start`."""
 
     def __init__(self, url: str, images: list[bytes], offset: int, start: float, stop: float) -> None:
@@ -140,7 +140,7 @@ def drive(
         url = f"127.0.0.1:{server.http_port}"
         start = time.perf_counter() + warmup
         stop = start + seconds
-        clients = [_Client(url, images, k * 7, start, stop) for k in range(concurrency)]
+        clients = [LoadClient(url, images, k * 7, start, stop) for k in range(concurrency)]
         for client in clients:
             client.start()
         time.sleep(max(0.0, start - time.perf_counter()))
@@ -217,7 +217,7 @@ def markdown(doc: dict[str, Any]) -> str:
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--concurrency", default="1,4,16,64", show_default=True, help="Client counts, comma-separated.")
 @click.option("--modes", default="batching,no batching", show_default=True, help=f"Of: {', '.join(MODES)}.")
-@click.option("--duration", type=click.FloatRange(1, 3600), default=60, show_default=True, help="Seconds measured.")
+@duration_option()
 @click.option("--warmup", type=click.FloatRange(0, 600), default=5, show_default=True, help="Seconds not measured.")
 @max_batch_delay_option("delay_ms", "The server's, in batching mode.")
 @click.option("--image-size", type=click.IntRange(16, 2048), default=256, show_default=True, help="Sent JPEGs' side.")

@@ -11,13 +11,14 @@ import contextlib
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 START_TIMEOUT_S = 90  # importing kserve and loading the model, on a slow 2-core machine
@@ -37,26 +38,31 @@ class Server:
     http_port: int
     grpc_port: int
     log: Path
+    scheme: str = "http"  # https: a server started with --tls-cert/--tls-key
+    headers: dict = field(default_factory=dict)  # sent with every request (a token, say)
+    context: ssl.SSLContext | None = None  # how to trust an https server
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def grpc(self) -> str:
         return f"grpc://127.0.0.1:{self.grpc_port}"
 
     def get(self, path: str, timeout: float = 10) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.http + path, headers=self.headers)
         try:
-            with urllib.request.urlopen(self.http + path, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout, context=self.context) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
     def post(self, path: str, body: bytes, headers: dict | None = None, timeout: float = 30) -> tuple[int, bytes]:
-        request = urllib.request.Request(self.http + path, data=body, method="POST", headers=headers or {})
+        headers = {**self.headers, **(headers or {})}
+        request = urllib.request.Request(self.http + path, data=body, method="POST", headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout, context=self.context) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
@@ -89,13 +95,14 @@ class Server:
             raise AssertionError(f"alexnet-serve did not stop within {STOP_TIMEOUT_S} s\n{self.log_tail()}") from None
 
 
-def start_server(model: Path, log: Path, *args: str) -> Server:
+def start_server(model: Path, log: Path, *args: str, **client: object) -> Server:
+    """Start alexnet-serve MODEL ARGS; `client`: Server's scheme, headers and context for talking to it."""
     http_port, grpc_port = free_port(), free_port()
     command = [sys.executable, "-c", LAUNCH, str(model), "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     handle = log.open("wb")
     process = subprocess.Popen([*command, *args], stdout=handle, stderr=subprocess.STDOUT)
     handle.close()
-    server = Server(process, http_port, grpc_port, log)
+    server = Server(process, http_port, grpc_port, log, **client)  # type: ignore[arg-type]
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         if process.poll() is not None:
@@ -110,8 +117,8 @@ def start_server(model: Path, log: Path, *args: str) -> Server:
 
 
 @contextlib.contextmanager
-def running(model: Path, log: Path, *args: str) -> Iterator[Server]:
-    server = start_server(model, log, *args)
+def running(model: Path, log: Path, *args: str, **client: object) -> Iterator[Server]:
+    server = start_server(model, log, *args, **client)
     try:
         yield server
     finally:

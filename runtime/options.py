@@ -270,6 +270,11 @@ def min_time_option(note: str = "", default: float | None = None) -> Decorator:
     return _option(["--min-time"], "Seconds timed per row, over all rounds.", note, type=positive, **_default(default))
 
 
+def duration_option(note: str = "", default: float = 60) -> Decorator:
+    """Seconds of load a server benchmark measures (benchmarks.serve_load, benchmarks.serve_hostile)."""
+    return _option(["--duration"], "Seconds measured.", note, type=click.FloatRange(1, 3600), **_default(default))
+
+
 def quick_option() -> Decorator:
     return click.option(
         "--quick",

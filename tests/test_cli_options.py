@@ -23,7 +23,11 @@ PACKAGES = ("alexnet", "export", "runtime", "benchmarks")
 OPTIONS_FILE = "runtime/options.py"
 # Console scripts (runtime.launch, plus alexnet-run) and the commands run with python -m.
 SCRIPTS = {script: module for script, (module, _extra) in COMMANDS.items()} | {"alexnet-run": "runtime.cli"}
-MODULES = {"runtime.agree": "runtime.agree", "benchmarks.serve_load": "benchmarks.serve_load"}
+MODULES = {
+    "runtime.agree": "runtime.agree",
+    "benchmarks.serve_load": "benchmarks.serve_load",
+    "benchmarks.serve_hostile": "benchmarks.serve_hostile",
+}
 # Flags that every command takes from runtime.options, never declares itself.
 SHARED_FLAGS = (
     "--image-size",

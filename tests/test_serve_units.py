@@ -137,6 +137,9 @@ def test_parse_accepts_both_forms_and_clamps_top_k():
         (FakeTensor("image", "BYTES", [1], [b"a"]), {"top_k": True}, "positive integer"),
         (FakeTensor("image", "BYTES", [1], [b"a"]), {"logits": "yes"}, "true or false"),
         (FakeTensor("image", "BYTES", [1], [b"x" * (protocol.MAX_IMAGE_BYTES + 1)]), None, "bytes, more than"),
+        # JSON BYTES data that is not text: once a TypeError (HTTP 500) and a petabyte allocation (MemoryError)
+        (FakeTensor("image", "BYTES", [1], [{"a": 1}]), None, "image 0: expected the bytes"),
+        (FakeTensor("image", "BYTES", [1], [10**15]), None, "got int"),
     ],
 )
 def test_parse_refuses_with_one_line(tensor, parameters, message):

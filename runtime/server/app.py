@@ -10,6 +10,11 @@ Extras on the REST app: its own infer route (runtime/server/rest.py says why), a
 RESOURCE_EXHAUSTED) and Triton's `GET /v2/models/NAME/config`, which carries the artifact's
 metadata (classes, preprocessing, precision) as the `alexnet_deploy` parameter, as the Triton
 repository `alexnet-export --format triton` writes does.
+
+For a network (both listeners): header, body and idle timeouts and a connection cap
+(runtime/server/guards.py), a token on restricted API groups (runtime/server/auth.py), TLS with
+optional client certificates (runtime/server/security.py), one log line per failed request and
+no model control (runtime/server/failures.py).
 """
 
 from __future__ import annotations
@@ -17,23 +22,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi.responses import JSONResponse
 from grpc import aio
 from kserve import ModelServer
 from kserve.errors import ModelNotFound
 from kserve.model_server import FASTAPI_APP_IMPORT_STRING, app
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
-from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import RESTServer
 
 from runtime.errors import DeployError
 from runtime.metadata import METADATA_KEY
+from runtime.server.auth import AuthPolicy, GrpcAuth, RestAuth
+from runtime.server.failures import GrpcFailures, NoModelControl, UncaughtErrors, install_rest_handlers
+from runtime.server.guards import BodyLimit, ConnectionLimits, grpc_limit_options, guarded_protocol
 from runtime.server.model import AlexNetModel
 from runtime.server.rest import infer_route
+from runtime.server.security import TlsFiles
 
 logger = logging.getLogger("alexnet.serve")
 DEFAULT_MAX_REQUEST_BYTES = 64 << 20  # a batch of 64 preprocessed 224 px images is 38 MB
@@ -47,42 +55,22 @@ class Listen:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     grace_period_s: int = 30
     access_log: bool = False  # a log line per request (uvicorn's, kserve's timings) costs CPU under load
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    auth: AuthPolicy | None = None  # None: every API is open (fine on loopback)
+    tls: TlsFiles | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over `limit` bytes gets 413 before the app reads it whole."""
+class _Rest(RESTServer):
+    """kserve's REST server with this server's failure handling (kserve adds its own handlers when
+    it starts, so they are replaced here, after it)."""
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers", [])).get(b"content-length", b"0")
-        if not declared.isdigit() or int(declared) > self.limit:
-            return await self._refuse(send, declared.decode("latin-1"))
-        received = 0
-
-        async def bounded_receive() -> dict:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:  # a chunked body that claimed no length
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, bounded_receive, send)
-        except _TooLarge:
-            await self._refuse(send, f"more than {received}")
-
-    async def _refuse(self, send: Any, size: str) -> None:
-        message = f"request body of {size} bytes is over the {self.limit:,}-byte limit (--max-request-bytes)"
-        await JSONResponse({"error": message}, status_code=413)({"type": "http"}, None, send)
-
-
-class _TooLarge(Exception):
-    pass
+    def _add_exception_handlers(self, fastapi_app: Any) -> None:
+        super()._add_exception_handlers(fastapi_app)
+        install_rest_handlers(fastapi_app)
 
 
 def triton_config(model: AlexNetModel) -> dict[str, Any]:
@@ -105,19 +93,24 @@ def _grpc_server(server: ModelServer, listen: Listen) -> aio.Server:
     limit = listen.max_request_bytes
     # so_reuseport off: a port another server holds is an error here, not two servers sharing it
     options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
-    options.append(("grpc.so_reuseport", 0))
-    grpc_server = aio.server(interceptors=(ExceptionToStatusInterceptor(),), options=options)
-    servicer = InferenceServicer(server.dataplane, server.model_repository_extension)
+    options += [("grpc.so_reuseport", 0), *grpc_limit_options(listen.limits)]
+    interceptors = [GrpcFailures()] if listen.auth is None else [GrpcAuth(listen.auth), GrpcFailures()]
+    grpc_server = aio.server(
+        interceptors=interceptors, options=options, maximum_concurrent_rpcs=listen.limits.usable_connections()
+    )
+    servicer = InferenceServicer(server.dataplane, NoModelControl())
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, grpc_server)
     host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    address = f"{host}:{listen.grpc_port}"
     try:
-        bound = grpc_server.add_insecure_port(f"{host}:{listen.grpc_port}")
+        if listen.tls is None:
+            bound = grpc_server.add_insecure_port(address)
+        else:
+            bound = grpc_server.add_secure_port(address, listen.tls.grpc_credentials())
     except RuntimeError:  # grpcio raises where older releases returned 0
         bound = 0
     if bound == 0:
-        raise DeployError(
-            f"cannot listen for gRPC on {host}:{listen.grpc_port} (in use?); choose --grpc-port or --no-grpc"
-        )
+        raise DeployError(f"cannot listen for gRPC on {address} (in use?); choose --grpc-port or --no-grpc")
     return grpc_server
 
 
@@ -131,19 +124,33 @@ def serve(model: AlexNetModel, listen: Listen) -> None:
         enable_latency_logging=listen.access_log,
     )
     server.register_model(model)
-    rest = RESTServer(
+    rest = _Rest(
         FASTAPI_APP_IMPORT_STRING,
         server.dataplane,
-        server.model_repository_extension,
+        NoModelControl(),
         listen.http_port,
         grace_period=listen.grace_period_s,
+        timeout_keep_alive=int(listen.limits.idle_timeout_s),
     )
-    rest.config.host = listen.host
-    rest.config.access_log = listen.access_log
+    _configure_rest(rest.config, listen)
+    app.add_middleware(UncaughtErrors)  # innermost of these three: it sees what the handlers did not take
     app.add_middleware(BodyLimit, limit=listen.max_request_bytes)
+    if listen.auth is not None:
+        app.add_middleware(RestAuth, policy=listen.auth)  # outermost: a refused caller costs nothing more
     app.add_api_route("/v2/models/{model_name}/config", _config_route(model), methods=["GET"])
     app.add_api_route("/v2/models/{model_name}/infer", infer_route(server.dataplane), methods=["POST"])
     asyncio.run(_run(model, server, rest, listen))
+
+
+def _configure_rest(config: Any, listen: Listen) -> None:
+    """uvicorn's settings: interface, access log, the guarded protocol, TLS (read when it starts)."""
+    config.host = listen.host
+    config.access_log = listen.access_log
+    config.http = guarded_protocol(listen.limits)
+    if listen.tls is not None:
+        config.ssl_certfile, config.ssl_keyfile = str(listen.tls.cert), str(listen.tls.key)
+        if listen.tls.client_ca is not None:
+            config.ssl_ca_certs, config.ssl_cert_reqs = str(listen.tls.client_ca), ssl.CERT_REQUIRED
 
 
 def _config_route(model: AlexNetModel) -> Any:

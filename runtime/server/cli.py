@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,9 +31,18 @@ def _argv_for_kserve() -> Iterator[None]:
 
 with _argv_for_kserve():
     from runtime.server.app import DEFAULT_MAX_REQUEST_BYTES, Listen, serve
+    from runtime.server.auth import OPENABLE, AuthPolicy
+    from runtime.server.guards import ConnectionLimits
     from runtime.server.model import AlexNetModel, BatchSettings
+    from runtime.server.security import TOKEN_ENV, TlsFiles, exposure_warnings, read_token
+
+LIMITS = ConnectionLimits()
+SECONDS = click.FloatRange(0.1, 3600)
+FILE = click.Path(dir_okay=False)
 
 PORT = click.IntRange(1, 65535)
+HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")  # an RFC 9110 token
+logger = logging.getLogger("alexnet.serve")
 
 
 def check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -66,6 +77,57 @@ def check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @backend_option()
 @device_option()
 @threads_option("Of the onnxruntime session.")
+@click.option(
+    "--header-timeout",
+    type=SECONDS,
+    default=LIMITS.header_timeout_s,
+    show_default=True,
+    help="Seconds for a request's line and headers to arrive (gRPC: the connection handshake).",
+)
+@click.option(
+    "--body-timeout",
+    type=SECONDS,
+    default=LIMITS.body_timeout_s,
+    show_default=True,
+    help="Seconds for a request body to arrive after its headers.",
+)
+@click.option(
+    "--idle-timeout",
+    type=SECONDS,
+    default=LIMITS.idle_timeout_s,
+    show_default=True,
+    help="Seconds a connection may wait between requests.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, 100_000),
+    default=LIMITS.max_connections,
+    show_default=True,
+    help="Open connections; past it a new one gets 503 (lowered to the fd limit).",
+)
+@click.option(
+    "--auth-token-file",
+    type=FILE,
+    default=None,
+    help=f"A file whose first line is the token callers must send (else ${TOKEN_ENV}).",
+)
+@click.option(
+    "--auth-header",
+    default=None,
+    metavar="NAME",
+    help="Take the token from this header (default: 'Authorization: Bearer TOKEN').",
+)
+@click.option(
+    "--open-api",
+    type=click.Choice(OPENABLE),
+    multiple=True,
+    help="An API group callable without the token (repeat), e.g. health for probes.",
+)
+@click.option("--tls-cert", type=FILE, default=None, help="PEM certificate (chain): REST and gRPC over TLS.")
+@click.option("--tls-key", type=FILE, default=None, help="PEM private key of --tls-cert.")
+@click.option(
+    "--tls-client-ca", type=FILE, default=None, help="Require client certificates signed by this CA (mutual TLS)."
+)
 @click.option("--grace-period", type=click.IntRange(0, 3600), default=30, show_default=True, help="Seconds to drain.")
 @click.option("--access-log", is_flag=True, help="Log every request (off: a line per request costs CPU under load).")
 @click.option("--print-manifest", is_flag=True, help="Print a KServe InferenceService for MODEL and exit.")
@@ -93,23 +155,79 @@ def main(model: str, name: str, host: str, http_port: int, grpc_port: int, no_gr
     if options["print_manifest"]:
         click.echo(inference_service(_deployment(model, name, batching, options)), nl=False)
         return
+    listen = _listen(host, http_port, None if no_grpc else grpc_port, options)  # bad secrets fail before loading
+    _configure_logging(listen.access_log)
+    for warning in exposure_warnings(host, listen.auth is not None, listen.tls is not None):
+        logger.warning(warning)
     import runtime
 
     predictor = runtime.load(Path(model), str(options["backend"]), str(options["device"]), threads=options["threads"])
-    listen = Listen(
-        host=host,
-        http_port=http_port,
-        grpc_port=None if no_grpc else grpc_port,
-        max_request_bytes=int(options["max_request_bytes"]),
-        grace_period_s=int(options["grace_period"]),
-        access_log=bool(options["access_log"]),
-    )
-    if not options["access_log"]:  # the entry point may set loggers: kserve times every request at INFO
-        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    m = predictor.metadata
+    grpc = f", gRPC {host}:{listen.grpc_port}" if listen.grpc_port else ""
+    logger.info(
+        "serving %s as %r (%s, %s, %d classes) on %s://%s:%d%s",
+        model, name, predictor.backend_name, m.precision, m.num_classes, listen.scheme, host, http_port, grpc,
+    )  # fmt: skip
     try:
         serve(AlexNetModel(name, predictor, batching), listen)
     finally:
         predictor.close()
+
+
+def _listen(host: str, http_port: int, grpc_port: int | None, options: dict) -> Listen:
+    limits = ConnectionLimits(
+        header_timeout_s=float(options["header_timeout"]),
+        body_timeout_s=float(options["body_timeout"]),
+        idle_timeout_s=float(options["idle_timeout"]),
+        max_connections=int(options["max_connections"]),
+    )
+    return Listen(
+        host=host,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        max_request_bytes=int(options["max_request_bytes"]),
+        grace_period_s=int(options["grace_period"]),
+        access_log=bool(options["access_log"]),
+        limits=limits,
+        auth=_auth(options),
+        tls=_tls(options),
+    )
+
+
+def _auth(options: dict) -> AuthPolicy | None:
+    token = read_token(options["auth_token_file"])
+    header = options["auth_header"]
+    if token is None:
+        if header or options["open_api"]:
+            raise click.UsageError(f"--auth-header and --open-api need a token (--auth-token-file or ${TOKEN_ENV})")
+        return None
+    if header is not None and not HEADER_NAME.fullmatch(header):
+        raise click.BadParameter(f"{header!r} is not an HTTP header name", param_hint="--auth-header")
+    return AuthPolicy.from_secret(token, header, tuple(options["open_api"]))
+
+
+def _tls(options: dict) -> TlsFiles | None:
+    cert, key, client_ca = options["tls_cert"], options["tls_key"], options["tls_client_ca"]
+    if not cert and not key:
+        if client_ca:
+            raise click.UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if not (cert and key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    tls = TlsFiles(Path(cert), Path(key), Path(client_ca) if client_ca else None)
+    tls.check()
+    return tls
+
+
+def _configure_logging(access_log: bool) -> None:
+    """The entry point owns logging (kserve leaves it alone once the root logger has a handler):
+    one format, and no line per request unless --access-log."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kserve 0.21's own routes answer with FastAPI's ORJSONResponse, deprecated since: not the user's concern
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+    if not access_log:
+        for name in ("uvicorn.access", "kserve.trace"):  # uvicorn's access lines, kserve's request timings
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _deployment(model: str, name: str, batching: BatchSettings, options: dict) -> Deployment:

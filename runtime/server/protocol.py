@@ -122,7 +122,13 @@ def _encoded_images(tensor: Any, shape: list[int]) -> list[bytes]:
     values = _as_numpy(tensor).reshape(-1)
     images = []
     for i, value in enumerate(values):
-        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        # only bytes or text: bytes(10**15) would allocate a petabyte of zeros, bytes({...}) raise TypeError
+        if isinstance(value, str):
+            data = value.encode("utf-8")
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            data = bytes(value)
+        else:
+            raise RequestError(f"image {i}: expected the bytes of an encoded image file, got {type(value).__name__}")
         if len(data) > MAX_IMAGE_BYTES:
             raise RequestError(f"image {i} is {len(data):,} bytes, more than the {MAX_IMAGE_BYTES:,} allowed")
         images.append(data)

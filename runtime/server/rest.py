@@ -13,22 +13,26 @@ from typing import Any
 
 import orjson
 from fastapi import Request, Response
-from fastapi.responses import ORJSONResponse
 from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 HEADER_LENGTH = "inference-header-content-length"  # the binary extension: JSON, then raw tensors
 MAX_DIMS = 8
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY  # what FastAPI's ORJSONResponse used
 
 
 def infer_route(dataplane: DataPlane) -> Any:
     async def infer(raw_request: Request, model_name: str) -> Response:
         if not await dataplane.model_ready(model_name, True):  # an unknown name raises ModelNotFound (404)
             raise ModelNotReady(model_name)
-        body = await raw_request.body()
+        try:
+            body = await raw_request.body()
+        except ClientDisconnect:  # gone, or cut off by the body deadline (runtime/server/guards.py)
+            return Response(status_code=408)
         headers = dict(raw_request.headers)
         length = headers.get(HEADER_LENGTH)
         request = _binary_request(body, length, model_name) if length is not None else _json_request(body, model_name)
@@ -41,7 +45,9 @@ def infer_route(dataplane: DataPlane) -> Any:
             response_headers.pop(key, None)
         if isinstance(response, bytes):
             return Response(response, headers=response_headers, media_type="application/octet-stream")
-        return ORJSONResponse(response, headers=response_headers)
+        return Response(
+            orjson.dumps(response, option=JSON_OPTIONS), headers=response_headers, media_type="application/json"
+        )
 
     return infer
 
