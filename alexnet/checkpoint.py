@@ -237,10 +237,14 @@ def _from_dict(data: dict[str, Any], path: Path) -> Checkpoint:
     try:
         if not isinstance(data.get("model_state"), dict):
             raise TypeError("model_state must be a dict of tensors")
+        config = AlexNetConfig.from_dict(data["model_config"])  # bounded: no model is built from it yet
+        names = list(check_class_names(data["class_names"]))
+        if len(names) != config.num_classes:  # cheaper to refuse here than after building the last layer
+            raise ValueError(f"model_config.num_classes is {config.num_classes:,} but class_names has {len(names):,}")
         return Checkpoint(
-            config=AlexNetConfig.from_dict(data["model_config"]),
+            config=config,
             model_state=data["model_state"],
-            class_names=list(check_class_names(data["class_names"])),
+            class_names=names,
             preprocess=PreprocessSpec.from_dict(data["preprocess"]),
             training=data.get("training"),
             package_version=str(data.get("package_version", "")),
@@ -256,12 +260,14 @@ def _from_bare_state_dict(state: dict[str, torch.Tensor], path: Path) -> Checkpo
         raise CheckpointError(
             f"{path} is a state_dict but not in torchvision's AlexNet layout (no features.0/classifier.6)"
         )
-    num_classes = int(last.shape[0])
-    names = default_class_names(num_classes)
+    try:  # first: a (10**9, 0) tensor is empty, but 10**9 default names would not be
+        config = AlexNetConfig(variant="torchvision", num_classes=int(last.shape[0]))
+    except ValueError as exc:
+        raise CheckpointError(f"{path} is a state_dict with classifier.6.weight {tuple(last.shape)}: {exc}") from exc
     checkpoint = Checkpoint(
-        config=AlexNetConfig(variant="torchvision", num_classes=num_classes),
+        config=config,
         model_state=state,
-        class_names=names,
+        class_names=default_class_names(config.num_classes),
         preprocess=PreprocessSpec(),
         package_version="",
     )

@@ -19,6 +19,7 @@ The tests use it to run export, runtime and CLI paths on a model of a few MB ins
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -26,6 +27,8 @@ import torch
 from torch import nn
 
 from runtime.errors import DeployError
+from runtime.metadata import MAX_CLASSES  # the artifacts' bound on classes: a checkpoint can ask no more
+from runtime.preprocess import short_repr
 
 VARIANTS = ("torchvision", "paper", "cifar")
 
@@ -39,9 +42,17 @@ DEFAULT_IMAGE_SIZE = {"torchvision": 224, "paper": 227, "cifar": 32}
 WIDTH_DIVISORS = (1, 2, 4, 8, 16)
 
 
+class ConfigError(DeployError, ValueError):
+    """A model config field has the wrong type or is out of range (a one-line error naming the field;
+    still a ValueError for existing callers)."""
+
+
 @dataclass(frozen=True)
 class AlexNetConfig:
-    """Everything needed to rebuild the network; stored in every checkpoint."""
+    """Everything needed to rebuild the network; stored in every checkpoint.
+
+    Checked on construction, before any layer exists: a checkpoint's config is untrusted, and one
+    asking for 10**9 classes would otherwise allocate terabytes on the way to failing."""
 
     variant: str = "torchvision"
     num_classes: int = 1000
@@ -49,14 +60,21 @@ class AlexNetConfig:
     width_divisor: int = 1  # 1: the published widths; >1 only for tests and quick experiments
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(f"unknown AlexNet variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
-        if int(self.num_classes) < 1:
-            raise ValueError(f"num_classes must be at least 1, got {self.num_classes}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if type(self.width_divisor) is not int or self.width_divisor not in WIDTH_DIVISORS:
-            raise ValueError(f"width_divisor must be one of {WIDTH_DIVISORS}, got {self.width_divisor!r}")
+        # Messages start with the field's name: from_dict prefixes "model_config." to it.
+        if not isinstance(self.variant, str) or self.variant not in VARIANTS:
+            raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got {short_repr(self.variant)}")
+        if not _is_int(self.num_classes) or not 1 <= self.num_classes <= MAX_CLASSES:
+            raise ConfigError(
+                f"num_classes must be an integer from 1 to {MAX_CLASSES:,}, got {short_repr(self.num_classes)}"
+            )
+        # NaN fails the comparison, so it is refused with the rest.
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be a number in [0, 1), got {short_repr(self.dropout)}")
+        if not _is_int(self.width_divisor) or self.width_divisor not in WIDTH_DIVISORS:
+            raise ConfigError(f"width_divisor must be one of {WIDTH_DIVISORS}, got {short_repr(self.width_divisor)}")
+        # numpy scalars pass the checks above; plain Python numbers keep to_dict JSON-ready and == exact.
+        for name, kind in (("num_classes", int), ("dropout", float), ("width_divisor", int)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -67,16 +85,31 @@ class AlexNetConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AlexNetConfig:
+    def from_dict(cls, data: Any) -> AlexNetConfig:
+        """From a checkpoint's untrusted model_config: any fault is a one-line ConfigError naming the field."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"model_config must be a dict, got {short_repr(data)}")
         known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        # Unknown keys are refused, not ignored: one could only come from a newer format that changes
+        # the architecture, and building without it would make a different model with these weights.
+        unknown = sorted(short_repr(key, 40) for key in data if key not in known)
         if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        return cls(**data)
+            raise ConfigError(
+                f"unknown model_config keys: {', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}"
+            )
+        try:
+            return cls(**data)
+        except ConfigError as exc:
+            raise ConfigError(f"model_config.{exc}") from None
 
     @property
     def default_image_size(self) -> int:
         return DEFAULT_IMAGE_SIZE[self.variant]
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass, and 1e9 or "10" are not integers: refused, never coerced.
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _relu() -> nn.ReLU:
@@ -151,9 +184,7 @@ _FEATURES = {"torchvision": _torchvision_features, "paper": _paper_features, "ci
 
 
 def _features(variant: str, width_divisor: int = 1) -> nn.Sequential:
-    if variant not in _FEATURES:
-        raise ValueError(f"unknown AlexNet variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    return _FEATURES[variant](width_divisor)
+    return _FEATURES[variant](width_divisor)  # AlexNetConfig admits only a variant of this table
 
 
 def _spatial_out(size: int, features: nn.Sequential) -> int:

@@ -6,6 +6,7 @@ side, the gate the held-out side, so the gate never sees a calibration image:
 - synthetic, CIFAR-10, STL-10 and DIR/train + DIR/val: the train and val splits;
 - DIR/<class>/: the same seeded 80/20 split per class that training uses (read_imagefolder);
 - a flat folder: images whose name hashes to 0 mod 5 are held out.
+With separate gate data (--gate-data) nothing is held out: a folder calibrates on all its images.
 Labels are never needed for calibration; the gate uses them, mapped to the checkpoint's
 classes by name, where there are any.
 
@@ -96,12 +97,57 @@ def resolve_sets(
     if kind in ("cifar10", "stl10"):
         return _arrays(kind, location, "train", class_names), _arrays(kind, location, "val", class_names)
     root = _folder(location)
-    if _class_folders(root) or (root / "train").is_dir():
+    if (root / "train").is_dir():
         return _imagefolder(root, "train", class_names, seed), _imagefolder(root, "val", class_names, seed)
-    paths = _flat_images(root)
-    held_out = [p for p in paths if zlib.crc32(p.name.encode()) % HELD_OUT_BUCKETS == 0]
-    kept = [p for p in paths if zlib.crc32(p.name.encode()) % HELD_OUT_BUCKETS != 0]
+    if _class_folders(root):
+        calib = _imagefolder(root, "train", class_names, seed)
+        try:
+            return calib, _imagefolder(root, "val", class_names, seed)
+        except ExportError:  # the train side has images: the split left none for val
+            raise _too_few_to_hold_out(root, calib.count) from None
+    kept, held_out = _flat_split(root, _flat_images(root))
     return _paths(f"{root} (4 in 5 images)", kept), _paths(f"{root} (held-out 1 in 5)", held_out)
+
+
+def _flat_split(root: Path, paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(calibration, held-out) images of a flat folder: names hashing to 0 mod 5 are held out."""
+    if len(paths) == 1:
+        raise _too_few_to_hold_out(root, 1)
+    hashes = {p: zlib.crc32(p.name.encode()) for p in paths}
+    held_out = [p for p in paths if hashes[p] % HELD_OUT_BUCKETS == 0]
+    if paths and len(held_out) in (0, len(paths)):
+        # A few names can all hash to one side, which left nothing to calibrate on or to gate with:
+        # then the lowest hash alone is held out (a split that is still fixed by the names).
+        held_out = [min(paths, key=hashes.get)]
+    held = set(held_out)
+    return [p for p in paths if p not in held], held_out
+
+
+def _too_few_to_hold_out(root: Path, count: int) -> ExportError:
+    # Said plainly: "no gate images" or "no images for split 'val'" would blame a folder that has images.
+    return ExportError(
+        f"{root} has {count} image{'s' if count != 1 else ''}, too few to hold some out of calibration "
+        "for the accuracy gate; pass --gate-data (images for the gate)"
+    )
+
+
+def resolve_calibration(
+    data: str, gate_data: str | None, class_names: Sequence[str], spec: PreprocessSpec, *, seed: int = 0
+) -> tuple[ImageSet, ImageSet]:
+    """(calibration set, gate set): without `gate_data` those of `resolve_sets`. With it nothing needs
+    holding out, so a folder calibrates on every image it has (a dataset, on its train split)."""
+    if gate_data is None:
+        return resolve_sets(data, class_names, spec, seed=seed)
+    kind, location = _split_source(data)
+    if kind == "synthetic":
+        calib = _synthetic("train", class_names, spec, seed)
+    elif kind in ("cifar10", "stl10"):
+        calib = _arrays(kind, location, "train", class_names)
+    else:
+        root = _folder(location)
+        tops = [root / split for split in ("train", "val") if (root / split).is_dir()] or [root]
+        calib = _every_image(f"{root} (every image)", tops, class_names)
+    return calib, resolve_gate_set(gate_data, class_names, spec, seed=seed)
 
 
 def resolve_gate_set(data: str, class_names: Sequence[str], spec: PreprocessSpec, *, seed: int = 0) -> ImageSet:
@@ -114,11 +160,7 @@ def resolve_gate_set(data: str, class_names: Sequence[str], spec: PreprocessSpec
     root = _folder(location)
     if (root / "val").is_dir():
         return _imagefolder(root, "val", class_names, seed)
-    folders = _class_folders(root)
-    if folders:
-        pairs = [(p, _label(d.name, class_names)) for d in folders for p in _flat_images(d, recursive=True)]
-        return _labelled_paths(str(root), pairs)
-    return _paths(str(root), _flat_images(root))
+    return _every_image(str(root), [root], class_names)
 
 
 def _split_source(data: str) -> tuple[str, str]:
@@ -174,6 +216,16 @@ def _flat_images(directory: Path, recursive: bool = False) -> list[Path]:
     # is_file(): FIFOs, devices and sockets named like images are skipped, never opened.
     found = directory.rglob("*") if recursive else directory.iterdir()
     return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _every_image(description: str, tops: list[Path], class_names: Sequence[str]) -> ImageSet:
+    """Every image in the class folders of `tops` (labelled by folder name); without class folders,
+    every image directly in them."""
+    folders = [d for top in tops for d in _class_folders(top)]
+    if folders:
+        pairs = [(p, _label(d.name, class_names)) for d in folders for p in _flat_images(d, recursive=True)]
+        return _labelled_paths(description, pairs)
+    return _paths(description, [p for top in tops for p in _flat_images(top)])
 
 
 def _imagefolder(root: Path, split: str, class_names: Sequence[str], seed: int) -> ImageSet:

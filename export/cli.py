@@ -80,8 +80,8 @@ def _triton_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 )
 @click.option(
     "--gate-data",
-    help="int8: held-out images for the accuracy gate (never calibration images). Default: the held-out "
-    "split of the calibration data.",
+    help="int8: held-out images for the accuracy gate (never calibration images); given, a calibration "
+    "folder is used whole. Default: the held-out split of the calibration data.",
 )
 @click.option("--gate-size", type=click.IntRange(1, MAX_IMAGES), default=DEFAULT_GATE_SIZE, show_default=True)
 @click.option(

@@ -60,10 +60,7 @@ def export_int8_onnx(
     data = calibration_source(options, training)
     seed = training_seed(training)
     names, spec = metadata.class_names, metadata.preprocess
-    calib_set, held_out = calibration.resolve_sets(data, names, spec, seed=seed)
-    gate_set = (
-        calibration.resolve_gate_set(options.gate_data, names, spec, seed=seed) if options.gate_data else held_out
-    )
+    calib_set, gate_set = calibration.resolve_calibration(data, options.gate_data, names, spec, seed=seed)
     _probe(calib_set, spec, options.calibration_size, echo)
     gate = read_gate(gate_set, spec, options.gate_size, model)
     with _scratch_dir() as scratch:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import click
 
+from runtime.metadata import MAX_CLASSES
 from runtime.option_types import BackendChoice, BatchSizes, DeviceChoice
 from runtime.preprocess import MAX_CROP
 
@@ -143,7 +144,8 @@ def variant_option(variants: Sequence[str], note: str = "", default: str | None 
 
 
 def num_classes_option(note: str = "", default: int | None = None) -> Decorator:
-    return _option(["--num-classes"], "Output classes.", note, type=click.IntRange(min=1), **_default(default))
+    classes = click.IntRange(1, MAX_CLASSES)  # the bound artifacts' metadata and checkpoints' configs enforce
+    return _option(["--num-classes"], "Output classes.", note, type=classes, **_default(default))
 
 
 def max_images_option(note: str = "", default: int = 1000) -> Decorator:

@@ -77,3 +77,19 @@ def checkpoint_object(variant="cifar", classes=3, training=None, width_divisor=S
         preprocess=PreprocessSpec(resize=36, crop=32),
         training=training,
     )
+
+
+def checkpoint_dict(**changes):
+    """An alexnet-deploy checkpoint dict without weights (cifar, 4 classes, crop 32) for torch.save:
+    a crafted file's fields are checked before any layer is built, so none is needed."""
+    data = {
+        "format": "alexnet-deploy-checkpoint",
+        "format_version": 1,
+        "package_version": "0",
+        "model_config": AlexNetConfig(variant="cifar", num_classes=4).to_dict(),
+        "class_names": ["a", "b", "c", "d"],
+        "preprocess": PreprocessSpec(resize=36, crop=32).to_dict(),
+        "model_state": {},
+    }
+    data.update(changes)
+    return data

@@ -3,7 +3,7 @@ import pickle
 
 import pytest
 import torch
-from builders import checkpoint_object
+from builders import checkpoint_dict, checkpoint_object
 
 from alexnet.checkpoint import CheckpointError, imagenet_class_names, load_checkpoint, save_checkpoint
 from alexnet.model import AlexNetConfig, build_alexnet
@@ -153,21 +153,6 @@ def test_newer_format_version_is_refused(tmp_path):
 # --- issue 9: hostile checkpoints are one-line refusals that say what the file is -------------------
 
 
-def checkpoint_dict(**changes):
-    """An alexnet-deploy checkpoint dict without weights: the fields are checked before any layer."""
-    data = {
-        "format": "alexnet-deploy-checkpoint",
-        "format_version": 1,
-        "package_version": "0",
-        "model_config": AlexNetConfig(variant="cifar", num_classes=4).to_dict(),
-        "class_names": ["a", "b", "c", "d"],
-        "preprocess": PreprocessSpec(resize=36, crop=32).to_dict(),
-        "model_state": {},
-    }
-    data.update(changes)
-    return data
-
-
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -246,3 +231,47 @@ def test_training_state_round_trips_with_the_same_keys():
     state = TrainState.from_dict(data, "x")
     assert state.to_dict() == {**data, "history": [row]}
     assert set(state.to_dict(resumable=False)) == {"epoch", "best_top1", "history", "args"}
+
+
+# --- issue 26, item 5: a hostile model_config is refused wherever a checkpoint is opened ------------
+
+
+def test_every_entry_point_refuses_a_huge_class_count_before_building(tmp_path, monkeypatch):
+    """alexnet-info's test covers each field; here one hostile config through the other commands
+    that build a model from a checkpoint: export, eval, the pytorch runtime backend, --resume."""
+    from click.testing import CliRunner
+
+    import runtime
+    from alexnet.cli.eval import main as eval_main
+    from alexnet.cli.train import main as train_main
+    from alexnet.model import AlexNet
+    from export.cli import main as export_main
+    from runtime.errors import DeployError
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built from the hostile config")
+
+    monkeypatch.setattr(AlexNet, "__init__", no_model)
+    path = tmp_path / "last.pth"
+    torch.save(checkpoint_dict(model_config={"variant": "cifar", "num_classes": 10**9}), path)
+    expected = "model_config.num_classes must be an integer from 1 to 100,000, got 1000000000"
+    with pytest.raises(DeployError, match=expected) as caught:
+        runtime.load(path, backend="pytorch")
+    assert "\n" not in str(caught.value)
+    commands = [
+        (export_main, [str(path), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]),
+        (eval_main, [str(path), "--data", "synthetic"]),
+        (train_main, ["--out", str(tmp_path / "run"), "--resume", str(path)]),
+    ]
+    for command, args in commands:
+        result = CliRunner().invoke(command, args)
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert len(result.output.strip().splitlines()) == 1 and expected in result.output
+
+
+def test_a_bare_state_dict_with_an_empty_huge_last_layer_is_refused_before_naming_its_classes(tmp_path):
+    # A (200000, 0) tensor holds no bytes; its shape alone must not size the class list or the model.
+    state = {"features.0.weight": torch.zeros(64, 3, 11, 11), "classifier.6.weight": torch.zeros(200_000, 0)}
+    torch.save(state, tmp_path / "bare.pth")
+    with pytest.raises(CheckpointError, match=r"bare.pth is a state_dict with classifier.6.weight \(200000, 0\): "):
+        load_checkpoint(tmp_path / "bare.pth")

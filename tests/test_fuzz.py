@@ -208,6 +208,8 @@ def valid_checkpoint_dict() -> dict:
 CHECKPOINT_FIELDS = [k for k in valid_checkpoint_dict() if k != "model_state"] + [
     "model_config.variant",
     "model_config.num_classes",
+    "model_config.dropout",
+    "model_config.width_divisor",
 ]
 
 

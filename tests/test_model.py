@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -90,12 +92,59 @@ def test_minimum_size_is_exact(variant, minimum):
 def test_config_validation_and_round_trip():
     config = AlexNetConfig(variant="cifar", num_classes=10, dropout=0.3)
     assert AlexNetConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ValueError, match="unknown AlexNet variant 'vgg'"):
+    with pytest.raises(ValueError, match="variant must be one of torchvision, paper, cifar, got 'vgg'"):
         AlexNetConfig(variant="vgg")
     with pytest.raises(ValueError, match="num_classes"):
         AlexNetConfig(num_classes=0)
-    with pytest.raises(ValueError, match="unknown model config keys: depth"):
+    with pytest.raises(ValueError, match="unknown model_config keys: 'depth'"):
         AlexNetConfig.from_dict({"variant": "paper", "depth": 3})
+
+
+# --- issue 26, item 5: every config field is bounded and typed before any layer is built -----------
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("num_classes", 1e9, "must be an integer from 1 to 100,000, got 1000000000.0"),
+        ("num_classes", 10**9, "must be an integer from 1 to 100,000, got 1000000000"),
+        ("num_classes", 100_001, "got 100001"),
+        ("num_classes", -1, "got -1"),
+        ("num_classes", True, "got True"),
+        ("num_classes", "10", "got '10'"),
+        ("num_classes", 10.0, "got 10.0"),
+        ("variant", "evil", "must be one of torchvision, paper, cifar, got 'evil'"),
+        ("variant", ["cifar"], "got ['cifar']"),
+        ("dropout", 2.0, "must be a number in [0, 1), got 2.0"),
+        ("dropout", float("nan"), "got nan"),
+        ("dropout", "0.5", "got '0.5'"),
+        ("dropout", False, "got False"),
+        ("width_divisor", 3, "must be one of (1, 2, 4, 8, 16), got 3"),
+    ],
+)
+def test_config_fields_are_typed_and_bounded(field, value, message):
+    from alexnet.model import ConfigError
+    from runtime.errors import DeployError
+
+    with pytest.raises(ConfigError, match=f"^model_config\\.{field} .*{re.escape(message)}$") as caught:
+        AlexNetConfig.from_dict({"variant": "cifar", field: value})
+    assert isinstance(caught.value, DeployError) and isinstance(caught.value, ValueError)
+
+
+def test_config_bounds_reuse_the_artifacts_class_limit_and_normalize_numpy_scalars():
+    import numpy as np
+
+    from runtime.metadata import MAX_CLASSES
+
+    assert AlexNetConfig(num_classes=MAX_CLASSES, width_divisor=16).num_classes == MAX_CLASSES
+    config = AlexNetConfig(num_classes=np.int64(7), dropout=np.float32(0.25), width_divisor=np.int32(4))
+    assert config == AlexNetConfig(num_classes=7, dropout=0.25, width_divisor=4)
+    assert [type(v) for v in config.to_dict().values()] == [str, int, float, int]
+    with pytest.raises(ValueError, match="^model_config must be a dict, got \\[1, 2\\]$"):
+        AlexNetConfig.from_dict([1, 2])
+    hostile = {"x" * 5000: 1, 7: 2, "variant": "cifar"}
+    with pytest.raises(ValueError, match=r"^unknown model_config keys: 'xxx.{33}\.\.\., 7$"):
+        AlexNetConfig.from_dict(hostile)
 
 
 def test_summary_macs_of_known_layers():
