@@ -8,10 +8,12 @@ Schema (``"schema": "alexnet-bench/1"``): command, note, settings, machine, mode
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks.e2e import e2e_table
+from benchmarks.markdown import md_code, md_text
 from benchmarks.suite import Result
 from runtime import outputs
 
@@ -74,11 +76,12 @@ def machine_line(m: dict[str, Any]) -> str:
     )
 
 
-def model_line(model: dict[str, Any]) -> str:
+def model_line(model: dict[str, Any], code: Callable[[str], str] = md_code) -> str:
+    """One line on the model; `code` formats names (a Markdown code span, or HTML's <code>)."""
     weights = model["weight_bytes"]["fp32"] / 1e6
-    source = f"checkpoint `{model['checkpoint']}`" if model.get("checkpoint") else "freshly initialized weights"
+    source = f"checkpoint {code(model['checkpoint'])}" if model.get("checkpoint") else "freshly initialized weights"
     return (
-        f"AlexNet `{model['variant']}`, {model['num_classes']} classes, {model['image_size']}x{model['image_size']} "
+        f"AlexNet {code(model['variant'])}, {model['num_classes']} classes, {model['image_size']}x{model['image_size']} "
         f"input, {model['parameters'] / 1e6:.1f} M parameters ({weights:.1f} MB fp32), "
         f"{model['flops_per_image'] / 1e9:.3f} GFLOP per image; {source}"
     )
@@ -195,16 +198,16 @@ E2E_NOTE = (
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
-    lines = ["# AlexNet inference benchmark", "", f"Command: `{doc['command']}`", ""]
+    lines = ["# AlexNet inference benchmark", "", f"Command: {md_code(doc['command'])}", ""]
     if doc.get("note"):
-        lines += [f"Conditions: {doc['note']}", ""]
+        lines += [f"Conditions: {md_text(doc['note'])}", ""]
     clock = doc["settings"].get("clock", "wall")
     clock_text = (
         "the process's CPU time (one thread; time spent descheduled is not counted)" if clock == "cpu" else "wall time"
     )
     lines += [
         f"- Date: {doc['machine']['date']}",
-        f"- Machine: {machine_line(doc['machine'])}",
+        f"- Machine: {md_text(machine_line(doc['machine']))}",
         f"- Model: {model_line(doc['model'])}",
         f"- Clock: {clock_text}",
         "",
@@ -235,7 +238,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         notes = sorted({r["floor_note"] for r in doc["rows"] if r.get("floor_note")})
         lines += [f"\\* {'; '.join(notes) or 'faster than the floor'}.", ""]
     if doc["warnings"]:
-        lines += ["**Warnings**", ""] + [f"- {w}" for w in doc["warnings"]] + [""]
+        lines += ["**Warnings**", ""] + [f"- {md_text(w)}" for w in doc["warnings"]] + [""]
     return "\n".join(lines)
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Callable
 from typing import Any
 
+from benchmarks.markdown import md_code, md_text
 from benchmarks.report import machine_line, model_line, of_floor
 
 COLUMNS = (
@@ -85,25 +87,23 @@ def table_rows(doc: dict[str, Any], device: str) -> tuple[list[str], list[list[s
     return header, rows
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def _recommendation_lines(doc: dict[str, Any], device: str) -> list[str]:
     lines = []
     for rec in (r for r in doc["recommendations"] if r["device"] == device):
-        lines.append(f"- **{rec['goal']}**: " + (f"`{rec['label']}`: {rec['why']}" if rec["label"] else rec["why"]))
+        chosen = f"{md_code(rec['label'])}: " if rec["label"] else ""
+        lines.append(f"- **{md_text(rec['goal'])}**: {chosen}{md_text(rec['why'])}")
     return lines
 
 
-def _header_lines(doc: dict[str, Any]) -> list[str]:
+def _header_lines(doc: dict[str, Any], code: Callable[[str], str], text: Callable[[str], str]) -> list[str]:
+    """The list under the title; `code` and `text` escape names and paths for the page's language."""
     gate = doc["gate"]
     return [
-        f"- Reproduce: `{doc['command']}`",
-        f"- Date: {doc['machine']['date']}",
-        f"- Machine: {machine_line(doc['machine'])}",
-        f"- Model: {model_line(doc['model'])}",
-        f"- Accuracy: {doc['data']['images']} images of the val split of `{doc['data']['source']}`, on the CPU; "
+        f"- Reproduce: {code(doc['command'])}",
+        f"- Date: {text(doc['machine']['date'])}",
+        f"- Machine: {text(machine_line(doc['machine']))}",
+        f"- Model: {model_line(doc['model'], code)}",
+        f"- Accuracy: {doc['data']['images']} images of the val split of {code(doc['data']['source'])}, on the CPU; "
         f"agreement and max |Δlogit| against the fp32 checkpoint on the same images",
         f"- Accuracy gate (as the int8 exporter's): agreement >= {1 - gate['max_agreement_loss']:.0%}, top-1 at most "
         f"{gate['max_accuracy_drop']:.0%} below the checkpoint's, validation passed",
@@ -119,18 +119,19 @@ NOTES = (
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
-    lines = ["# AlexNet deployment report", "", *_header_lines(doc), ""]
+    lines = ["# AlexNet deployment report", "", *_header_lines(doc, md_code, md_text), ""]
     for device in doc["devices"]:
         header, rows = table_rows(doc, device)
-        lines += [f"## {device}", "", "| " + " | ".join(map(_md_cell, header)) + " |", "|---|" + "--:|" * 7 + "---|"]
-        lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
-        lines += ["", *(f"- {_md_cell(line)}" for line in details(doc, device)), ""]
+        lines += [f"## {md_text(device)}", "", "| " + " | ".join(map(md_text, header)) + " |"]
+        lines += ["|---|" + "--:|" * 7 + "---|", *("| " + " | ".join(map(md_text, row)) + " |" for row in rows)]
+        lines += ["", *(f"- {md_text(line)}" for line in details(doc, device)), ""]
         lines += ["### Recommendations", "", *_recommendation_lines(doc, device), ""]
     if doc["excluded"]:
-        lines += ["Left out by the gate: " + "; ".join(f"`{label}` ({why})" for label, why in doc["excluded"]), ""]
+        left_out = "; ".join(f"{md_code(label)} ({md_text(why)})" for label, why in doc["excluded"])
+        lines += [f"Left out by the gate: {left_out}", ""]
     lines += [NOTES, ""]
     if doc["warnings"]:
-        lines += ["**Warnings**", "", *(f"- {w}" for w in doc["warnings"]), ""]
+        lines += ["**Warnings**", "", *(f"- {md_text(w)}" for w in doc["warnings"]), ""]
     return "\n".join(lines)
 
 
@@ -199,7 +200,7 @@ def render_html(doc: dict[str, Any]) -> str:
     e = html.escape
     parts = ["<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>AlexNet deployment report</title>"]
     parts += [f"<style>{STYLE}</style></head><body><h1>AlexNet deployment report</h1><ul>"]
-    parts += [f"<li>{e(line[2:]).replace('`', '')}</li>" for line in _header_lines(doc)]
+    parts += [f"<li>{line[2:]}</li>" for line in _header_lines(doc, lambda c: f"<code>{e(c)}</code>", e)]
     parts += ["</ul>", f"<pre>{e(doc['command'])}</pre>"]
     for device in doc["devices"]:
         parts += [f"<h2>{e(device)}</h2>", _html_table(*table_rows(doc, device)), "<ul>"]

@@ -36,7 +36,10 @@ from torch import nn
 
 from export.common import ExportError, first_line, quiet_logger, trace, weight_bytes, write_directory
 from export.quantize import QuantizeOptions
+from runtime.integrity import COREML_DESCRIPTION, coreml_sha256
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
+from runtime.mlpackage import package_files
+from runtime.protowire import replace_field
 
 INPUT_NAME, OUTPUT_NAME, LABEL_NAME = "input", "logits", "classLabel"
 MAX_BATCH = 64  # upper bound of the flexible batch (Core ML range dimensions need one)
@@ -233,6 +236,19 @@ def _describe(mlmodel: Any, metadata: ArtifactMetadata, coreml_input: str) -> No
     mlmodel.user_defined_metadata[METADATA_KEY] = metadata.to_json()
 
 
+def _stamp_weights(mlmodel: Any, metadata: ArtifactMetadata, package: str) -> None:
+    """Record the saved package's weights SHA-256 (runtime/integrity.py) in its metadata. Only the
+    spec's description record is replaced, spliced in: saving again would re-serialize the program,
+    whose maps protobuf writes in another order each time, and the hash is of those exact bytes."""
+    digest = coreml_sha256(package)
+    mlmodel.user_defined_metadata[METADATA_KEY] = dataclasses.replace(metadata, weights_sha256=digest).to_json()
+    spec_file = package_files(package).spec
+    description = mlmodel.get_spec().description.SerializeToString()
+    spec_file.write_bytes(replace_field(spec_file.read_bytes(), COREML_DESCRIPTION, description))
+    if coreml_sha256(package) != digest:
+        raise ExportError("stamping the Core ML metadata changed the hashed bytes; not saved")
+
+
 def export_coreml(
     model: nn.Module,
     metadata: ArtifactMetadata,
@@ -258,6 +274,7 @@ def export_coreml(
             raise  # write_directory words it
         except Exception as exc:  # coremltools raises bare Exception for what it refuses
             raise ExportError(f"cannot save the Core ML package {output}: {first_line(exc)}") from exc
+        _stamp_weights(mlmodel, metadata, tmp)
 
     write_directory(output, save, expected_bytes=weight_bytes(model, metadata.precision))
     return output

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import io
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ import torch
 from torch import nn
 
 from export.common import ExportError, first_line, quiet_logger, weight_bytes, write_file
+from runtime.integrity import onnx_sha256
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -25,8 +29,11 @@ def export_onnx(
     *,
     opset: int = 18,
     dynamic_batch: bool = True,
+    weights_hash: bool = True,
 ) -> Path:
-    """Export `model` (input `example`, (N, 3, H, W)) to `output`; batch dimension dynamic unless fixed."""
+    """Export `model` (input `example`, (N, 3, H, W)) to `output`; batch dimension dynamic unless fixed.
+    weights_hash: record the weights' SHA-256 (False for an intermediate that is changed further:
+    a hash of the graph before int8 quantization would be carried into the quantized models)."""
     import onnx
 
     newest = onnx.defs.onnx_opset_version()
@@ -39,23 +46,44 @@ def export_onnx(
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, metadata.to_json()
 
-    write_checked(proto, output, "the exported ONNX model", weight_bytes(model, metadata.precision))
+    write_checked(
+        proto, output, "the exported ONNX model", weight_bytes(model, metadata.precision), weights_hash=weights_hash
+    )
     return output
 
 
-def write_checked(proto: Any, output: Path, what: str, expected_bytes: int) -> None:
+def write_checked(proto: Any, output: Path, what: str, expected_bytes: int, *, weights_hash: bool = True) -> None:
     """Save `proto` (an onnx.ModelProto) as one self-contained file at `output`, atomically, after
-    onnx.checker's full check of what was written (a failure leaves nothing behind)."""
+    onnx.checker's full check of what was written (a failure leaves nothing behind). Its metadata
+    gets the weights' SHA-256 (runtime/integrity.py), checked against the file written."""
     import onnx
+
+    digest = stamp_weights_sha256(proto) if weights_hash else None
 
     def write(tmp: str) -> None:
         onnx.save_model(proto, tmp, save_as_external_data=False)
+        # The runtime's own reading of the file must agree (a device given as -o is written through).
+        if digest is not None and os.path.isfile(tmp) and onnx_sha256(tmp) != digest:
+            raise ExportError(f"{what}: the weights written do not hash to what was recorded; not saved")
         try:
             onnx.checker.check_model(tmp, full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
             raise ExportError(f"{what} fails onnx.checker: {first_line(exc)}") from exc
 
     write_file(output, write, expected_bytes=expected_bytes)
+
+
+def stamp_weights_sha256(proto: Any) -> str:
+    """Record the SHA-256 of `proto`'s graph (which holds the initializers) in its alexnet-deploy
+    metadata, the last change before saving; returns it. The metadata is outside the graph, and
+    ONNX has no map fields, so the graph serializes here to the very bytes the file will hold."""
+    entries = [p for p in proto.metadata_props if p.key == METADATA_KEY]
+    if len(entries) != 1:
+        raise ExportError(f"the ONNX model has {len(entries)} {METADATA_KEY} metadata entries, not one")
+    digest = hashlib.sha256(proto.graph.SerializeToString()).hexdigest()
+    metadata = ArtifactMetadata.from_json(entries[0].value)
+    entries[0].value = dataclasses.replace(metadata, weights_sha256=digest).to_json()
+    return digest
 
 
 def _convert(model: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool) -> Any:

@@ -125,7 +125,9 @@ class _Workspace:
         from export.to_onnx import export_onnx
 
         raw = self.root / "raw.onnx"
-        export_onnx(model, example_input(None, metadata.input_shape[2]), metadata, raw, opset=opset)
+        # No weights hash: quantization changes the graph, and the attempts carry this metadata
+        # (the final model is stamped when written).
+        export_onnx(model, example_input(None, metadata.input_shape[2]), metadata, raw, opset=opset, weights_hash=False)
         try:
             quant_pre_process(str(raw), str(self.fp32), skip_symbolic_shape=True)
         except Exception as exc:  # onnxruntime raises whatever its optimizer raises

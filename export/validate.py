@@ -32,6 +32,7 @@ from export.coreml_checks import (  # noqa: F401 (the structural checks' names, 
     weight_problems,
 )
 from export.source import Source, as_source
+from runtime.integrity import IntegrityError, verify_weights
 from runtime.metadata import ArtifactMetadata
 from runtime.preprocess import IMAGE_SUFFIXES, normalize, preprocess_image
 
@@ -138,7 +139,8 @@ def validate_artifact(
 
     path = Path(path)
     checkpoint = as_source(checkpoint).checkpoint
-    with runtime.load(path, device="cpu") as predictor:  # off macOS, a .mlpackage runs on coreml-reference
+    # The weights hash is checked below as one of the results, so that the numbers are compared too.
+    with runtime.load(path, device="cpu", verify=False) as predictor:  # off macOS, a .mlpackage: coreml-reference
         metadata = predictor.metadata
         batch = validation_inputs(metadata, data)
         got = predictor.predict_logits(batch)
@@ -148,6 +150,11 @@ def validate_artifact(
         structural = check_coreml_package(path, checkpoint)
         result.passed = result.passed and structural.passed
         result.note = "predicted by the Core ML reference evaluator (numpy); " + structural.note
+    try:
+        verify_weights(path, metadata.format, metadata)
+    except IntegrityError as exc:
+        result.passed = False
+        result.note = "; ".join(filter(None, (str(exc), result.note)))
     return result
 
 

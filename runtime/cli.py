@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from runtime.cliutil import echo_notice, handle_errors, set_torch_threads
+from runtime.cliutil import echo_notice, handle_errors, set_torch_threads, stdout_errors
 from runtime.metadata import FORMAT_SUFFIXES
 from runtime.options import (
     backend_option,
@@ -22,6 +22,7 @@ from runtime.options import (
     image_size_option,
     json_flag_option,
     threads_option,
+    verify_option,
 )
 from runtime.preprocess import IMAGE_SUFFIXES
 
@@ -135,10 +136,11 @@ def _print_predictions(
             else:
                 text = format_prediction(prediction) if prediction.ok else None
             if text is not None:
-                if bar.disable:
-                    click.echo(text)
-                else:
-                    bar.write(text, file=sys.stdout)
+                with stdout_errors():  # `> /dev/full`, a closed pipe: one line, not a traceback
+                    if bar.disable:
+                        click.echo(text)
+                    else:
+                        bar.write(text, file=sys.stdout)
             bar.update(1)
     return failed
 
@@ -158,6 +160,7 @@ def _print_predictions(
 @click.option("--topk", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
 @batch_size_option("Default: the artifact's fixed batch, else 32.")
 @threads_option("For the backend.")
+@verify_option()
 @json_flag_option("One JSON object per line per image.")
 @click.option("--logits", is_flag=True, help="With --json: add every class's raw logit.")
 @click.option(
@@ -190,6 +193,7 @@ def main(
     topk: int,
     batch_size: int | None,
     threads: int | None,
+    verify: bool,
     as_json: bool,
     logits: bool,
     labels: str | None,
@@ -220,7 +224,9 @@ def main(
         predictor = _remote_predictor(server, model_name, model, backend, device, threads, overrides)
     else:
         model = model or default_model()
-        predictor = runtime.load(model, backend, device, threads=threads, batch_size=batch_size, **overrides)
+        predictor = runtime.load(
+            model, backend, device, threads=threads, batch_size=batch_size, verify=verify, **overrides
+        )
         set_torch_threads(threads)  # torch backends: process-wide, so here at the entry point, not in the library
         echo_notice(predictor, model)
     images = _images_to_predict(inputs)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 
 from runtime.errors import DeployError
+from runtime.output_paths import OutputError
 
 DEBUG_ENV = "ALEXNET_DEBUG"  # ALEXNET_DEBUG=1: library errors keep their full traceback (and causes)
 
@@ -41,8 +43,12 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            result = command(*args, **kwargs)
+            with stdout_errors():
+                sys.stdout.flush()  # what is still buffered fails here, as one line, not at exit
+            return result
         except DeployError as exc:
+            _drop_unwritable_stdout()
             if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
                 raise
             raise click.ClickException(str(exc)) from None
@@ -50,3 +56,36 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise click.Abort() from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def stdout_errors() -> Iterator[None]:
+    """Around writes to stdout: a failure (`> /dev/full`, a closed pipe) is an OutputError, not
+    a traceback. Only where every OSError inside can be stdout's."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError("stdout", exc.strerror or str(exc), "to") from exc
+
+
+def _drop_unwritable_stdout() -> None:
+    """Before exiting on an error: if stdout cannot take what is still buffered, point it at
+    /dev/null, or the interpreter's own flush at exit fails again and prints "Exception
+    ignored" lines after the one-line error."""
+    try:
+        sys.stdout.flush()
+        return
+    except OSError:
+        pass
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # a stream without a descriptor (tests): nothing is flushed to a file at exit
+    finally:
+        os.close(devnull)

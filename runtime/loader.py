@@ -18,6 +18,7 @@ import numpy as np
 
 from runtime.backends import DEVICES, Backend, BackendUnavailableError, check_model_path, detect_backend, get_backend
 from runtime.fileio import SpecialFileError, open_regular
+from runtime.integrity import verify_weights
 from runtime.metadata import ArtifactMetadata, MetadataError, check_batch_size, check_class_names
 from runtime.predictor import InputError, Predictor
 from runtime.preprocess import PreprocessSpec
@@ -41,6 +42,7 @@ def load(
     threads: int | None = None,
     providers: Sequence[str] | None = None,
     batch_size: int | None = None,
+    verify: bool = True,
 ) -> Predictor:
     """Open `path` and return a ready `Predictor` (the backend session is created once, here).
 
@@ -52,6 +54,8 @@ def load(
     threads: intra-op threads of the onnxruntime session. torch backends ignore it: torch's thread
     count is process-wide, so an application sets it itself (torch.set_num_threads; alexnet-run
     --threads does). providers: explicit onnxruntime providers.
+    verify: check the weights against the SHA-256 the export recorded (runtime/integrity.py; an
+    IntegrityError if they differ); False skips the extra read, for trusted read-only storage.
     """
     path = Path(path)
     check_model_path(path)  # exists, and no FIFO or device (reading one would block)
@@ -60,6 +64,8 @@ def load(
     name = detect_backend(path) if backend == "auto" else backend
     engine = get_backend(name)(path, device=device, threads=threads, providers=providers)
     try:
+        if verify:
+            verify_weights(path, engine.format, engine.metadata)
         metadata = resolve_metadata(
             engine, path, labels=labels, preprocess=preprocess, image_size=image_size, mean=mean, std=std
         )

@@ -68,6 +68,9 @@ class ArtifactMetadata:
     # {"scheme": {...}, "calibration": {...}, "gate": {"passed": true, "agreement": 0.998, ...},
     #  "fp32_layers": ["features.0"], "target_cpu": "avx2"} (export/quantize.py writes it).
     quantization: dict[str, Any] | None = None
+    # The SHA-256 of the artifact's weights as exported (runtime/integrity.py says of which bytes);
+    # runtime.load checks it. "" for artifacts exported before it was recorded: nothing to check.
+    weights_sha256: str = ""
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -86,6 +89,8 @@ class ArtifactMetadata:
         data["input_shape"] = list(self.input_shape)
         if data["quantization"] is None:
             del data["quantization"]  # fp32/fp16 metadata stays what it was before int8 existed
+        if not data["weights_sha256"]:
+            del data["weights_sha256"]  # metadata not yet stamped (export stamps it last) reads as before
         return data
 
     def to_json(self) -> str:
@@ -121,6 +126,7 @@ class ArtifactMetadata:
                 input_shape=_input_shape(data["input_shape"], spec.crop),
                 precision=precision,
                 quantization=_record(data.get("quantization")),
+                weights_sha256=_sha256("weights_sha256", data.get("weights_sha256", "")),
                 schema_version=version,
                 **values,
             )
@@ -207,6 +213,13 @@ def _record(value: Any) -> dict[str, Any] | None:
         elif not isinstance(node, (str, int, float, bool)) and node is not None:
             raise MetadataError(f"quantization record holds a non-JSON value {short_repr(node)}")
     return value
+
+
+def _sha256(key: str, value: Any) -> str:
+    """An empty string, or a SHA-256 as 64 lowercase hex digits (what hashlib's hexdigest writes)."""
+    if value == "" or (isinstance(value, str) and len(value) == 64 and not value.strip("0123456789abcdef")):
+        return value
+    raise MetadataError(f"{key} must be a SHA-256 in 64 lowercase hex digits, got {short_repr(value)}")
 
 
 def _text(key: str, value: Any) -> str:

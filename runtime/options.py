@@ -193,6 +193,17 @@ def workers_option(note: str = "", default: int = 0) -> Decorator:
     return _option(["--workers"], "DataLoader worker processes.", note, type=click.IntRange(min=0), **_default(default))
 
 
+def verify_option() -> Decorator:
+    """--verify/--no-verify: runtime.load's `verify` (the weights against the SHA-256 recorded at export)."""
+    return click.option(
+        "--verify/--no-verify",
+        default=True,
+        show_default=True,
+        help="Check the model's weights against the SHA-256 its export recorded (a damaged or changed copy is "
+        "refused); --no-verify skips the extra read, for trusted read-only storage.",
+    )
+
+
 def max_batch_delay_option(name: str = "max_batch_delay_ms", note: str = "") -> Decorator:
     return _option(
         ["--max-batch-delay-ms", name],

@@ -248,8 +248,7 @@ def write_text(path: str | os.PathLike, text: str, *, what: str | None = None) -
     """`text` (UTF-8) to `path` atomically, or to stdout when `path` is ``-``."""
     stream = sys.stdout if is_stdout(path) else _console_stream(path)
     if stream is not None:
-        stream.write(text)
-        stream.flush()
+        _guarded(path, what, lambda: (stream.write(text), stream.flush()))  # `> /dev/full`, a closed pipe
         return Path(path)
     return atomic_write(path, functools.partial(_append, text=text), what=what)
 

@@ -4,23 +4,28 @@ Evaluation, export calibration/validation and the runtime all call `preprocess_i
 so a model sees the same pixels in training-time evaluation and on the device.
 It reproduces torchvision's eval transform on PIL images:
 ``Resize(resize) -> CenterCrop(crop) -> ToTensor() -> Normalize(mean, std)``.
+Reading a file into RGB (load_image, to_rgb, its memory budget) is runtime/decode.py,
+re-exported here.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import numbers
-import os
-import warnings
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from runtime.errors import DeployError, MetadataError
-from runtime.fileio import SpecialFileError, open_regular
+from runtime.decode import MAX_DECODED_BYTES as MAX_DECODED_BYTES
+from runtime.decode import ImageInput as ImageInput
+from runtime.decode import ImageLoadError as ImageLoadError
+from runtime.decode import decoded_bytes as decoded_bytes
+from runtime.decode import load_image as load_image
+from runtime.decode import source_name
+from runtime.decode import to_rgb as to_rgb
+from runtime.errors import MetadataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -69,12 +74,6 @@ INTERPOLATIONS = {
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
-
-ImageInput = str | os.PathLike | Image.Image | bytes  # bytes: an encoded image file's contents
-
-
-class ImageLoadError(DeployError, ValueError):
-    """An input could not be read as an image (missing, truncated, not an image, too large)."""
 
 
 @dataclass(frozen=True)
@@ -154,69 +153,6 @@ def _triple(name: str, values: Any, *, positive: bool) -> tuple[float, float, fl
     return tuple(float(v) for v in values)  # type: ignore[return-value]
 
 
-def load_image(source: ImageInput) -> Image.Image:
-    """Open `source` (a path, a PIL image, or an encoded file's bytes) as RGB, EXIF orientation applied.
-
-    Any failure (missing file, not a regular file, not an image, truncated data, a
-    decompression bomb) raises `ImageLoadError` naming the file.
-    """
-    name = _source_name(source)
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; refuse both.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if isinstance(source, Image.Image):
-                source.load()
-                image = ImageOps.exif_transpose(source)
-            elif isinstance(source, bytes):  # e.g. a request body: the same decoder, bomb checks and errors
-                with Image.open(io.BytesIO(source)) as opened:
-                    opened.load()
-                    image = ImageOps.exif_transpose(opened)
-            else:
-                with open_regular(source) as handle, Image.open(handle) as opened:
-                    opened.load()  # decode now, so truncated files fail here, not later
-                    image = ImageOps.exif_transpose(opened)  # a rotated copy, detached from the file
-            return to_rgb(image)
-    except ImageLoadError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError(f"{name}: refused, image too large ({exc})") from exc
-    except FileNotFoundError:
-        raise ImageLoadError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise ImageLoadError(f"{name}: is a directory, not an image") from None
-    except SpecialFileError as exc:
-        raise ImageLoadError(f"{exc}; not read") from exc
-    except Image.UnidentifiedImageError:
-        raise ImageLoadError(f"{name}: not an image file Pillow can read") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageLoadError(f"{name}: cannot read image ({exc})") from exc
-
-
-def _source_name(source: ImageInput) -> str:
-    if isinstance(source, Image.Image):
-        return getattr(source, "filename", None) or "<image>"
-    if isinstance(source, bytes):
-        return f"<{len(source)} bytes>"
-    return os.fspath(source)
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode -> RGB. 16-bit and float greyscale are scaled to 8 bits, not clipped."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        pixels = np.asarray(image, dtype=np.uint16).astype(np.float32) / 257.0
-        return Image.fromarray(np.round(pixels).astype(np.uint8), "L").convert("RGB")
-    if image.mode in ("I", "F"):
-        pixels = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if pixels.max(initial=0) > 255 else 255.0
-        return Image.fromarray(np.clip(np.round(pixels * 255.0 / top), 0, 255).astype(np.uint8), "L").convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    return image.convert("RGB")
-
-
 def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
     """(width, height) once the shorter side is `size` and the longer keeps the ratio (truncated)."""
     if width <= height:
@@ -284,7 +220,7 @@ def preprocess_image(source: ImageInput, spec: PreprocessSpec | None = None) -> 
     """Path or PIL image -> model input (3, crop, crop) float32."""
     spec = spec or PreprocessSpec()
     image = load_image(source)
-    image = resize_shorter_side(image, spec.resize, spec.interpolation, name=_source_name(source))
+    image = resize_shorter_side(image, spec.resize, spec.interpolation, name=source_name(source))
     image = center_crop(image, spec.crop)
     return normalize(image, spec)
 

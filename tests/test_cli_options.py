@@ -58,6 +58,7 @@ SHARED_FLAGS = (
     "--repeats",
     "--min-time",
     "--quick",
+    "--verify/--no-verify",
     "--version",
 )
 # (flag, file): a local option of the same name that means something else there.

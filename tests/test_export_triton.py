@@ -20,6 +20,7 @@ from google.protobuf import text_format
 from export import to_triton
 from export.cli import main
 from export.common import ExportError
+from runtime.integrity import onnx_sha256
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 
 pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="--format triton needs tritonclient ([export])")
@@ -94,6 +95,8 @@ def test_labels_and_the_metadata_parameter(exported):
     metadata = ArtifactMetadata.from_json(text)
     assert metadata == ArtifactMetadata.from_json(onnx_metadata_text(model_dir))
     assert metadata.class_names == tuple(CLASSES) and metadata.input_shape == (None, 3, 32, 32)
+    # The repository's model.onnx is an ONNX export like any other: its weights hash is recorded.
+    assert metadata.weights_sha256 == onnx_sha256(model_dir / "1" / "model.onnx")
 
 
 def test_int8_is_gated_like_onnx_int8(ckpt, tmp_path):

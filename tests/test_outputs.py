@@ -319,3 +319,30 @@ def test_a_link_to_the_own_stdout_keeps_the_order_of_what_was_printed(tmp_path):
     with log.open("w") as handle:
         subprocess.run([sys.executable, "-c", code], stdout=handle, check=True, cwd=Path(__file__).parent.parent)
     assert log.read_text() == "before\n{}\nafter\n" and link.is_symlink()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_stdout_on_a_full_disk_is_one_line_from_a_cli(tmp_path):
+    """`alexnet-eval --json - > /dev/full` (issue 26, item 7a): an OutputError naming the flag, and
+    no "Exception ignored" lines from the interpreter's own flush at exit."""
+    code = (
+        "import click; from runtime.cliutil import handle_errors; from runtime.outputs import write_text\n"
+        "@click.command()\n@handle_errors\ndef cli():\n    write_text('-', 'x' * 100000, what='--json')\ncli()"
+    )
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == ["Error: cannot write --json -: No space left on device"]
+
+
+def test_stdout_that_fails_is_an_output_error(monkeypatch):
+    class Full:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    with pytest.raises(OutputError, match=r"^cannot write --json -: No space left on device$"):
+        write_text("-", "{}\n", what="--json")

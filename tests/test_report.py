@@ -197,3 +197,49 @@ def test_core_ml_off_macos_is_a_skipped_row_with_its_structural_checks(
     assert coreml.check_passed and "spec, input/outputs, labels, metadata and weights checked" in coreml.check
     deploy_report.attach_timings(entries, [], ["cpu"])
     assert recommend.excluded([e.to_dict() for e in entries], GATE) == [("coreml fp16", "status skipped")]
+
+
+HOSTILE = "a`b|c*d_e[f](g)<i>&amp;"  # a checkpoint name that ends code spans, splits rows, marks up
+
+
+def _hostile_document():
+    failed = _entry("onnx fp32", top1=0.9, agreement=1.0, size_mb=1, timings={1: (1.0, 1000)}, status="failed")
+    failed["reason"] = f"cannot read {HOSTILE}.pth: *boom*"
+    model = {"checkpoint": f"{HOSTILE}.pth", "variant": "cifar", "num_classes": 5, "image_size": 32}
+    model |= {"parameters": 1e6, "flops_per_image": 1e9, "weight_bytes": {"fp32": 4e6}}
+    machine = {"date": "2026-01-01", "cpu": "CPU", "physical_cores": 2, "logical_cpus": 2, "os": "Linux"}
+    machine |= {"python": "3.11", "threads": 2, "libraries": {}}
+    return {
+        "command": f"alexnet-report '{HOSTILE}.pth' -o out",
+        "machine": machine,
+        "model": model,
+        "data": {"images": 3, "source": f"data/{HOSTILE}"},
+        "gate": GATE,
+        "devices": ["cpu"],
+        "batch_sizes": [1],
+        "artifacts": [_hand_made_rows()[0], failed],
+        "recommendations": [{"device": "cpu", "goal": "smallest", "label": "checkpoint fp32", "why": f"{HOSTILE}"}],
+        "excluded": [("onnx fp32", f"status failed: {HOSTILE}")],
+        "warnings": [f"- {HOSTILE}"],
+    }
+
+
+def test_markdown_shows_names_from_outside_as_they_are():
+    """Issue 26, item 7c: report.md escapes what file names and messages bring (report.html did)."""
+    import html
+    import re
+
+    from benchmarks.report_pages import render_markdown
+
+    text = render_markdown(_hostile_document())
+    assert f"``{HOSTILE}.pth``" in text  # a longer fence around a name with a backtick
+    for line in (line for line in text.splitlines() if line.startswith("| ")):
+        assert len(re.split(r"(?<!\\)\|", line)) == 9 + 2  # nine cells: no pipe inside one splits it
+    markdown_it = pytest.importorskip("markdown_it", reason="renders the Markdown as GitHub would")
+    page = markdown_it.MarkdownIt("commonmark").enable("table").render(text)
+    assert f"<code>{html.escape(HOSTILE, quote=False)}.pth</code>" in page  # the checkpoint, whole
+    assert f"<code>alexnet-report '{html.escape(HOSTILE, quote=False)}.pth' -o out</code>" in page
+    assert "<em>" not in page and "<a " not in page and "<i>" not in page and "<ul>\n<li>\n<ul>" not in page
+    assert page.count("<strong>") == 2  # the recommendation's goal and "Warnings", nothing from the names
+    assert page.count(f"{html.escape(HOSTILE, quote=False)}") >= 6  # every place it appears, literally
+    assert all(row.count("<td") == 9 for row in page.split("<tr>")[2:])

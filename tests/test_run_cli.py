@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -243,3 +245,27 @@ def test_a_broken_mlpackage_off_macos_is_one_line_from_the_reference_evaluator(w
 def test_help_has_examples():
     result = run("--help")
     assert result.exit_code == 0 and "Examples:" in result.output and "alexnet-run -m model.onnx" in result.output
+
+
+TINY_ONNX = Path(__file__).parent / "data" / "tiny.onnx"
+CLI = "import sys; from runtime.cli import main; sys.exit(main())"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("flags, images", [([], 1), (["--json"], 1), (["--json"], 20)], ids=["text", "json", "bar"])
+def test_results_to_a_full_disk_are_a_one_line_error(tmp_path, flags, images):
+    """`alexnet-run ... > /dev/full` (issue 26, item 7a): exit 1 and one line, not a traceback; 20
+    images write through the progress bar."""
+    for i in range(images):
+        picture(i).save(tmp_path / f"{i:02}.png")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-c", CLI, "-m", TINY_ONNX, *flags, tmp_path],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("model: ") and "img/s" not in line]
+    assert errors == ["Error: cannot write to stdout: No space left on device"], proc.stderr

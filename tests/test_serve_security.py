@@ -258,3 +258,27 @@ def test_tls_with_tritonclient_and_curl_and_client_certificates(tmp_path):
         anonymous = subprocess.run(curl[:-1] + [f"{server.http}/v2/health/ready"], capture_output=True, timeout=30)
         assert anonymous.returncode != 0  # no client certificate: the handshake fails
         assert server.get("/v2/health/ready")[0] == 200
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = open(f"/proc/{pid}/status").read()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+
+
+@pytest.mark.slow
+@needs_server
+def test_float_tiffs_are_refused_before_decoding_and_memory_stays_bounded(tmp_path):
+    from benchmarks.serve_hostile import float_tiff
+
+    tiff = float_tiff(9400)  # ~0.6 MB deflate; 353 MB of float32 pixels, 700 MB+ to convert
+    body = b"".join(
+        [json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(tiff) + 4}}]}).encode(),
+         len(tiff).to_bytes(4, "little"), tiff]
+    )  # fmt: skip
+    header = str(len(body) - len(tiff) - 4)
+    with running(TINY_ONNX, tmp_path / "server.log", "--no-grpc") as server:
+        before = peak_rss_mb(server.process.pid)
+        for _ in range(2):
+            code, answer = server.post("/v2/models/alexnet/infer", body, {"Inference-Header-Content-Length": header})
+            assert code == 400 and "MiB allowed" in json.loads(answer)["error"], answer
+        assert peak_rss_mb(server.process.pid) - before < 100  # was +5 GB: the pixels were never decoded

@@ -246,3 +246,31 @@ def test_client_preprocesses_for_a_tensor_server_as_the_runtime_does(tmp_path, m
         assert got.labels == want.labels and got.indices == want.indices
         np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-6)
     assert fake.requests == 2  # batches of 4: paths 0-3, then 4 (the unreadable one is never sent)
+
+
+def test_the_decode_budget_bounds_concurrent_decodes_and_lets_every_one_through():
+    import threading
+    import time
+
+    from runtime.decode import MAX_DECODED_BYTES
+    from runtime.server.decode_budget import DecodeBudget
+
+    budget = DecodeBudget(2 * MAX_DECODED_BYTES)
+    done = []
+
+    def decode(nbytes: int) -> None:
+        with budget.reserve(nbytes):
+            assert budget.in_use <= budget.limit
+            time.sleep(0.01)
+        done.append(nbytes)
+
+    sizes = [MAX_DECODED_BYTES, MAX_DECODED_BYTES // 2, MAX_DECODED_BYTES, 10, 10 * MAX_DECODED_BYTES] * 4
+    threads = [threading.Thread(target=decode, args=(n,)) for n in sizes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(done) == len(sizes) and budget.in_use == 0
+    assert MAX_DECODED_BYTES < budget.peak <= budget.limit  # decodes overlapped, never past the budget
+    with pytest.raises(ValueError, match="at least one image"):
+        DecodeBudget(MAX_DECODED_BYTES - 1)

@@ -28,6 +28,7 @@ from runtime.backends import (
 )
 from runtime.errors import first_line
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
+from runtime.mlpackage import package_files, parse_spec
 from runtime.preprocess import PreprocessSpec
 
 _COMPUTE_UNITS = {"auto": "ALL", "cpu": "CPU_ONLY", "mps": "CPU_AND_GPU"}
@@ -105,8 +106,14 @@ class CoreMLBackend(Backend):
         if device not in _COMPUTE_UNITS:
             raise BackendUnavailableError(f"--device {device} does not exist for Core ML; use auto, cpu or mps")
         units = getattr(ct.ComputeUnit, _COMPUTE_UNITS[device])
+        # The files are found and confined here (runtime.mlpackage), not by MLModel(path): its
+        # package class would follow a manifest anywhere and rewrite Manifest.json. From a spec,
+        # MLModel builds a temporary package of its own, with a copy of the checked weights.
+        files = package_files(path)
+        spec = parse_spec(files.read_spec(), path)
+        weights = str(files.weights) if files.weights is not None else None
         try:
-            self.model = ct.models.MLModel(str(path), compute_units=units)
+            self.model = ct.models.MLModel(spec, weights_dir=weights, compute_units=units)
         except Exception as exc:  # coremltools raises plain Exception/RuntimeError for bad packages
             raise ModelLoadError(f"coremltools cannot load {path}: {first_line(exc)}") from exc
         self.device = _COMPUTE_UNITS[device]

@@ -1,7 +1,7 @@
 """Read the ML Program inside a Core ML package and execute it, op by op, with numpy.
 
-coremltools reads the package (the spec's MIL protobuf and its weight file) into a MIL program;
-nothing else of coremltools runs. Loading: every op type is checked against the ops implemented
+runtime.mlpackage finds the package's files (confined to it) and coremltools' MIL loader reads the
+spec's program and its weight file into a MIL program; nothing else of coremltools runs. Loading: every op type is checked against the ops implemented
 here (an unknown one is a one-line error naming it and the model), consts become arrays, and
 the `constexpr_*` ops (compressed weights) are evaluated once, as Core ML does at load time.
 Running: the function's ops in program order; each output is stored in its declared dtype
@@ -10,6 +10,7 @@ Running: the function's ops in program order; each output is stored in its decla
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import DeployError, first_line, quiet_logger
+from runtime.mlpackage import package_files, parse_spec
 from runtime.mlprogram.layers import LAYERS
 from runtime.mlprogram.ops import OPS, UnsupportedOpError, wide
 
@@ -47,24 +49,26 @@ def import_coremltools() -> Any:
 
 def load_program(mlmodel: Any) -> Any:
     """The MIL program of an ML Program `ct.models.MLModel`, constants (weights) included."""
+    spec = mlmodel.get_spec()
+    return program_from_spec(spec, mlmodel.weights_dir)
+
+
+def program_from_spec(spec: Any, weights_dir: str | os.PathLike | None) -> Any:
+    """The MIL program of an ML Program spec whose weights are in `weights_dir`."""
     from coremltools.converters.mil.frontend.milproto.load import load
 
-    spec = mlmodel.get_spec()
     with warnings.catch_warnings(), quiet_logger("coremltools"):
         warnings.simplefilter("ignore")
-        return load(spec, spec.specificationVersion, mlmodel.weights_dir)
+        return load(spec, spec.specificationVersion, os.fspath(weights_dir or ""))
 
 
 def read_package(path: str | Path) -> tuple[Any, Any]:
-    """(spec, MIL program) of the .mlpackage (or .mlmodel) at `path`."""
-    ct = import_coremltools()
-    try:
-        with warnings.catch_warnings(), quiet_logger("coremltools"):
-            warnings.simplefilter("ignore")
-            mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
-        spec = mlmodel.get_spec()
-    except Exception as exc:  # coremltools raises bare exceptions for damaged packages
-        raise ProgramLoadError(f"coremltools cannot read {path}: {first_line(exc)}") from exc
+    """(spec, MIL program) of the .mlpackage (or .mlmodel) at `path`. Its files are found and
+    confined by runtime.mlpackage (a ModelLoadError for an item outside the package or not a
+    regular file), never by coremltools' package class, which rewrites Manifest.json."""
+    import_coremltools()
+    files = package_files(path)
+    spec = parse_spec(files.read_spec(), path)
     kind = spec.WhichOneof("Type")
     if kind != "mlProgram":
         raise ProgramLoadError(
@@ -72,7 +76,7 @@ def read_package(path: str | Path) -> tuple[Any, Any]:
             f"ML Programs (what alexnet-export --format coreml writes)"
         )
     try:
-        return spec, load_program(mlmodel)
+        return spec, program_from_spec(spec, files.weights)
     except Exception as exc:  # the MIL loader raises plain ValueError/KeyError/NotImplementedError
         raise ProgramLoadError(f"coremltools cannot read the program in {path}: {first_line(exc)}") from exc
 

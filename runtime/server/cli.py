@@ -14,7 +14,15 @@ from pathlib import Path
 import click
 
 from runtime.cliutil import handle_errors
-from runtime.options import backend_option, command, device_option, max_batch_delay_option, threads_option
+from runtime.decode import MAX_DECODED_BYTES
+from runtime.options import (
+    backend_option,
+    command,
+    device_option,
+    max_batch_delay_option,
+    threads_option,
+    verify_option,
+)
 from runtime.server.manifest import Deployment, inference_service
 from runtime.server.protocol import MODEL_NAME, MODEL_NAME_RULE
 
@@ -32,11 +40,13 @@ def _argv_for_kserve() -> Iterator[None]:
 with _argv_for_kserve():
     from runtime.server.app import DEFAULT_MAX_REQUEST_BYTES, Listen, serve
     from runtime.server.auth import OPENABLE, AuthPolicy
+    from runtime.server.decode_budget import DEFAULT_DECODE_BUDGET
     from runtime.server.guards import ConnectionLimits
     from runtime.server.model import AlexNetModel, BatchSettings
     from runtime.server.security import TOKEN_ENV, TlsFiles, exposure_warnings, read_token
 
 LIMITS = ConnectionLimits()
+MIN_DECODE_MIB = MAX_DECODED_BYTES >> 20  # the budget holds at least the largest image allowed
 SECONDS = click.FloatRange(0.1, 3600)
 FILE = click.Path(dir_okay=False)
 
@@ -68,6 +78,14 @@ def check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="Images that may wait for a batch; past it requests get 'unavailable' (HTTP 503, gRPC UNAVAILABLE).",
 )
 @click.option(
+    "--decode-memory",
+    type=click.IntRange(MIN_DECODE_MIB, 1 << 20),
+    default=DEFAULT_DECODE_BUDGET >> 20,
+    show_default=True,
+    metavar="MIB",
+    help="MiB all concurrent image decodes may take together (whatever the core count); others wait.",
+)
+@click.option(
     "--max-request-bytes",
     type=click.IntRange(1024, 1 << 30),
     default=DEFAULT_MAX_REQUEST_BYTES,
@@ -77,6 +95,7 @@ def check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @backend_option()
 @device_option()
 @threads_option("Of the onnxruntime session.")
+@verify_option()
 @click.option(
     "--header-timeout",
     type=SECONDS,
@@ -151,7 +170,9 @@ def main(model: str, name: str, host: str, http_port: int, grpc_port: int, no_gr
       alexnet-serve model.onnx --host 0.0.0.0 --max-batch-size 16 --max-batch-delay-ms 2
       alexnet-serve --print-manifest model.onnx --storage-uri s3://bucket/alexnet/ --image me/alexnet:1 > isvc.yaml
     """
-    batching = BatchSettings(options["max_batch_size"], options["max_batch_delay_ms"], options["max_queue"])
+    batching = BatchSettings(
+        options["max_batch_size"], options["max_batch_delay_ms"], options["max_queue"], options["decode_memory"] << 20
+    )
     if options["print_manifest"]:
         click.echo(inference_service(_deployment(model, name, batching, options)), nl=False)
         return
@@ -161,7 +182,13 @@ def main(model: str, name: str, host: str, http_port: int, grpc_port: int, no_gr
         logger.warning(warning)
     import runtime
 
-    predictor = runtime.load(Path(model), str(options["backend"]), str(options["device"]), threads=options["threads"])
+    predictor = runtime.load(
+        Path(model),
+        str(options["backend"]),
+        str(options["device"]),
+        threads=options["threads"],
+        verify=bool(options["verify"]),
+    )
     m = predictor.metadata
     grpc = f", gRPC {host}:{listen.grpc_port}" if listen.grpc_port else ""
     logger.info(

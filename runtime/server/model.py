@@ -20,10 +20,12 @@ from kserve.errors import InvalidInput, ServerNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter, Gauge, Histogram
 
+from runtime.decode import decoded_bytes
 from runtime.predictor import Predictor
 from runtime.preprocess import ImageLoadError, preprocess_image
 from runtime.server import protocol
 from runtime.server.batcher import DynamicBatcher, QueueFull
+from runtime.server.decode_budget import DEFAULT_DECODE_BUDGET, DecodeBudget
 
 # Prometheus metrics beside kserve's own request_{preprocess,predict,postprocess}_seconds histograms.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -50,6 +52,7 @@ class BatchSettings:
     max_batch_size: int = 32
     max_delay_ms: float = 5.0
     max_queue: int = 256  # images waiting; also the most one request may carry
+    decode_budget_bytes: int = DEFAULT_DECODE_BUDGET  # all concurrent decodes together
 
 
 class AlexNetModel(kserve.Model):
@@ -57,6 +60,7 @@ class AlexNetModel(kserve.Model):
         super().__init__(name)
         self.predictor = predictor
         self.settings = settings
+        self.decode_budget = DecodeBudget(settings.decode_budget_bytes)
         self.batcher = DynamicBatcher(
             predictor.predict_logits,
             max_batch_size=settings.max_batch_size,
@@ -132,7 +136,8 @@ class AlexNetModel(kserve.Model):
         arrays = []
         for i, data in enumerate(images):
             try:
-                arrays.append(preprocess_image(data, spec))
+                with self.decode_budget.reserve(decoded_bytes(data)):  # waits while others decode
+                    arrays.append(preprocess_image(data, spec))
             except ImageLoadError as exc:
                 raise ImageLoadError(f"image {i}: {exc}") from None
         return np.stack(arrays)
