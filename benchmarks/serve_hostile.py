@@ -10,6 +10,9 @@ flight each, tritonclient.http as in benchmarks/serve_load.py):
                reconnecting whenever the server cuts them off
   float TIFFs  + 2 clients sending, back to back, a 9400 x 9400 float32 TIFF (deflate: ~0.6 MB on
                the wire, 353 MB of pixels), the decompression load that once took the server to 5.9 GB
+               (now refused from its header: over the 512 MiB one image may take)
+  64 MP float TIFFs  the same with 8000 x 8000, just under that limit: decoded, two at a time
+               within the server's --decode-memory (1024 MiB); the CPU they take is the clients' loss
 Reported per phase: the normal clients' images/s and its ratio to the baseline, p99 latency,
 failures, and the server's peak resident memory (sampled every 0.1 s from /proc).
 """
@@ -98,7 +101,11 @@ class MemorySampler(threading.Thread):
             time.sleep(0.1)
 
 
-def phase(server: Any, name: str, images: list[bytes], seconds: float, tiff: bytes) -> dict[str, Any]:
+PHASES = ("baseline", "slowloris", "float TIFFs", "64 MP float TIFFs")
+TIFF_SIDES = {"float TIFFs": 9400, "64 MP float TIFFs": 8000}
+
+
+def phase(server: Any, name: str, images: list[bytes], seconds: float, tiffs: dict[int, bytes]) -> dict[str, Any]:
     stop = threading.Event()
     url = f"127.0.0.1:{server.http_port}"
     start = time.perf_counter() + 2.0  # clients and attackers settle in first
@@ -106,8 +113,8 @@ def phase(server: Any, name: str, images: list[bytes], seconds: float, tiff: byt
     attackers: list[Any] = []
     if name == "slowloris":
         attackers = [Slowloris(server.http_port, 200, stop)]
-    elif name == "float TIFFs":
-        attackers = [LoadClient(url, [tiff], 0, start, end) for _ in range(2)]
+    elif name in TIFF_SIDES:
+        attackers = [LoadClient(url, [tiffs[TIFF_SIDES[name]]], 0, start, end) for _ in range(2)]
     clients = [LoadClient(url, images, k * 7, start, end) for k in range(NORMAL_CLIENTS)]
     memory = MemorySampler(server.process.pid)
     for thread in [memory, *attackers, *clients]:
@@ -126,6 +133,7 @@ def phase(server: Any, name: str, images: list[bytes], seconds: float, tiff: byt
         "failed": sum(len(c.errors) for c in clients),
         "peak_rss_mb": memory.peak_kb / 1024,
         "attacker_errors": sorted({e for a in attackers for e in getattr(a, "errors", [])})[:3],
+        "attacker_answers": sum(len(getattr(a, "latencies", [])) for a in attackers),
         "reconnects": sum(getattr(a, "reconnects", 0) for a in attackers),
     }
 
@@ -139,17 +147,18 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{NORMAL_CLIENTS} normal clients in every phase, {doc['duration']:.0f} s measured per phase; "
         "client, attackers and server share the machine's cores.",
         "",
-        "| phase | images/s | vs baseline | p99 ms | failed | server peak RSS MB | attacker reconnects |",
+        "| phase | images/s | vs baseline | p99 ms | failed | server peak RSS MB | attacker reconnects / answers |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in doc["results"]:
         lines.append(
             f"| {r['phase']} | {r['images_per_s']:.1f} | {r['images_per_s'] / base:.2f}x | {r['p99_ms']:.1f} "
-            f"| {r['failed']} | {r['peak_rss_mb']:.0f} | {r['reconnects']} |"
+            f"| {r['failed']} | {r['peak_rss_mb']:.0f} | {r['reconnects'] or r['attacker_answers']} |"
         )
-    tiff_errors = next((r["attacker_errors"] for r in doc["results"] if r["phase"] == "float TIFFs"), [])
-    if tiff_errors:
-        lines += ["", f"The float-TIFF requests were answered: {'; '.join(tiff_errors)}"]
+    for r in doc["results"]:
+        if r["phase"] in TIFF_SIDES:
+            what = "; ".join(r["attacker_errors"]) or "decoded and predicted"
+            lines += ["", f"{r['phase']}: {r['attacker_answers']} answered, errors: {what}"]
     return "\n".join(lines) + "\n"
 
 
@@ -161,20 +170,20 @@ def main(model: Path, duration: float, output: Path | None) -> None:
     """Measure MODEL's server under slow-client and float-TIFF attacks beside 16 normal clients."""
     from benchmarks.machine import describe_machine
 
-    images, tiff = sample_images(64, 256), float_tiff()
+    images, tiffs = sample_images(64, 256), {side: float_tiff(side) for side in set(TIFF_SIDES.values())}
     machine = describe_machine()
     doc: dict[str, Any] = {
         "model": str(model),
         "command": " ".join(["python -m benchmarks.serve_hostile", *sys.argv[1:]]),
         "machine": f"{machine['cpu']}, {machine['physical_cores']} cores, {machine['os']}",
         "duration": duration,
-        "float_tiff_bytes": len(tiff),
+        "float_tiff_bytes": {str(side): len(data) for side, data in tiffs.items()},
         "results": [],
     }
     log = Path(tempfile.mkdtemp(prefix="serve-hostile-")) / "server.log"
     with running(model, log, "--no-grpc", "--max-queue", "1024") as server:
-        for name in ("baseline", "slowloris", "float TIFFs"):
-            result = phase(server, name, images, duration, tiff)
+        for name in PHASES:
+            result = phase(server, name, images, duration, tiffs)
             click.echo(f"{name}: {result['images_per_s']:.1f} img/s, peak RSS {result['peak_rss_mb']:.0f} MB", err=True)
             doc["results"].append(result)
     text = markdown(doc)
