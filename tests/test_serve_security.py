@@ -153,13 +153,18 @@ def test_slow_clients_are_cut_off_and_the_health_probe_answers(tmp_path):
 
 @pytest.mark.slow
 @needs_server
-def test_connections_past_the_cap_get_503_at_once(tmp_path):
+def test_past_the_cap_the_longest_waiting_connection_makes_room_or_the_newcomer_gets_503(tmp_path):
     with running(TINY_ONNX, tmp_path / "server.log", "--no-grpc", "--max-connections", "8") as server:
-        held = [socket.create_connection(("127.0.0.1", server.http_port)) for _ in range(8)]
+        idle = [partial_request(server.http_port) for _ in range(8)]  # 300 of these once starved the probes
         time.sleep(0.3)  # the server has accepted them
-        extra = socket.create_connection(("127.0.0.1", server.http_port))
-        assert answer_of(extra).startswith(b"HTTP/1.1 503")
-        for sock in held:
+        assert server.get("/v2/health/ready")[0] == 200  # the oldest idle one made room
+        assert answer_of(idle[0]).startswith(b"HTTP/1.1 408")
+        busy = [partial_request(server.http_port, body=True) for _ in range(8)]  # each evicts an idle one
+        time.sleep(0.3)
+        assert all(answer_of(sock).startswith(b"HTTP/1.1 408") for sock in idle[1:])
+        newcomer = socket.create_connection(("127.0.0.1", server.http_port))
+        assert answer_of(newcomer).startswith(b"HTTP/1.1 503")  # every slot is a request in progress
+        for sock in busy:
             sock.close()
         server.wait_for(lambda: server.get("/v2/health/ready")[0] == 200, "a free connection slot")
 

@@ -9,7 +9,9 @@ So each connection here has
     connection (or of the request's first byte on a kept-alive connection),
   - a body deadline: the body must arrive within `body_timeout_s` of the headers,
   - an idle timeout between requests (uvicorn's keep-alive timeout),
-and past `max_connections` open connections a new one gets 503 and is closed at once.
+and past `max_connections` open connections a new one takes the place of the connection that has
+waited longest without a request in progress (that one gets 408), or, if every connection is
+busy being answered, gets 503 and is closed at once.
 gRPC gets the same through grpc-core: a handshake deadline, an idle and a maximum connection age,
 keep-alive pings, and a cap on concurrent calls.
 """
@@ -60,12 +62,27 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._deadline: asyncio.TimerHandle | None = None
-        if len(self.connections) > self.cap:
+        self._waiting_since: float | None = self.loop.time()  # set while no request is in progress
+        if len(self.connections) > self.cap and not self._evict_the_longest_waiting():
             message = f"too many connections (over {self.cap}); try again later"
             transport.write(_refusal(503, "Service Unavailable", message))
             transport.close()
             return
         self._arm(self.limits.header_timeout_s)
+
+    def _evict_the_longest_waiting(self) -> bool:
+        """Make room by closing the connection that has waited longest without a request in
+        progress (headers not yet complete, or idle): a slow client's, not one being answered, so
+        a full server still takes new callers (health probes among them). False: none to close."""
+        waiting = [
+            c
+            for c in self.connections
+            if c is not self and getattr(c, "_waiting_since", None) is not None and not c.transport.is_closing()
+        ]
+        if not waiting:
+            return False
+        min(waiting, key=lambda c: c._waiting_since)._too_slow()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -77,6 +94,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._arm(self.limits.header_timeout_s)
 
     def on_headers_complete(self) -> None:
+        self._waiting_since = None
         self._disarm()
         super().on_headers_complete()
         self._arm(self.limits.body_timeout_s)
@@ -84,6 +102,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()  # from here the idle timeout (uvicorn's keep-alive) applies, once answered
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.cycle is None or self.cycle.response_complete:  # not a pipelined request's turn
+            self._waiting_since = self.loop.time()  # idle until its next request
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
