@@ -20,7 +20,6 @@ failures, and the server's peak resident memory (sampled every 0.1 s from /proc)
 from __future__ import annotations
 
 import io
-import json
 import select
 import socket
 import sys
@@ -34,10 +33,9 @@ import click
 import numpy as np
 from PIL import Image
 
-from benchmarks.serve_load import LoadClient, sample_images
+from benchmarks.serve_load import LoadClient, emit, sample_images
 from benchmarks.serve_process import running
 from runtime.options import command, duration_option, output_option
-from runtime.outputs import write_text
 
 NORMAL_CLIENTS = 16
 
@@ -186,11 +184,7 @@ def main(model: Path, duration: float, output: Path | None) -> None:
             result = phase(server, name, images, duration, tiffs)
             click.echo(f"{name}: {result['images_per_s']:.1f} img/s, peak RSS {result['peak_rss_mb']:.0f} MB", err=True)
             doc["results"].append(result)
-    text = markdown(doc)
-    click.echo(text)
-    if output is not None:
-        write_text(Path(f"{output}.json"), json.dumps(doc, indent=2) + "\n")
-        write_text(Path(f"{output}.md"), text)
+    emit(doc, markdown(doc), output)
 
 
 if __name__ == "__main__":

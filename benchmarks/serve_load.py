@@ -266,7 +266,11 @@ def main(
                 err=True,
             )
             doc["results"].append(asdict(result))
-    text = markdown(doc)
+    emit(doc, markdown(doc), output)
+
+
+def emit(doc: dict[str, Any], text: str, output: Path | None) -> None:
+    """Print the table; with -o, also write OUTPUT.json (everything measured) and OUTPUT.md (the table)."""
     click.echo(text)
     if output is not None:
         write_text(Path(f"{output}.json"), json.dumps(doc, indent=2) + "\n")
