@@ -179,5 +179,5 @@ def verify_weights(path: str | os.PathLike, fmt: str, metadata: ArtifactMetadata
     if actual != recorded:
         raise IntegrityError(
             f"{path}: its weights do not match the SHA-256 recorded at export ({recorded[:12]}..., now "
-            f"{actual[:12]}...): the copy is damaged or was changed; copy or export it again"
+            f"{actual[:12]}...): the copy is damaged or was changed; copy or export it again (--no-verify if you changed it on purpose)"
         )

@@ -46,9 +46,21 @@ def stand_in_exporter(calls: list[dict], fp32_onnx):
         quantize_static(
             str(fp32_onnx()), str(output), reader, quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8
         )
+        _restamp(Path(output))  # the quantizer kept the fp32 model's metadata, weights hash included
         return Path(output)
 
     return export_artifact
+
+
+def _restamp(path: Path) -> None:
+    """Record the hash of the weights the file now holds, as export's int8 exporter does."""
+    import onnx
+
+    from export.to_onnx import stamp_weights_sha256
+
+    proto = onnx.load(str(path))
+    stamp_weights_sha256(proto)
+    onnx.save(proto, str(path))
 
 
 def fake_limits(device, precisions, **_):
