@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 class SpecialFileError(OSError):
@@ -52,7 +52,12 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
 def file_sha256(path: str | os.PathLike) -> str:
     """The hex sha256 of the regular file at `path`, read 1 MB at a time."""
     digest = hashlib.sha256()
+    update_digest(digest, path)
+    return digest.hexdigest()
+
+
+def update_digest(digest: Any, path: str | os.PathLike) -> None:
+    """Feed the regular file at `path` to a hashlib object, 1 MB at a time."""
     with open_regular(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()

@@ -37,7 +37,7 @@ from typing import Any
 
 from runtime.backends import ModelLoadError
 from runtime.errors import first_line
-from runtime.fileio import open_regular
+from runtime.fileio import open_regular, update_digest
 from runtime.metadata import ArtifactMetadata
 from runtime.mlpackage import package_files
 from runtime.preprocess import short_repr
@@ -67,12 +67,6 @@ def mapped(path: str | os.PathLike) -> Iterator[Any]:
             yield view
 
 
-def _update_from_file(digest: Any, path: str | os.PathLike) -> None:
-    with open_regular(path) as handle:
-        for block in iter(lambda: handle.read(_BLOCK), b""):
-            digest.update(block)
-
-
 def onnx_sha256(path: str | os.PathLike) -> str:
     path = Path(path)
     digest, locations = hashlib.sha256(), []
@@ -83,7 +77,7 @@ def onnx_sha256(path: str | os.PathLike) -> str:
                     digest.update(view[field.value_start : field.end])
                 locations += _external_locations(data, field.value_start, field.end)
     for location in dict.fromkeys(locations):  # each file once, in the order first named
-        _update_from_file(digest, _external_file(path, location))
+        update_digest(digest, _external_file(path, location))
     return digest.hexdigest()
 
 
@@ -125,7 +119,7 @@ def coreml_sha256(path: str | os.PathLike) -> str:
                 digest.update(view[field.start : field.end])
     for weight in files.weight_files:
         digest.update(weight.name.encode() + b"\0")
-        _update_from_file(digest, weight)
+        update_digest(digest, weight)
     return digest.hexdigest()
 
 
