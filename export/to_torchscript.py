@@ -30,15 +30,25 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, metadata: Artifa
         raise ExportError(f"TorchScript tracing failed: {first_line(exc)}") from exc
 
     def write(tmp: str) -> None:
-        # The hash is of the archive's tensor entries (runtime/integrity.py), known once saved: saved
-        # to memory and hashed, then saved to `tmp` with the hash in the metadata (the extra file, not hashed).
-        buffer = io.BytesIO()
-        torch.jit.save(frozen, buffer, _extra_files={EXTRA_FILE: metadata.to_json()})
-        digest = torchscript_archive_sha256(buffer)
+        # The hash is of the archive's tensor entries (runtime/integrity.py), known once saved:
+        # saved and hashed, then saved again with the hash in the metadata (the extra file, not hashed).
+        digest = _saved_digest(frozen, metadata, tmp)
         stamped = dataclasses.replace(metadata, weights_sha256=digest)
         torch.jit.save(frozen, tmp, _extra_files={EXTRA_FILE: stamped.to_json()})
-        if os.path.isfile(tmp) and torchscript_sha256(tmp) != digest:  # -o a device: written through, not read
+        if os.path.isfile(tmp) and torchscript_sha256(tmp) != digest:
             raise ExportError("TorchScript saved different tensor bytes twice; the weights hash would not hold")
 
     write_file(output, write, expected_bytes=weight_bytes(model, metadata.precision))
     return output
+
+
+def _saved_digest(frozen: torch.jit.ScriptModule, metadata: ArtifactMetadata, tmp: str) -> str:
+    """The weights digest of `frozen` as torch.jit.save writes it: saved to `tmp` and read back, or,
+    where `tmp` is a device written through (-o /dev/null) and cannot be read back, saved to memory."""
+    extra = {EXTRA_FILE: metadata.to_json()}
+    if os.path.exists(tmp) and not os.path.isfile(tmp):
+        buffer = io.BytesIO()
+        torch.jit.save(frozen, buffer, _extra_files=extra)
+        return torchscript_archive_sha256(buffer)
+    torch.jit.save(frozen, tmp, _extra_files=extra)
+    return torchscript_sha256(tmp)
