@@ -1,6 +1,6 @@
 # One-command set-up: `make demo` builds .venv from nothing and runs the main job;
 # `make test` runs the suite without its `slow` tests (minutes: what a contributor runs before every
-# change); `make test-all` runs all of it; `make test-edge` proves the base install runs without torch
+# change); `make test-all` runs all of it; `make test-edge` proves the base install (and [openvino]) runs without torch
 # (CI runs test-all and test-edge: .ci/run).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -24,11 +24,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# The edge install: the base package alone (numpy, Pillow, onnxruntime, click, tqdm), no torch.
+# The edge install: the base package (numpy, Pillow, onnxruntime, click, tqdm) and the torch-free
+# OpenVINO backend ([openvino]), no torch.
 $(EDGE_VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(EDGE_VENV)
 	$(EDGE_VENV)/bin/python -m pip install -q --upgrade pip
-	$(EDGE_VENV)/bin/python -m pip install -q . pytest pytest-timeout
+	$(EDGE_VENV)/bin/python -m pip install -q '.[openvino]' pytest pytest-timeout
 	touch $@
 
 # The main job on the embedded synthetic data: data -> train -> evaluate -> export -> run -> the deployment
@@ -70,6 +71,8 @@ test-edge: setup $(EDGE_VENV)/.installed
 	$(BIN)/alexnet-export --format onnx $(EDGE_OUT)/run/best.pth
 	$(BIN)/alexnet-data synthetic --out $(EDGE_OUT)/images --per-class 1 --val-per-class 1 --image-size 48
 	$(EDGE_VENV)/bin/alexnet-run -m $(EDGE_OUT)/run/best.onnx --topk 2 $(EDGE_OUT)/images/val
+	$(BIN)/alexnet-export --format openvino $(EDGE_OUT)/run/best.pth
+	$(EDGE_VENV)/bin/alexnet-run -m $(EDGE_OUT)/run/best.xml --topk 2 $(EDGE_OUT)/images/val
 	! $(EDGE_VENV)/bin/alexnet-train --help 2> $(EDGE_OUT)/missing.txt
 	grep -q "needs the \[train\] extra" $(EDGE_OUT)/missing.txt
 

@@ -88,21 +88,6 @@ def open_source(
     return Source(path, ckpt, size, given=False)
 
 
-def artifact_bytes(path: str | os.PathLike | None) -> int | None:
-    """Bytes on disk: a file (an OpenVINO IR with its weights) or a whole directory (.mlpackage)."""
-    if path is None:
-        return None
-    path = Path(path)
-    if path.is_dir():  # .mlpackage
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    if not path.exists():
-        return None
-    # An OpenVINO IR keeps its weights in model.bin beside model.xml. (export writes every ONNX
-    # self-contained, without an external-data file, so a .onnx is one file.)
-    weights = path.with_suffix(".bin") if path.suffix == ".xml" else None
-    return path.stat().st_size + (weights.stat().st_size if weights and weights.exists() else 0)
-
-
 @dataclass
 class Artifacts:
     """Exports of one Source, made on first request and reused."""

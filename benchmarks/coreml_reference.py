@@ -18,6 +18,7 @@ import click
 import numpy as np
 import torch
 
+from runtime import formats
 from runtime.options import command
 
 VARIANT_SIZES = {"cifar": 32, "paper": 227, "torchvision": 224}
@@ -66,7 +67,7 @@ def main(variants: str, images: int) -> None:
         for variant in chosen:
             ckpt = _checkpoint(Path(scratch), variant, VARIANT_SIZES[variant])
             for kind in ("image", "tensor"):
-                for precision in ("fp32", "fp16", "int8"):
+                for precision in formats.FORMATS["coreml"].precisions:
                     out = Path(scratch) / f"{variant}-{kind}-{precision}.mlpackage"
                     export_artifact(ckpt, "coreml", out, precision=precision, coreml_input=kind, echo=lambda _: None)
                     error, rel, top1, seconds = _row(ckpt, out, images)

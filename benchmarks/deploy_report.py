@@ -22,10 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from runtime import formats
 from runtime.errors import DeployError, first_line
 
-# The runtime (and benchmark) backend that runs each format; "checkpoint" is the PyTorch eager reference.
-FORMAT_BACKENDS = {"checkpoint": "pytorch", "torchscript": "torchscript", "onnx": "onnxruntime", "coreml": "coreml"}
+# The runtime (and benchmark) backend that runs each format (the format table's); "checkpoint" is the
+# PyTorch eager reference.
+FORMAT_BACKENDS = {"checkpoint": "pytorch", **{f.name: f.backend for f in formats.FORMATS.values() if f.backend}}
 EVAL_BATCH = 32
 DEFAULT_MAX_IMAGES = 1000  # evaluation images per artifact: enough for top-1 to 0.1%, bounded for big data sets
 STATUS_ORDER = ("ok", "skipped", "failed")  # an entry's status is the worst of its steps'
@@ -71,8 +73,8 @@ def export_entries(
     """The checkpoint's own row, then each job (format, precision, name tag) exported into the folder
     `out_dir` (int8 ONNX calibrated and gated as `quantize`, an export.QuantizeOptions, says). Core ML
     gets a tensor input, so that the same file is evaluated and benchmarked on float batches."""
-    from benchmarks.artifacts import artifact_bytes
     from export import QuantizeOptions, export_artifact
+    from runtime.formats import artifact_bytes
 
     out_dir.mkdir(parents=True, exist_ok=True)
     extra_int8 = {"quantize": quantize or QuantizeOptions()}
@@ -80,6 +82,11 @@ def export_entries(
     for number, (fmt, precision, tag) in enumerate(jobs, 1):
         entry = Entry(fmt, precision)
         say(f"[export {number}/{len(jobs)}] {entry.label}")
+        table = formats.get(fmt)
+        if not table.exportable():
+            entry.mark("skipped", f"not exported: needs the [{table.export_extra}] extra")
+            entries.append(entry)
+            continue
         extra: dict[str, Any] = {"coreml_input": "tensor"} if fmt == "coreml" else {}
         extra.update(extra_int8 if precision == "int8" else {})
         start = time.perf_counter()
@@ -157,10 +164,10 @@ def _logits_and_accuracy(entry: Entry, dataset: Any, class_names: list[str]) -> 
     import runtime
     from alexnet.evaluate import evaluate
 
-    # Core ML rows run on Core ML itself: the reference evaluator (auto off macOS) is a check, not an engine.
-    backend = "coreml" if entry.format == "coreml" else "auto"
+    # Each row runs on its format's own engine (the format table's backend): off macOS the Core ML
+    # reference evaluator, which auto would pick, is a check, not an engine.
     try:
-        predictor = runtime.load(entry.path, backend=backend, device="cpu")
+        predictor = runtime.load(entry.path, backend=FORMAT_BACKENDS[entry.format], device="cpu")
     except DeployError as exc:
         entry.mark("skipped", f"cannot run here: {first_line(exc)}")
         return None

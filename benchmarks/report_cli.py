@@ -20,10 +20,11 @@ import click
 # without the [bench] extra the launcher (runtime.launch) turns this import's failure into one line.
 from alexnet.checkpoint import load_checkpoint
 from benchmarks.options import parse_devices, progress_line
+from runtime import formats as format_table
 from runtime import options
 from runtime.cliutil import handle_errors
 
-FORMATS = ("torchscript", "onnx", "coreml")
+FORMATS = format_table.names(benchmarked=True)  # every format the runtime runs (the format table's)
 SCHEMA = "alexnet-report/1"
 OUTPUT_FILES = ("report.md", "report.json", "report.html")
 
@@ -46,7 +47,13 @@ def _choices(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
 @options.command(epilog=EPILOG)
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
 @options.data_option("For evaluation [default: the checkpoint's training data].")
-@click.option("--formats", default=",".join(FORMATS), show_default=True, help="Comma-separated export formats.")
+@click.option(
+    "--formats",
+    default=",".join(FORMATS),
+    show_default=True,
+    help="Comma-separated export formats (alexnet-export --list-formats); one whose export extra is missing is "
+    "a skipped row.",
+)
 @options.precisions_option("Comma-separated; each format gets those that apply.", default="fp32,fp16,int8")
 @options.calibration_option()
 @options.devices_option()

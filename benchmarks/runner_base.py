@@ -18,8 +18,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from benchmarks.artifacts import Artifacts, artifact_bytes
+from benchmarks.artifacts import Artifacts
 from benchmarks.variant import FP32, Variant
+from runtime.formats import artifact_bytes
 
 
 class Runner(abc.ABC):

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+from runtime import formats
+
+# The export precisions (the format table's) and bf16, which only torch eager runs here.
+PRECISIONS = (*formats.PRECISIONS, "bf16")
 # The torch dtype (a `torch` attribute name) of each precision torch runs; int8 runs only in
 # onnxruntime and OpenVINO.
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -32,12 +35,12 @@ class Variant:
         return " ".join((self.precision, *self.options))
 
 
-FP32, FP16, BF16, INT8 = (Variant(p) for p in PRECISIONS)
+FP32, FP16, INT8, BF16 = (Variant(p) for p in PRECISIONS)
 E2E_OPTION = "e2e"
 # Image files -> decode -> preprocess -> predict through runtime.load, as alexnet-run does (benchmarks.e2e).
 E2E = Variant("fp32", (E2E_OPTION,))
 # The backends that run a shipped file through runtime.load (pytorch: the checkpoint, via its plugin).
-E2E_BACKENDS = ("pytorch", "torchscript", "onnxruntime", "coreml")
+E2E_BACKENDS = ("pytorch", *(f.backend for f in formats.FORMATS.values() if f.backend))
 
 
 def variants(backend: str, device: str) -> list[Variant]:

@@ -1,4 +1,4 @@
-"""`alexnet-export`: checkpoint -> TorchScript / ONNX / Core ML, or a Triton model repository; validated by default."""
+"""`alexnet-export`: checkpoint -> an artifact of each format in the format table (runtime/formats.py); validated by default."""
 
 from __future__ import annotations
 
@@ -19,9 +19,17 @@ from export.quantize import (
     QuantizeOptions,
 )
 from export.to_triton import DEFAULT_MAX_BATCH, DEFAULT_NAME, check_name
+from runtime import formats
 from runtime.cliutil import handle_errors
-from runtime.metadata import PRECISIONS
-from runtime.options import calibration_option, command, image_size_option, output_option, precisions_option
+from runtime.formats import PRECISIONS
+from runtime.options import (
+    calibration_option,
+    command,
+    image_size_option,
+    json_flag_option,
+    output_option,
+    precisions_option,
+)
 
 
 def _triton_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -31,16 +39,27 @@ def _triton_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
         raise click.BadParameter(str(exc)) from None
 
 
+def _format_help() -> str:
+    on_its_own = [f"{f.name} ({f.title})" for f in formats.FORMATS.values() if not f.in_all]
+    return (
+        f"Artifact format (--list-formats: what each is), or all: {', '.join(FORMATS)} side by side, each "
+        f"one whose export extra is installed; {', '.join(on_its_own)} only on its own. openvino keeps fp32 "
+        "weights in fp32 (no fp16 compression)."
+    )
+
+
+def _list_formats(ctx: click.Context, as_json: bool) -> None:
+    click.echo(formats.to_json() if as_json else formats.text_table())
+    ctx.exit(0)
+
+
 @command()
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=click.Path(path_type=Path), required=False)
+@click.option("--format", "fmt", type=click.Choice(formats.names() + ("all",)), help=_format_help())
 @click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS + ("triton", "all")),
-    required=True,
-    help="Artifact format, or all of them (all: torchscript, onnx and coreml side by side; triton, a "
-    "model repository of ONNX, only on its own).",
+    "--list-formats", is_flag=True, help="Print the formats (suffix, precisions, backend, extras, metadata); exit."
 )
+@json_flag_option("With --list-formats: as JSON.")
 @output_option(
     "Output file, or a directory to write into (required to be one with --format all); triton: the "
     "repository root (created if missing). Default: beside the checkpoint."
@@ -61,8 +80,8 @@ def _triton_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
-    help="Weights/compute precision. Default: fp32, fp16 for Core ML. int8: calibrated and gated (ONNX), "
-    "compressed weights (Core ML).",
+    help="Weights/compute precision. Default: each format's first in --list-formats (Core ML: fp16). int8: "
+    "calibrated and gated (ONNX, OpenVINO), compressed weights (Core ML).",
 )
 @precisions_option(
     "With --format all: a comma-separated list (e.g. fp32,int8); each format gets those that apply to it."
@@ -138,8 +157,10 @@ def _triton_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 )
 @handle_errors
 def main(
-    checkpoint: Path,
-    fmt: str,
+    checkpoint: Path | None,
+    fmt: str | None,
+    list_formats: bool,
+    as_json: bool,
     output: Path | None,
     batch_size: int | None,
     opset: int,
@@ -157,6 +178,7 @@ def main(
 
     \b
     Examples:
+      alexnet-export --list-formats                              # every format: suffix, precisions, extras
       alexnet-export --format onnx runs/best.pth                 # runs/best.onnx, dynamic batch
       alexnet-export --format torchscript runs/best.pth --batch 8 -o model.pt
       alexnet-export --format coreml runs/best.pth --precision fp32 --coreml-input tensor
@@ -165,6 +187,8 @@ def main(
       alexnet-export --format onnx --precision int8 runs/best.pth  # runs/best-int8.onnx, gated
       alexnet-export --format onnx --precision int8 runs/best.pth --calibration photos/ --gate-data held-out/
       alexnet-export --format all --precisions fp32,int8 runs/best.pth -o artifacts/
+      alexnet-export --format openvino runs/best.pth             # runs/best.xml + best.bin, fp32 weights
+      alexnet-export --format openvino --precision int8 runs/best.pth --calibration photos/  # NNCF, gated
       alexnet-export --format triton runs/best.pth -o repo/      # repo/alexnet/config.pbtxt, 1/model.onnx
       alexnet-export --format triton --precision int8 runs/best.pth -o repo/ --triton-name alexnet-int8
 
@@ -177,13 +201,21 @@ def main(
     int8 ONNX is calibrated (static QDQ, per-channel weights, types for --target-cpu) and must
     pass the accuracy gate on held-out images: top-1 agreement with fp32 and, where the images
     have labels, the accuracy drop. When it fails, the most sensitive layers stay fp32 one at a
-    time; if nothing passes, the command exits 1 and writes nothing (unless --force).
+    time; if nothing passes, the command exits 1 and writes nothing (unless --force). int8
+    OpenVINO IR is quantized by NNCF on the same calibration images and passes the same gate
+    (layers kept in fp32 through NNCF's ignored scope).
 
     --format triton writes REPO/NAME/config.pbtxt, 1/model.onnx (the ONNX export, any precision)
     and labels.txt; other models in REPO are left as they are. Triton batches requests itself (up
     to 32); with --batch N the model takes exactly N (max_batch_size 0, no dynamic batching).
     Validation also checks the config and labels against the ONNX model.
     """
+    if list_formats:
+        _list_formats(click.get_current_context(), as_json)
+    if as_json:
+        raise click.UsageError("--json goes with --list-formats")
+    if checkpoint is None or fmt is None:
+        raise click.UsageError(f"Missing {'argument CHECKPOINT' if checkpoint is None else 'option --format'}.")
     jobs = _checked_jobs(checkpoint, fmt, output, batch_size, precision, precisions, coreml_input)
     settings = {"batch_size": batch_size, "opset": opset, "image_size": image_size, "coreml_input": coreml_input}
     settings.update(quantize=QuantizeOptions(**quantize), echo=click.echo, triton_name=triton_name)
@@ -206,9 +238,9 @@ def _checked_jobs(
     coreml_input: str,
 ) -> list[cli_jobs.Job]:
     """The jobs, once the options fit together (usage errors, exit 2) and the checkpoint exists."""
-    formats = FORMATS if fmt == "all" else (fmt,)
-    jobs = cli_jobs.plan_jobs(formats, precision, precisions)
-    if "coreml" in formats and coreml_input == "image" and batch_size not in (None, 1):
+    chosen = _exportable_formats() if fmt == "all" else (fmt,)
+    jobs = cli_jobs.plan_jobs(chosen, precision, precisions)
+    if "coreml" in chosen and coreml_input == "image" and batch_size not in (None, 1):
         raise click.UsageError(
             "a Core ML image input takes one image at a time; add --coreml-input tensor to use --batch"
         )
@@ -221,6 +253,21 @@ def _checked_jobs(
     if not Path(checkpoint).exists():
         raise ExportError(f"checkpoint {checkpoint} does not exist")
     return jobs
+
+
+def _exportable_formats() -> tuple[str, ...]:
+    """--format all: every single-artifact format whose exporter's modules are installed; a line for each skipped."""
+    chosen = []
+    for name in FORMATS:
+        table = formats.FORMATS[name]
+        if table.exportable():
+            chosen.append(name)
+        else:
+            click.echo(
+                f"skipping {name}: its export needs the [{table.export_extra}] extra ({formats.install_hint(table.export_extra)})",
+                err=True,
+            )
+    return tuple(chosen)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from runtime.metadata import PRECISIONS
+from runtime import formats
+from runtime.formats import PRECISIONS
 
 if TYPE_CHECKING:
     from export.source import Source
@@ -99,8 +100,8 @@ def export_one(source: Source, job: Job, place: Path, settings: dict, checks: di
     click.echo(f"wrote {path} ({name}, {chosen}, {time.perf_counter() - start:.1f} s)")
     if name == "triton":
         verdict, agreement, accuracy, passed = _triton_verdict(path, chosen, source, checks)
-    elif name == "onnx" and chosen == "int8":
-        verdict, agreement, accuracy, passed = _gate_verdict(path)
+    elif chosen == "int8" and formats.get(name).gated_int8:
+        verdict, agreement, accuracy, passed = _gate_verdict(path, formats.get(name).backend)
     elif checks["no_validate"]:
         verdict, agreement, accuracy, passed = "skipped", "-", "-", True
     else:
@@ -108,11 +109,11 @@ def export_one(source: Source, job: Job, place: Path, settings: dict, checks: di
     return name, chosen, _size(path), agreement, accuracy, verdict, str(path), path, passed
 
 
-def _gate_verdict(path: Path) -> tuple[str, str, str, bool]:
-    """An int8 ONNX artifact is written only once it passed the gate (or with --force): report its record."""
+def _gate_verdict(path: Path, backend: str) -> tuple[str, str, str, bool]:
+    """A gated int8 artifact is written only once it passed the gate (or with --force): report its record."""
     import runtime
 
-    with runtime.load(path, backend="onnxruntime", device="cpu") as predictor:
+    with runtime.load(path, backend=backend, device="cpu") as predictor:
         gate = dict((predictor.metadata.quantization or {}).get("gate") or {})
     verdict = "gate PASS" if gate.get("passed") else "gate FAIL (forced)"
     accuracy = "-"
@@ -127,7 +128,7 @@ def _triton_verdict(path: Path, chosen: str, source: Source, checks: dict) -> tu
     from export.to_triton import MODEL_FILE, validate_repository
 
     gated = chosen == "int8"
-    row = _gate_verdict(path / MODEL_FILE) if gated else ("skipped", "-", "-", True)
+    row = _gate_verdict(path / MODEL_FILE, formats.get("onnx").backend) if gated else ("skipped", "-", "-", True)
     if checks["no_validate"]:
         return row
     result = validate_repository(path, source, atol=checks["atol"], data=checks["data"], numerical=not gated)
@@ -148,8 +149,9 @@ def _validation_verdict(path: Path, source: Source, checks: dict) -> tuple[str, 
 
 
 def _size(path: Path) -> str:
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
-    return f"{size / 1e6:.1f} MB"
+    from runtime.formats import artifact_bytes
+
+    return f"{artifact_bytes(path) / 1e6:.1f} MB"
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

@@ -19,13 +19,16 @@ from torch import nn
 from alexnet import __version__
 from alexnet.checkpoint import Checkpoint
 from export.source import Source
-from runtime import outputs
+from runtime import formats, outputs
 from runtime.errors import DeployError, first_line, quiet_logger  # noqa: F401 (the exporters' imports)
-from runtime.metadata import BYTES_PER_WEIGHT, FORMAT_SUFFIXES, PRECISIONS, ArtifactMetadata
+from runtime.formats import PRECISIONS
+from runtime.metadata import BYTES_PER_WEIGHT, ArtifactMetadata
 from runtime.preprocess import PreprocessSpec
 
-SUFFIXES = FORMAT_SUFFIXES  # format -> artifact suffix, defined with the metadata's formats
-FORMATS = tuple(SUFFIXES)
+# From the format table (runtime/formats.py): the formats written as one artifact (--format all), and
+# the suffix each is written with. A Triton repository is written by export/to_triton.py on its own.
+FORMATS = formats.names(in_all=True)
+SUFFIXES = {name: formats.FORMATS[name].suffix for name in FORMATS}
 COREML_INPUTS = ("image", "tensor")
 
 
@@ -34,12 +37,12 @@ class ExportError(DeployError, RuntimeError):
 
 
 def default_precision(fmt: str) -> str:
-    return "fp16" if fmt == "coreml" else "fp32"
+    return formats.get(fmt).default_precision
 
 
 def applies(fmt: str, precision: str) -> bool:
-    """Whether `fmt` has a `precision` export (TorchScript has no int8)."""
-    return not (fmt == "torchscript" and precision == "int8")
+    """Whether `fmt` has a `precision` export (the format table says: TorchScript has no int8)."""
+    return precision in formats.get(fmt).precisions
 
 
 def resolve_output(
@@ -53,7 +56,8 @@ def resolve_output(
     if output is None:
         return Path(checkpoint).parent / name
     output = Path(output)
-    return output / name if output.is_dir() and output.suffix != ".mlpackage" else output
+    replaced = formats.get(fmt).directory and output.suffix in formats.get(fmt).suffixes  # a .mlpackage
+    return output / name if output.is_dir() and not replaced else output
 
 
 def check_options(fmt: str, batch_size: int | None, precision: str, coreml_input: str) -> None:
@@ -61,13 +65,14 @@ def check_options(fmt: str, batch_size: int | None, precision: str, coreml_input
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    table = formats.get(fmt)
     if not applies(fmt, precision):
-        raise ExportError(
-            "TorchScript has no int8 export (PyTorch's eager-mode quantization is deprecated); "
-            "use --format onnx --precision int8"
-        )
-    if fmt == "onnx" and precision == "int8" and batch_size is not None:
-        raise ExportError("an int8 ONNX artifact takes any batch size; drop --batch")
+        gated = [f.name for f in formats.FORMATS.values() if f.in_all and f.gated_int8 and precision in f.precisions]
+        hint = " or ".join(f"--format {name} --precision int8" for name in gated) if precision == "int8" else ""
+        hint = f"; use {hint}" if hint else ""
+        raise ExportError(f"{table.title} has no {precision} export (it has {', '.join(table.precisions)}){hint}")
+    if table.gated_int8 and precision == "int8" and batch_size is not None:
+        raise ExportError(f"an int8 {table.title} artifact takes any batch size; drop --batch")
     if batch_size is not None and batch_size < 1:
         raise ExportError(f"batch size must be at least 1, got {batch_size}")
     if coreml_input not in COREML_INPUTS:
@@ -84,13 +89,17 @@ def check_output(output: Path, fmt: str, checkpoint: str | os.PathLike) -> None:
     if output.resolve() == Path(checkpoint).resolve():
         # e.g. a checkpoint saved as best.pt exported to TorchScript with the default name.
         raise ExportError(f"the {fmt} artifact would overwrite the checkpoint {checkpoint}; choose another output (-o)")
-    if fmt == "coreml" and output.suffix != ".mlpackage":
-        # coremltools saves an ML Program only as a .mlpackage directory.
+    table = formats.get(fmt)
+    if (table.directory or table.companions) and output.suffix != table.suffix:
+        # coremltools saves an ML Program only as a .mlpackage directory; OpenVINO finds an IR's
+        # weights by replacing .xml with .bin.
         raise ExportError(
-            f"cannot write {output}: a Core ML ML Program is a .mlpackage (got {output.suffix or 'no suffix'})"
+            f"cannot write {output}: a {table.title} artifact is a {table.suffix} (got {output.suffix or 'no suffix'})"
         )
     try:
-        outputs.check_output_path(output, directory_ok=fmt == "coreml")
+        outputs.check_output_path(output, directory_ok=table.directory)
+        for companion in table.companions:  # model.bin beside model.xml
+            outputs.check_output_path(output.with_suffix(companion))
     except outputs.OutputError as exc:
         raise ExportError(str(exc)) from exc
 

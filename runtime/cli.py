@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from runtime.cliutil import echo_notice, handle_errors, set_torch_threads, stdout_errors
-from runtime.metadata import FORMAT_SUFFIXES
+from runtime.formats import directory_suffixes, runnable_suffixes
 from runtime.options import (
     backend_option,
     batch_size_option,
@@ -28,10 +28,8 @@ from runtime.preprocess import IMAGE_SUFFIXES
 
 DEMO_DIR = "demo-out"  # where the demo writes its artifacts
 MODEL_ENV = "ALEXNET_MODEL"
-# What the default model search picks up: Core ML packages (and the older .mlmodel) only where Core ML runs.
-ARTIFACT_SUFFIXES = (FORMAT_SUFFIXES["onnx"], FORMAT_SUFFIXES["torchscript"]) + (
-    (FORMAT_SUFFIXES["coreml"], ".mlmodel") if sys.platform == "darwin" else ()
-)
+# What the default model search picks up (the format table's): Core ML packages only where Core ML runs.
+ARTIFACT_SUFFIXES = runnable_suffixes()
 PROGRESS_MIN = 20  # show a progress bar from this many images on
 # Control (ESC, CSI, newline), format (bidi overrides, zero-width) and separator characters:
 # escaped in human output, since class names and file names come from untrusted files.
@@ -79,7 +77,7 @@ def default_model(cwd: Path | None = None) -> Path:
     for root, dirs, files in os.walk(demo):
         # A .mlpackage is a directory: take it whole, never the files inside it.
         found += [Path(root, d) for d in dirs if d.endswith(ARTIFACT_SUFFIXES)]
-        dirs[:] = [d for d in dirs if not d.endswith(".mlpackage")]
+        dirs[:] = [d for d in dirs if not d.endswith(directory_suffixes())]
         found += [Path(root, f) for f in files if f.endswith(ARTIFACT_SUFFIXES) and not f.startswith(".")]
     if not found:
         raise click.UsageError(
@@ -152,7 +150,7 @@ def _print_predictions(
     "-m",
     type=click.Path(exists=True, path_type=Path),
     default=None,
-    help=f"Artifact (.onnx, .pt, .mlpackage) or checkpoint (.pth, .safetensors). "
+    help=f"Artifact ({', '.join(runnable_suffixes(platform='any'))}) or checkpoint (.pth, .safetensors). "
     f"Default: ${MODEL_ENV}, else the newest artifact under ./{DEMO_DIR}/.",
 )
 @backend_option()

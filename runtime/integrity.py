@@ -16,6 +16,9 @@ format added later plugs in its own, and its exporter stamps what it returns):
   the weights folder (weight.bin) with its name; the files are found and confined by
   runtime.mlpackage. The exporter stamps the saved package's digest, splicing the new description
   into the saved spec (export/to_coreml.py), so the hashed records keep their exact bytes.
+- openvino: the IR's .bin, whole (every constant of the graph is a range of it; the metadata is
+  in the .xml), found and confined by runtime.openvino_ir. The exporter saves, hashes the .bin,
+  then saves again with the hash in rt_info and checks that the .bin did not change.
 - torchscript: the archive's tensor entries (constants/N, data/N) with their names; the metadata is
   the extra file beside them. zipfile also checks each entry's CRC-32 as it reads.
 
@@ -123,6 +126,14 @@ def coreml_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def openvino_sha256(path: str | os.PathLike) -> str:
+    from runtime.openvino_ir import weights_path
+
+    digest = hashlib.sha256()
+    update_digest(digest, weights_path(path))
+    return digest.hexdigest()
+
+
 def torchscript_sha256(path: str | os.PathLike) -> str:
     with open_regular(path) as handle:
         return torchscript_archive_sha256(handle)
@@ -148,6 +159,7 @@ DIGESTS: dict[str, Callable[[str | os.PathLike], str]] = {
     "onnx": onnx_sha256,
     "coreml": coreml_sha256,
     "torchscript": torchscript_sha256,
+    "openvino": openvino_sha256,
 }
 
 

@@ -46,12 +46,12 @@ def load(
 ) -> Predictor:
     """Open `path` and return a ready `Predictor` (the backend session is created once, here).
 
-    backend: auto (from the file: .onnx -> onnxruntime, .mlpackage/.mlmodel -> coreml on macOS and
-    coreml-reference (runtime.mlprogram, numpy) elsewhere,
-    a TorchScript archive -> torchscript, a checkpoint -> pytorch) or a backend name.
+    backend: auto (from the file, by the format table runtime/formats.py: .onnx -> onnxruntime,
+    .xml -> openvino, .mlpackage/.mlmodel -> coreml on macOS and coreml-reference (runtime.mlprogram,
+    numpy) elsewhere, a TorchScript archive -> torchscript, a checkpoint -> pytorch) or a backend name.
     device: auto | cpu | cuda | mps. labels (a list or a file), preprocess, image_size,
     mean and std override the embedded metadata; a foreign model needs labels.
-    threads: intra-op threads of the onnxruntime session. torch backends ignore it: torch's thread
+    threads: intra-op threads of the onnxruntime session (OpenVINO's inference threads). torch backends ignore it: torch's thread
     count is process-wide, so an application sets it itself (torch.set_num_threads; alexnet-run
     --threads does). providers: explicit onnxruntime providers.
     verify: check the weights against the SHA-256 the export recorded (runtime/integrity.py; an

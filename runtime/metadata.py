@@ -1,8 +1,8 @@
 """The metadata schema every exported artifact carries (defined here, once).
 
-TorchScript stores it in ``_extra_files``, ONNX in ``metadata_props``, Core ML in
-``user_defined_metadata``: always as one JSON string under `METADATA_KEY`, so the runtime
-needs nothing but the artifact to predict (class names, preprocessing, input shape).
+Each format stores it where its table entry says (runtime/formats.py: `metadata`; ONNX in
+``metadata_props``, OpenVINO in ``rt_info``, ...): always as one JSON string under `METADATA_KEY`,
+so the runtime needs nothing but the artifact to predict (class names, preprocessing, input shape).
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from runtime.errors import MetadataError
+from runtime.formats import PRECISIONS
 from runtime.preprocess import PreprocessSpec, short_repr
 
 METADATA_KEY = "alexnet_deploy"
 SCHEMA_VERSION = 1
-PRECISIONS = ("fp32", "fp16", "int8")
-# Each export format and its artifact's suffix (a Core ML ML Program is a .mlpackage directory).
-FORMAT_SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx", "coreml": ".mlpackage"}
 # Bytes one weight takes at each precision (bf16: a benchmark-only precision of torch eager).
 BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 # Bounds on metadata from files (artifacts, checkpoints, --labels), which may be hostile;
@@ -42,7 +40,6 @@ __all__ = [
     "METADATA_KEY",
     "SCHEMA_VERSION",
     "BYTES_PER_WEIGHT",
-    "FORMAT_SUFFIXES",
     "PRECISIONS",
     "MAX_CLASSES",
     "MAX_NAME_LENGTH",
@@ -60,7 +57,7 @@ class ArtifactMetadata:
     # (batch, 3, H, W); batch is None for a dynamic-batch artifact.
     input_shape: tuple[int | None, int, int, int] = (None, 3, 224, 224)
     precision: str = "fp32"
-    format: str = ""  # torchscript | onnx | coreml
+    format: str = ""  # a name in runtime.formats.FORMATS
     source_sha256: str = ""
     package_version: str = ""
     torch_version: str = ""

@@ -238,7 +238,7 @@ def test_mps_and_coreml_rows(artifacts, cost):
 
 
 def test_artifact_bytes_counts_an_openvino_ir_with_its_weights(tmp_path):
-    from benchmarks.artifacts import artifact_bytes
+    from runtime.formats import artifact_bytes
 
     (tmp_path / "model.xml").write_bytes(b"x" * 10)
     (tmp_path / "model.bin").write_bytes(b"w" * 100)

@@ -171,14 +171,16 @@ def test_directory_write_replaces_an_old_package(tmp_path):
 def test_all_formats_with_table(ckpt, tmp_path):
     result = run("--format", "all", ckpt, "-o", tmp_path, "--no-validate")  # validation is tested per format
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.mlpackage", "model.onnx", "model.pt"]
+    made = ["model.bin", "model.mlpackage", "model.onnx", "model.pt", "model.xml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == made
     header = next(line for line in result.output.splitlines() if line.startswith("format"))
     assert header.split() == ["format", "precision", "size", "agreement", "accuracy", "check", "artifact"]
     rows = {
         line.split()[0]: line.split()
         for line in result.output.splitlines()
-        if line.split()[:1] in (["torchscript"], ["onnx"], ["coreml"])
+        if line.split()[:1] in (["torchscript"], ["onnx"], ["openvino"], ["coreml"])
     }
+    assert len(rows) == 4 and rows["openvino"][1] == "fp32"
     assert rows["torchscript"][1] == "fp32" and rows["coreml"][1] == "fp16"  # Core ML defaults to fp16
     assert all(row[2:] == [row[2], "MB", "-", "-", "skipped", row[-1]] for row in rows.values())
     assert all(row[-1].startswith(str(tmp_path)) and float(row[2]) > 0 for row in rows.values())

@@ -5,7 +5,7 @@ alexnet-deploy metadata embedded in it (or None for a foreign model), and turns 
 preprocessed float32 batch (N, 3, H, W) into logits (N, classes). Everything else
 (preprocessing, batching, softmax, top-k) lives in `runtime.predictor`.
 
-Built-in backends (onnxruntime, coreml, coreml-reference, torchscript) are imported only when used, so
+Built-in backends (onnxruntime, openvino, coreml, coreml-reference, torchscript) are imported only when used, so
 `import runtime` pulls in neither onnxruntime nor torch. Other packages add backends
 through the entry-point group ``alexnet_deploy.backends``; this is how the `pytorch`
 backend (which needs the model code in `alexnet/`) plugs in without runtime importing
@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from runtime import formats
 from runtime.errors import DeployError, first_line
 from runtime.fileio import special_file_kind
 from runtime.metadata import ArtifactMetadata
@@ -42,11 +43,13 @@ _BUILTIN = {
     "coreml": "runtime.backends.coreml_backend:CoreMLBackend",
     "coreml-reference": "runtime.backends.coreml_reference_backend:CoreMLReferenceBackend",
     "torchscript": "runtime.backends.torchscript_backend:TorchScriptBackend",
+    "openvino": "runtime.backends.openvino_backend:OpenVinoBackend",
 }
 _registered: dict[str, type[Backend]] = {}
 
 # Checkpoints (run by the `pytorch` plugin) and TorchScript archives share suffixes.
 _CHECKPOINT_SUFFIXES = (".pth", ".safetensors", ".ckpt", ".bin")
+_TORCH_SUFFIXES = _CHECKPOINT_SUFFIXES + formats.FORMATS["torchscript"].suffixes
 
 
 class ModelLoadError(DeployError, ValueError):
@@ -140,48 +143,63 @@ def get_backend(name: str) -> type[Backend]:
 
 
 def detect_backend(path: str | Path) -> str:
-    """Which backend opens `path`, from its suffix and, where suffixes are shared, its contents."""
+    """Which backend opens `path`: the format table's (runtime.formats) for its suffix; where suffixes
+    are shared (a TorchScript .pt, a checkpoint), its contents say."""
     path = Path(path)
     check_model_path(path)
     suffix = path.suffix.lower()
+    fmt = formats.for_suffix(suffix)
     if path.is_dir():
-        if suffix == ".mlpackage" or (path / "Manifest.json").is_file():
-            return coreml_backend_name()
-        raise ModelLoadError(f"{path} is a directory, not a model artifact (.onnx, .pt, .mlpackage or a checkpoint)")
-    if suffix == ".onnx":
-        return "onnxruntime"
-    if suffix == ".mlmodel":
-        return coreml_backend_name()
+        if (fmt is not None and fmt.directory and fmt.backend and suffix == fmt.suffix) or (
+            path / "Manifest.json"
+        ).is_file():
+            return _engine(fmt or formats.FORMATS["coreml"])
+        raise ModelLoadError(f"{path} is a directory, not a model artifact ({_known_suffixes()} or a checkpoint)")
+    if fmt is not None and fmt.backend and fmt.name != "torchscript":
+        return _engine(fmt)
     if suffix == ".safetensors":
         return "pytorch"
     if zipfile.is_zipfile(path):
-        # torch.jit.save and torch.save both write zip archives; only TorchScript has code/.
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise ModelLoadError(f"{path} is a damaged archive: {exc}") from exc
-        if any("/code/" in n or n.endswith("constants.pkl") for n in names):
-            return "torchscript"
-        if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
-            return "pytorch"
-        if suffix in _CHECKPOINT_SUFFIXES + (".pt",):
-            raise ModelLoadError(
-                f"{path} is a zip archive but not a PyTorch checkpoint or TorchScript archive "
-                f"(no data.pkl or code/ inside)"
-            )
+        return _archive_backend(path, suffix)
     with open(path, "rb") as handle:
         head = handle.read(2)
-    if head[:1] == b"\x80" and suffix in _CHECKPOINT_SUFFIXES + (".pt",):
+    if head[:1] == b"\x80" and suffix in _TORCH_SUFFIXES:
         return "pytorch"  # torch.save's legacy (pre-1.6) pickle format
-    if suffix in _CHECKPOINT_SUFFIXES + (".pt",):
+    if suffix in _TORCH_SUFFIXES:
         raise ModelLoadError(
             f"{path} is not a PyTorch checkpoint or TorchScript archive (neither a torch.save zip archive nor a pickle)"
         )
     raise ModelLoadError(
-        f"cannot tell which backend runs {path} (suffix {suffix or 'none'!r}); name it .onnx, .pt (TorchScript), "
-        f".mlpackage, .pth (checkpoint), or pass --backend"
+        f"cannot tell which backend runs {path} (suffix {suffix or 'none'!r}); name it {_known_suffixes()}, "
+        f".pth (checkpoint), or pass --backend"
     )
+
+
+def _archive_backend(path: Path, suffix: str) -> str:
+    """torch.jit.save and torch.save both write zip archives; only TorchScript has code/."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelLoadError(f"{path} is a damaged archive: {exc}") from exc
+    if any("/code/" in n or n.endswith("constants.pkl") for n in names):
+        return "torchscript"
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        return "pytorch"
+    if suffix in _TORCH_SUFFIXES:
+        raise ModelLoadError(
+            f"{path} is a zip archive but not a PyTorch checkpoint or TorchScript archive (no data.pkl or code/ inside)"
+        )
+    raise ModelLoadError(f"cannot tell which backend runs {path}, a zip archive; pass --backend")
+
+
+def _engine(fmt: formats.Format) -> str:
+    return coreml_backend_name() if fmt.backend == "coreml" else str(fmt.backend)
+
+
+def _known_suffixes() -> str:
+    known = [f"{s} ({f.title})" for f in formats.FORMATS.values() if f.backend for s in f.suffixes]
+    return ", ".join(known)
 
 
 def coreml_backend_name() -> str:
