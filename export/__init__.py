@@ -1,7 +1,8 @@
-"""Export a checkpoint to TorchScript, ONNX or Core ML (one artifact per call), or a Triton model repository.
+"""Export a checkpoint to TorchScript, ONNX, OpenVINO IR or Core ML (one artifact per call), or a Triton repository.
 
     from export import export_artifact
     export_artifact("runs/best.pth", "onnx")              # -> runs/best.onnx, dynamic batch, opset 18
+    export_artifact("runs/best.pth", "openvino")          # -> runs/best.xml + runs/best.bin (IR, fp32)
     export_artifact("runs/best.pth", "coreml", precision="fp16", coreml_input="image")
     export_artifact("runs/best.pth", "triton", "repo")    # -> repo/alexnet/{config.pbtxt,1/model.onnx,labels.txt}
     validate_artifact("runs/best.onnx", "runs/best.pth").passed  # vs PyTorch, as the CLI does
@@ -141,6 +142,8 @@ def write_artifact(
         return export_coreml(
             model, metadata, output, coreml_input=coreml_input, quantize=quantize, training=training, echo=echo
         )
+    if fmt == "openvino":
+        return _export_openvino(model, metadata, output, precision, quantize, training, opset=opset, echo=echo)
     if fmt == "onnx" and precision == "int8":
         from export.to_onnx_int8 import export_int8_onnx
 
@@ -148,6 +151,29 @@ def write_artifact(
         kwargs = {"echo": echo} if echo else {}
         return export_int8_onnx(model, metadata, output, options=options, training=training, opset=opset, **kwargs)
     return _export_traced(fmt, common.for_precision(model, precision), metadata, output, opset=opset)
+
+
+def _export_openvino(
+    model: nn.Module,
+    metadata: ArtifactMetadata,
+    output: Path,
+    precision: str,
+    quantize: QuantizeOptions | None,
+    training: dict | None,
+    *,
+    opset: int,
+    echo: Callable[[str], None] | None,
+) -> Path:
+    """An OpenVINO IR: fp32 converted from the ONNX export, or int8 quantized by NNCF behind the gate."""
+    if precision == "int8":
+        from export.to_openvino_int8 import export_int8_openvino
+
+        options = quantize or QuantizeOptions()
+        kwargs = {"echo": echo} if echo else {}
+        return export_int8_openvino(model, metadata, output, options=options, training=training, opset=opset, **kwargs)
+    from export.to_openvino import export_openvino
+
+    return export_openvino(model, metadata, output, opset=opset, batch_size=metadata.input_shape[0])
 
 
 def _export_traced(fmt: str, module: nn.Module, metadata: ArtifactMetadata, output: Path, *, opset: int) -> Path:

@@ -63,7 +63,7 @@ def export_int8_onnx(
     calib_set, gate_set = calibration.resolve_calibration(data, options.gate_data, names, spec, seed=seed)
     _probe(calib_set, spec, options.calibration_size, echo)
     gate = read_gate(gate_set, spec, options.gate_size, model)
-    with _scratch_dir() as scratch:
+    with scratch_dir() as scratch:
         work = _Workspace(Path(scratch), calib_set, spec, options, scheme, gate, echo)
         work.prepare(model, metadata, opset)
         steps = work.run_steps(target)
@@ -79,7 +79,7 @@ def export_int8_onnx(
     return output
 
 
-def _scratch_dir() -> tempfile.TemporaryDirectory:
+def scratch_dir() -> tempfile.TemporaryDirectory:
     """A scratch folder for the fp32 model and the attempts (hundreds of MB at 224 px), removed
     afterwards; folders left by a killed export (their pid is gone) are removed first."""
     root = Path(tempfile.gettempdir())

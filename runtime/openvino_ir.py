@@ -22,6 +22,13 @@ MAX_XML_BYTES = 64 << 20  # AlexNet's graph is ~30 KB; a bound on what one untru
 WEIGHTS_SUFFIX = FORMATS["openvino"].companions[0]
 
 
+def openvino_reason(exc: BaseException) -> str:
+    """OpenVINO's message without its C++ trace lines ("Exception from src/...", "Check '...' failed at")."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from ", "Check '"))]
+    return first_line(ValueError(useful[0]) if useful else exc, limit=300)
+
+
 def weights_path(xml: str | Path) -> Path:
     """The .bin of `xml`, refused unless it is a regular file inside the .xml's folder."""
     xml = Path(xml)

@@ -77,9 +77,9 @@ def atomic_write(
 
     def run() -> None:
         write(str(tmp))
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, target)
-        _fsync(parent)  # make the rename itself durable
+        fsync_path(parent)  # make the rename itself durable
 
     try:
         _guarded(path, what, run)
@@ -164,7 +164,8 @@ def _remove(path: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file's data (or a folder's renames) to disk; best effort for a folder."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -304,6 +304,16 @@ def test_format_all_fp32_int8_reads_the_checkpoint_once(ckpt, tmp_path, monkeypa
     result = run("--format", "all", "--precisions", "fp32,int8", ckpt, "-o", out, *args)
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in out.iterdir())
-    assert written == ["model-fp32.mlpackage", "model-int8.mlpackage", "model-int8.onnx", "model.onnx", "model.pt"]
+    assert written == [
+        "model-fp32.mlpackage",
+        "model-int8.bin",
+        "model-int8.mlpackage",
+        "model-int8.onnx",
+        "model-int8.xml",
+        "model.bin",
+        "model.onnx",
+        "model.pt",
+        "model.xml",
+    ]
     assert [p for p in reads if p == Path(ckpt)] == [Path(ckpt)]
     assert hashes == [Path(ckpt)]

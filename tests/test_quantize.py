@@ -257,14 +257,14 @@ def test_scratch_folders_of_killed_exports_are_removed(tmp_path, monkeypatch):
     import sys
     import tempfile
 
-    from export.to_onnx_int8 import SCRATCH_PREFIX, _scratch_dir
+    from export.to_onnx_int8 import SCRATCH_PREFIX, scratch_dir
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f"{SCRATCH_PREFIX}{dead.stdout.strip()}-abc"
     live = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-abc"
     stale.mkdir(), live.mkdir()
-    with _scratch_dir() as scratch:
+    with scratch_dir() as scratch:
         assert Path(scratch).name.startswith(f"{SCRATCH_PREFIX}{os.getpid()}-")
     assert not stale.exists() and live.exists()
 

@@ -108,7 +108,11 @@ def image_folder(tmp_path_factory):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["--formats", "onnx,tflite"], 2, "--formats takes a comma-separated list of torchscript, onnx, coreml"),
+        (
+            ["--formats", "onnx,tflite"],
+            2,
+            "--formats takes a comma-separated list of torchscript, onnx, openvino, coreml",
+        ),
         (["--precisions", "fp64"], 2, "--precisions takes a list of"),
         (["--batch-sizes", "0"], 2, "batch sizes must be at least 1"),
         (["--devices", "tpu"], 2, "tpu"),

@@ -96,7 +96,7 @@ def main(
     json_path: Path | None,
     confusion_path: Path | None,
 ) -> None:
-    """Evaluate MODEL: a checkpoint (.pth/.safetensors) or an exported .onnx, .pt or .mlpackage.
+    """Evaluate MODEL: a checkpoint (.pth/.safetensors) or an exported artifact (.onnx, .xml, .pt, .mlpackage).
 
     Images are preprocessed with the model's own spec (embedded in every checkpoint and artifact),
     and `--data synthetic` is the same deterministic validation set that training used. A folder

@@ -178,7 +178,7 @@ def predictions(
     output: Path,
 ) -> None:
     """A grid of images with the predicted label and confidence, wrong ones in red with the true
-    label. MODEL is a checkpoint or any exported artifact (.onnx, int8 included; .pt; .mlpackage).
+    label. MODEL is a checkpoint or any exported artifact (.onnx and .xml, int8 included; .pt; .mlpackage).
 
     \b
     Examples:

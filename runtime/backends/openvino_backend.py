@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 
 from runtime.backends import Backend, BackendUnavailableError, ModelIO, ModelLoadError, run_failed
-from runtime.errors import first_line
 from runtime.formats import install_hint
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
-from runtime.openvino_ir import check_ir
+from runtime.openvino_ir import check_ir, openvino_reason
 
 # Compile-time settings: exact fp32 where not quantized, latency first (one request at a time).
 _CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
@@ -62,7 +61,7 @@ class OpenVinoBackend(Backend):
         try:
             model = core.read_model(str(xml), str(weights))
         except Exception as exc:  # OpenVINO raises RuntimeError with a multi-line trace of C++ checks
-            raise ModelLoadError(f"OpenVINO cannot read {path}: {_reason(exc)}") from exc
+            raise ModelLoadError(f"OpenVINO cannot read {path}: {openvino_reason(exc)}") from exc
         self.metadata = _metadata(model, path)
         self.io = self._declared_io(model, path)
         config: dict[str, Any] = dict(_CONFIG)
@@ -71,7 +70,7 @@ class OpenVinoBackend(Backend):
         try:
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:
-            raise ModelLoadError(f"OpenVINO cannot compile {path} for the CPU: {_reason(exc)}") from exc
+            raise ModelLoadError(f"OpenVINO cannot compile {path} for the CPU: {openvino_reason(exc)}") from exc
         self.request = self.compiled.create_infer_request()
         self.device = "CPU"
 
@@ -110,10 +109,3 @@ class OpenVinoBackend(Backend):
 
     def close(self) -> None:
         self.request = self.compiled = None
-
-
-def _reason(exc: BaseException) -> str:
-    """OpenVINO's message without its C++ trace ("Exception from src/...:84:" and "Check '...' failed at" lines)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(("Exception from ", "Check '"))]
-    return first_line(useful[0] if useful else exc, limit=300)
