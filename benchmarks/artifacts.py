@@ -2,10 +2,10 @@
 
 Every backend benchmarks the same weights: a checkpoint the user gives, or a freshly
 initialized AlexNet saved as a checkpoint in the work directory (speed does not depend on
-the weights' values). Artifacts come from `export.export_artifact`, exactly as a user
-would make them, and are cached so that e.g. onnxruntime and OpenVINO share one .onnx.
-The one artifact `export` does not make is OpenVINO's int8 IR: NNCF quantizes the fp32
-ONNX (`benchmarks.quantized`), as a user choosing OpenVINO would.
+the weights' values). Every artifact, of every format and precision, comes from
+`export.export_artifact`, exactly as a user would make it (`alexnet-export`), and is made once
+per run: the workers of all batch sizes (and the end-to-end rows) read the same file. int8 ones
+are calibrated and gated with `benchmarks.quantized.quantize_options`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class Skip(Exception):
 
 
 def import_optional(name: str) -> Any:
-    """Module `name` of the bench extra (openvino, nncf), or Skip saying how to install it."""
+    """Module `name` of an optional engine (openvino, onnxruntime), or Skip saying how to install it."""
     try:
         return importlib.import_module(name)
     except ImportError:
@@ -110,10 +110,6 @@ class Artifacts:
         return self._paths[key]
 
     def _export(self, fmt: str, precision: str) -> Path:
-        if fmt == "openvino":  # only OpenVINO's int8 IR is made here; its fp32 reads the ONNX
-            from benchmarks.quantized import nncf_export
-
-            return nncf_export(self.get("onnx", "fp32"), self.source, self.workdir / f"model-{precision}-nncf.xml")
         from export import export_artifact
         from export.common import SUFFIXES
 
@@ -139,6 +135,8 @@ class Artifacts:
             )
         except DeployError as exc:
             raise Skip(f"cannot export {fmt} ({precision}): {exc}") from exc
+        except ImportError as exc:  # a converter of the bench extra (openvino, nncf) is missing
+            raise Skip(f"{exc.name or 'a converter'} not installed (pip install 'alexnet-deploy[bench]')") from exc
 
     def export_cache(self) -> dict[str, Any]:
         """The exports made (or refused) so far, picklable: a worker process reuses them instead of exporting again."""

@@ -53,8 +53,8 @@ Examples:
     help=f"Comma-separated: {', '.join(BACKENDS)} (or all). PyTorch eager fp32 always runs: it is the baseline.",
 )
 @options.precisions_option(
-    f"Comma-separated: {', '.join(PRECISIONS)} (or all): the variants run. int8: export's int8 ONNX on "
-    "onnxruntime, NNCF's on OpenVINO (CPU).",
+    f"Comma-separated: {', '.join(PRECISIONS)} (or all): the variants run. int8: the int8 artifacts "
+    "export writes (ONNX on onnxruntime, OpenVINO IR quantized by NNCF), both through the accuracy gate (CPU).",
     default="all",
 )
 @options.devices_option()

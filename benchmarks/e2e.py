@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.artifacts import Skip
+from benchmarks.artifacts import Skip, import_optional
 from benchmarks.runner_base import Runner
 from benchmarks.variant import E2E_OPTION as OPTION
 from benchmarks.variant import Variant
@@ -154,9 +154,16 @@ class OnnxRuntimeEndToEnd(EndToEndRunner):
     backend, runtime_backend, export_format = "onnxruntime", "onnxruntime", "onnx"
 
     def _check_available(self) -> None:
-        from benchmarks.artifacts import import_optional
-
         import_optional("onnxruntime")
+
+
+class OpenVinoEndToEnd(EndToEndRunner):
+    """The exported fp32 IR through the runtime's openvino backend (alexnet-run on a .xml), on the CPU."""
+
+    backend, runtime_backend, export_format = "openvino", "openvino", "openvino"
+
+    def _check_available(self) -> None:
+        import_optional("openvino")
 
 
 class TorchScriptEndToEnd(EndToEndRunner):
@@ -181,8 +188,9 @@ class CoreMLEndToEnd(EndToEndRunner):
             raise Skip("Core ML predicts only on macOS")
 
 
+# One per name in benchmarks.variant.E2E_BACKENDS (pytorch and every backend of the format table).
 E2E_RUNNERS: dict[str, type[EndToEndRunner]] = {
-    r.backend: r for r in (PyTorchEndToEnd, TorchScriptEndToEnd, OnnxRuntimeEndToEnd, CoreMLEndToEnd)
+    r.backend: r for r in (PyTorchEndToEnd, TorchScriptEndToEnd, OnnxRuntimeEndToEnd, OpenVinoEndToEnd, CoreMLEndToEnd)
 }
 
 

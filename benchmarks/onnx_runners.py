@@ -1,18 +1,15 @@
-"""The runners of the exported ONNX file: onnxruntime and OpenVINO, in fp32 and int8.
+"""The runner of the exported ONNX file on onnxruntime: fp32 and fp16, and int8 on the CPU.
 
-int8 rows are what a CPU user would deploy: onnxruntime runs the int8 ONNX that
-`export` writes (`alexnet-export --precision int8`), opened exactly as `alexnet-run`
-opens it; OpenVINO runs the fp32 ONNX quantized by NNCF, its own post-training
-quantizer, on the same calibration images (`benchmarks.quantized`).
+Every row reads the .onnx `export` writes (`alexnet-export --format onnx [--precision ...]`),
+opened exactly as `alexnet-run` opens it; int8 is the gated static QDQ export a CPU user would
+deploy. The OpenVINO IR has its own runner (`benchmarks.openvino_runner`).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from benchmarks.artifacts import Skip, import_optional
+from benchmarks.artifacts import Skip
 from benchmarks.runner_base import Runner
 from benchmarks.variant import Variant
 from runtime.backends.onnxruntime_backend import COREML, CPU, CUDA
@@ -84,63 +81,3 @@ class OnnxRuntimeRunner(Runner):
         if getattr(self, "predictor", None) is not None:
             self.predictor.close()
         self.predictor = self.session = self.binding = None
-
-
-class OpenVinoRunner(Runner):
-    """OpenVINO on the CPU: fp32 reads the exported ONNX directly (that file is what ships);
-    "int8 nncf" reads the OpenVINO IR that NNCF made from it. Both compile the same way."""
-
-    backend = "openvino"
-
-    @classmethod
-    def exports(cls, variant: Variant, device: str) -> list[tuple[str, str]]:
-        if device != "cpu":  # a skip: OpenVINO's GPU plugin is for Intel GPUs
-            return []
-        return [("openvino", "int8")] if variant.precision == "int8" else [("onnx", "fp32")]
-
-    def _build(self) -> None:
-        ov = import_optional("openvino")
-        if self.device != "cpu":
-            raise Skip(f"OpenVINO has no {self.device.upper()} device (its GPU plugin is for Intel GPUs)")
-        self.ov = ov
-        path = self.artifacts.get("openvino" if self.precision == "int8" else "onnx", self.precision)
-        self.core = ov.Core()
-        self.model = self.core.read_model(str(path))
-        self._use_artifact(path)
-        # f32 is the precision of the layers left unquantized; NNCF's quantized layers run in int8 regardless.
-        self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-        if self.threads:
-            self.config["INFERENCE_NUM_THREADS"] = self.threads
-        self.info["config"] = dict(self.config)
-        if self.precision == "int8":
-            self.info["quantizer"] = _nncf_version()
-        self.requests: dict[int, Any] = {}
-
-    def prepare(self, batch: np.ndarray) -> None:
-        # One static shape per batch size, compiled once, as a deployment with a known batch would.
-        n = len(batch)
-        if n not in self.requests:
-            model = self.model.clone()
-            model.reshape({model.inputs[0].any_name: [n, *batch.shape[1:]]})
-            self.requests[n] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
-        self.request = self.requests[n]
-        self.batch = np.ascontiguousarray(batch, dtype=np.float32)
-        self.request.set_input_tensor(self.ov.Tensor(self.batch, shared_memory=True))
-
-    def step(self) -> None:
-        self.request.infer()
-
-    def logits(self) -> np.ndarray:
-        return np.array(self.request.get_output_tensor(0).data, np.float32)
-
-    def close(self) -> None:
-        self.requests.clear()
-
-
-def _nncf_version() -> str:
-    from importlib import metadata
-
-    try:
-        return f"nncf {metadata.version('nncf')}"
-    except metadata.PackageNotFoundError:
-        return "nncf"

@@ -4,9 +4,12 @@ build once, then per batch size prepare, step (timed), sync, logits.
 Runners drive the engines directly (a torch module, an onnxruntime session, an OpenVINO
 infer request), so a timing covers the model and nothing else: no preprocessing, no
 host-device copy of the input. The artifacts they load are the ones `export` makes; the
-shipped formats (TorchScript, ONNX, Core ML) are opened by `runtime.load`, as `alexnet-run`
-opens them, and the runner times that backend's model. The end-to-end rows, preprocessing
-included, are `benchmarks.e2e`'s.
+shipped formats (TorchScript, ONNX, OpenVINO IR, Core ML) are opened by `runtime.load`, as
+`alexnet-run` opens them, and the runner times that backend's model. The end-to-end rows,
+preprocessing included, are `benchmarks.e2e`'s.
+
+RUNNERS has a runner for every backend of the format table (`runtime.formats`) and for the
+PyTorch ones (eager, torch.compile).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.artifacts import Skip
-from benchmarks.onnx_runners import OnnxRuntimeRunner, OpenVinoRunner
+from benchmarks.onnx_runners import OnnxRuntimeRunner
+from benchmarks.openvino_runner import OpenVinoRunner
 from benchmarks.runner_base import Runner
 from benchmarks.variant import TORCH_DTYPES, Variant
 from runtime.errors import first_line

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders import saved_checkpoint
 from PIL import Image
 
-from benchmarks import e2e, roofline, suite
+from benchmarks import e2e, roofline, runners, suite
 from benchmarks.artifacts import Artifacts, open_source
 from benchmarks.onnx_runners import OnnxRuntimeRunner
+from benchmarks.openvino_runner import OpenVinoRunner
 from benchmarks.runners import TorchScriptRunner
 from benchmarks.timing import Budget
-from benchmarks.variant import E2E, FP32, variants
+from benchmarks.variant import E2E, E2E_BACKENDS, FP32, variants
+from runtime import formats
 from runtime.backends.torchscript_backend import TorchScriptBackend
 from runtime.predictor import Predictor
 from runtime.preprocess import preprocess_batch
@@ -22,9 +25,11 @@ QUICK = {"sizes": (128,), "mbytes": 8, "repeats": 1}
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
+    # the tests' 1/16-width torchvision layout at 64 px: every export in seconds
     workdir = tmp_path_factory.mktemp("bench-e2e")
     e2e.write_images(workdir)
-    return Artifacts(open_source(None, workdir, variant="torchvision", num_classes=10, image_size=64), workdir)
+    ckpt = saved_checkpoint(workdir / "small.pth", variant="torchvision", size=64, num_classes=10)
+    return Artifacts(open_source(ckpt, workdir), workdir)
 
 
 def test_images_are_deterministic_jpegs_of_photo_size(tmp_path):
@@ -37,24 +42,42 @@ def test_images_are_deterministic_jpegs_of_photo_size(tmp_path):
 
 
 def test_e2e_variants_are_the_deployable_backends_on_the_cpu():
-    for backend in ("pytorch", "torchscript", "onnxruntime", "coreml"):
+    for backend in ("pytorch", "torchscript", "onnxruntime", "openvino", "coreml"):
         assert E2E in variants(backend, "cpu") and E2E not in variants(backend, "cuda")
-    assert E2E not in variants("openvino", "cpu") and E2E not in variants("torch.compile", "cpu")
+    assert E2E not in variants("torch.compile", "cpu")
     assert E2E.label == "fp32 e2e"
     assert (("onnxruntime", E2E)) not in suite.runner_pairs(["onnxruntime"], "cpu", ["int8"])  # --precisions
     assert (("onnxruntime", E2E)) in suite.runner_pairs(["onnxruntime"], "cpu", ["fp32"])
-    assert all(b == "pytorch" for b, _ in suite.runner_pairs(["openvino"], "cpu") if e2e.is_e2e(_))  # --backends
+    assert [b for b, v in suite.runner_pairs(["openvino"], "cpu") if e2e.is_e2e(v)] == ["openvino"]  # --backends
     assert suite.runner_class("onnxruntime", E2E) is e2e.OnnxRuntimeEndToEnd
     assert suite.runner_class("onnxruntime", FP32) is OnnxRuntimeRunner
+    assert suite.runner_class("openvino", E2E) is e2e.OpenVinoEndToEnd
+    assert suite.runner_class("openvino", FP32) is OpenVinoRunner
 
 
-def test_e2e_runner_predicts_the_files_as_the_plain_runner_does(artifacts):
-    runner = e2e.OnnxRuntimeEndToEnd(artifacts, "cpu", E2E, threads=1)
-    plain = OnnxRuntimeRunner(artifacts, "cpu", FP32, threads=1)
+def test_every_e2e_backend_has_its_runner_of_its_format():
+    assert set(e2e.E2E_RUNNERS) == set(E2E_BACKENDS) and set(E2E_BACKENDS) <= set(runners.RUNNERS)
+    for backend in E2E_BACKENDS:
+        runner = e2e.E2E_RUNNERS[backend]
+        assert runner.runtime_backend == backend
+        table = formats.for_backend(backend)  # None: pytorch, which runs the checkpoint itself
+        assert runner.export_format == (table.name if table else None)
+    assert {f.backend for f in formats.FORMATS.values() if f.benchmarked} <= set(runners.RUNNERS)
+
+
+@pytest.mark.parametrize(
+    "e2e_runner, plain_runner",
+    [(e2e.OnnxRuntimeEndToEnd, OnnxRuntimeRunner), (e2e.OpenVinoEndToEnd, OpenVinoRunner)],
+    ids=["onnxruntime", "openvino"],
+)
+def test_e2e_runner_predicts_the_files_as_the_plain_runner_does(artifacts, e2e_runner, plain_runner):
+    runner = e2e_runner(artifacts, "cpu", E2E, threads=1)
+    plain = plain_runner(artifacts, "cpu", FP32, threads=1)
     try:
         runner.build()
         plain.build()
-        assert isinstance(runner.predictor, Predictor) and runner.predictor.backend_name == "onnxruntime"
+        assert isinstance(runner.predictor, Predictor) and runner.predictor.backend_name == runner.backend
+        assert runner.artifact == plain.artifact  # the same exported file
         runner.prepare(np.zeros((2, 3, 64, 64), np.float32))  # only its batch size is taken
         runner.step()
         runner.reset_counters()  # as the worker does after the warm-up

@@ -1,10 +1,10 @@
-"""int8 rows of alexnet-bench: export's int8 ONNX on onnxruntime (opened as alexnet-run opens it), OpenVINO's
-NNCF peer calibrated on the same images, the int8 floor, and how the report shows them.
+"""int8 rows of alexnet-bench: export's int8 ONNX on onnxruntime and export's int8 OpenVINO IR on OpenVINO, each
+opened as alexnet-run opens it and asked for with the same options, the int8 floor, and how the report shows them.
 
-export's int8 exporter is stood in for by onnxruntime's own static quantizer (a real QDQ int8 model) fed by
-the benchmark's calibration images: these tests check the benchmark's side (what it asks export for, what it
-times), and export's exporter, with its accuracy gate, is tested in test_quantize.py. A cifar AlexNet keeps
-every step to seconds; the machine limits are stubbed.
+In the full-size run, export's int8 ONNX exporter is stood in for by onnxruntime's own static quantizer (a real
+QDQ int8 model): these tests check the benchmark's side (what it asks export for, what it times), and export's
+exporter, with its accuracy gate, is tested in test_quantize.py. The int8 IR is export's own (NNCF), in seconds
+on the tests' small model. A cifar AlexNet keeps every step to seconds; the machine limits are stubbed.
 """
 
 from __future__ import annotations
@@ -14,34 +14,37 @@ import sys
 import types
 from pathlib import Path
 
-import numpy as np
 import pytest
+from builders import random_batch, saved_checkpoint
 
 from benchmarks import int8, notices, ort_matmul, quantized, report, roofline, suite
 from benchmarks.artifacts import Artifacts, Skip, open_source
 from benchmarks.machine import Limits, measure_limits
-from benchmarks.onnx_runners import OnnxRuntimeRunner, OpenVinoRunner
+from benchmarks.onnx_runners import OnnxRuntimeRunner
+from benchmarks.openvino_runner import OpenVinoRunner
 from benchmarks.timing import Budget
-from benchmarks.variant import INT8, Variant
+from benchmarks.variant import INT8, Variant, variants
 
-CALIBRATION = 4  # images per quantizer here (the benchmark's own count is quantized.CALIBRATION_SIZE)
+CALIBRATION = 4  # images per int8 export here (the benchmark's own count is quantized.CALIBRATION_SIZE)
+OPENVINO_INT8 = next(v for v in variants("openvino", "cpu") if v.precision == "int8")  # its int8 row's variant
 
 
-def stand_in_exporter(calls: list[dict], fp32_onnx):
-    """export_artifact, except that precision="int8" quantizes the fp32 ONNX (`fp32_onnx()`, the benchmark's
-    own) with onnxruntime's quantizer, on the benchmark's calibration images."""
+def spy_exporter(calls: list[dict], fp32_onnx=None):
+    """export_artifact, recording every int8 call; with `fp32_onnx` (the benchmark's own fp32 ONNX, `fp32_onnx()`),
+    an int8 ONNX is that file quantized by onnxruntime's static quantizer instead of export's gated exporter."""
     import export
 
     real = export.export_artifact
 
     def export_artifact(checkpoint, fmt, output=None, *, precision="fp32", quantize=None, **kwargs):
-        if precision != "int8":
-            return real(checkpoint, fmt, output, precision=precision, **kwargs)
+        if precision == "int8":
+            calls.append({"fmt": fmt, "quantize": quantize, **kwargs})
+        if precision != "int8" or fmt != "onnx" or fp32_onnx is None:
+            return real(checkpoint, fmt, output, precision=precision, quantize=quantize, **kwargs)
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-        calls.append({"fmt": fmt, "quantize": quantize, **kwargs})
-        source = open_source(checkpoint, Path(output).parent)
-        feeds = iter([{"input": x} for x in quantized.calibration_inputs(source, quantize.calibration_size)])
+        size = open_source(checkpoint, Path(output).parent).image_size
+        feeds = iter([{"input": random_batch(1, size, seed=i)} for i in range(quantize.calibration_size)])
         reader = type("Reader", (CalibrationDataReader,), {"get_next": lambda self: next(feeds, None)})()
         quantize_static(
             str(fp32_onnx()), str(output), reader, quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8
@@ -82,30 +85,37 @@ def settings(backends=("onnxruntime", "openvino"), precisions=("fp32", "int8"), 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """One suite run with the fp32 and int8 rows of onnxruntime and OpenVINO, and what it was fed."""
+    """One suite run with the fp32 and int8 rows of onnxruntime and OpenVINO, and the int8 exports it asked for."""
     import export
 
     workdir = tmp_path_factory.mktemp("int8")
     calls: list[dict] = []
-    calibrations: list[list[np.ndarray]] = []
-    real_inputs = quantized.calibration_inputs
-
-    def spy_inputs(source, count=None):
-        calibrations.append(real_inputs(source, count))
-        return calibrations[-1]
-
     with pytest.MonkeyPatch.context() as mp:
         artifacts = Artifacts(open_source(None, workdir, variant="cifar", num_classes=10), workdir)
-        mp.setattr(export, "export_artifact", stand_in_exporter(calls, lambda: artifacts.get("onnx", "fp32")))
+        mp.setattr(export, "export_artifact", spy_exporter(calls, lambda: artifacts.get("onnx", "fp32")))
         mp.setattr(quantized, "CALIBRATION_SIZE", CALIBRATION)
-        mp.setattr(quantized, "calibration_inputs", spy_inputs)
         mp.setattr(suite, "measure_limits", fake_limits)
         mp.setattr(suite, "cpu_peak", lambda *a, **k: None)  # the stub's rates set the floor, whatever this CPU
         cost = roofline.model_cost(artifacts.source.build_model(), artifacts.source.image_size)
         result = suite.run_suite(artifacts, cost, settings())
-    return types.SimpleNamespace(
-        result=result, calls=calls, calibrations=calibrations, artifacts=artifacts, cost=cost, workdir=workdir
-    )
+    return types.SimpleNamespace(result=result, calls=calls, artifacts=artifacts, cost=cost, workdir=workdir)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """The tests' small cifar model (fresh: export's gate opened wide) with its int8 IR exported, and the call."""
+    import export
+
+    workdir = tmp_path_factory.mktemp("int8-small")
+    ckpt = saved_checkpoint(workdir / "small.pth", variant="cifar", size=32, num_classes=10)
+    source = dataclasses.replace(open_source(ckpt, workdir), given=False)
+    artifacts, calls = Artifacts(source, workdir), []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(export, "export_artifact", spy_exporter(calls))
+        mp.setattr(quantized, "CALIBRATION_SIZE", CALIBRATION)
+        artifacts.get("openvino", "int8")
+    cost = roofline.model_cost(source.build_model(), source.image_size)
+    return types.SimpleNamespace(artifacts=artifacts, calls=calls, cost=cost, workdir=workdir)
 
 
 def rows_of(result) -> dict:
@@ -113,30 +123,24 @@ def rows_of(result) -> dict:
 
 
 @pytest.mark.slow  # the full-size cifar model: int8 files a quarter of fp32, as deployed
-def test_int8_onnx_is_exported_once_with_forced_synthetic_calibration(run):
-    assert len(run.calls) == 1  # one artifact for every batch size
-    options = run.calls[0]["quantize"]
+def test_int8_exports_are_made_once_each_with_the_same_forced_synthetic_calibration(run):
+    assert sorted(call["fmt"] for call in run.calls) == ["onnx", "openvino"]  # one artifact for every batch size
+    onnx, openvino = sorted(run.calls, key=lambda call: call["fmt"])
+    options = onnx["quantize"]
+    assert openvino["quantize"] == options  # both quantizers calibrate and gate on the same images
     assert (options.calibration, options.calibration_size, options.force) == ("synthetic", CALIBRATION, True)
     assert options.gate_size == quantized.GATE_SIZE
     # a fresh model: the gate opened wide, so that export does not keep layers in fp32 over arbitrary predictions
     assert options.max_agreement_loss == options.max_accuracy_drop == 1.0
-    assert run.calls[0]["fmt"] == "onnx" and run.calls[0]["batch_size"] is None
-    assert run.calls[0]["echo"]("calibrated on 4 images") is None  # quiet: no lines through the progress bar
-
-
-@pytest.mark.slow  # the full-size cifar model: int8 files a quarter of fp32, as deployed
-def test_both_quantizers_calibrate_on_the_same_images(run):
-    onnx_images, nncf_images = run.calibrations  # the stand-in exporter's call, then NNCF's
-    assert len(onnx_images) == len(nncf_images) == CALIBRATION
-    assert all(np.array_equal(a, b) for a, b in zip(onnx_images, nncf_images))
-    assert onnx_images[0].shape == (1, 3, 32, 32) and onnx_images[0].dtype == np.float32
-    assert not np.array_equal(onnx_images[0], onnx_images[1])
+    for call in run.calls:
+        assert call["batch_size"] is None
+        assert call["echo"]("calibrated on 4 images") is None  # quiet: no lines through the progress bar
 
 
 @pytest.mark.slow  # the full-size cifar model: int8 files a quarter of fp32, as deployed
 def test_int8_rows_are_complete_small_and_close_to_eager(run):
     rows = rows_of(run.result)
-    for backend, variant in (("onnxruntime", "int8"), ("openvino", "int8 nncf")):
+    for backend, variant in (("onnxruntime", "int8"), ("openvino", OPENVINO_INT8.label)):
         for n in (1, 2):
             row = rows[(backend, variant, n)]
             assert row.status == "ok", f"{backend} {variant}: {row.reason}"
@@ -145,8 +149,9 @@ def test_int8_rows_are_complete_small_and_close_to_eager(run):
             assert row.artifact_bytes < 0.3 * rows[(backend, "fp32", n)].artifact_bytes  # 1 byte per weight
             expected = roofline.floor(run.cost, n, gflops=100.0, gbps=5.0, precision="int8")  # the stub's int8 rate
             assert row.floor_ms == pytest.approx(expected.floor_ms)
-    nncf = rows[("openvino", "int8 nncf", 1)]
-    assert nncf.artifact.endswith(".xml") and nncf.info["quantizer"].startswith("nncf")
+    openvino = rows[("openvino", OPENVINO_INT8.label, 1)]
+    assert openvino.artifact.endswith(".xml") and rows[("openvino", "fp32", 1)].artifact.endswith(".xml")
+    assert openvino.info["quantization"]["scheme"]["quantizer"].startswith("nncf")
     assert [f.precision for f in run.result.floors["cpu"]] == ["fp32", "fp32", "int8", "int8"]
 
 
@@ -168,22 +173,45 @@ def test_onnxruntime_opens_sessions_as_alexnet_run_does(run, monkeypatch):
         runner.close()
 
 
-@pytest.mark.slow  # the full-size cifar model: int8 files a quarter of fp32, as deployed
-def test_missing_nncf_is_a_skipped_row(run, monkeypatch):
-    monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf -> ImportError
-    artifacts = Artifacts(run.artifacts.source, run.workdir, {("onnx", "fp32"): run.artifacts.get("onnx", "fp32")})
+def test_openvino_int8_row_reads_the_exported_ir_with_its_gate_record(small, monkeypatch):
+    import runtime
+
+    (call,) = small.calls  # export_artifact(ckpt, "openvino", precision="int8"), as int8 ONNX is asked for
+    expected = dataclasses.replace(quantized.quantize_options(small.artifacts.source), calibration_size=CALIBRATION)
+    assert call["fmt"] == "openvino" and call["quantize"] == expected and call["batch_size"] is None
     monkeypatch.setattr(suite, "measure_limits", fake_limits)
-    result = suite.run_suite(artifacts, run.cost, settings(["openvino"], ["int8"], [1]))
+    monkeypatch.setattr(suite, "cpu_peak", lambda *a, **k: None)
+    rows = rows_of(suite.run_suite(small.artifacts, small.cost, settings(["openvino"], ["int8"], [1])))
+    row = rows[("openvino", OPENVINO_INT8.label, 1)]
+    assert row.status == "ok", row.reason
+    path = small.artifacts.get("openvino", "int8")
+    assert row.artifact == str(path) and path.suffix == ".xml"
+    with runtime.load(path, backend="openvino", device="cpu") as predictor:
+        record = predictor.metadata.quantization
+    assert predictor.metadata.precision == "int8" and row.info["quantization"] == record  # the file's own record
+    assert record["gate"]["passed"] and record["gate"]["step"] == "all layers int8" and not record["fp32_layers"]
+    assert record["scheme"]["quantizer"].startswith("nncf") and record["calibration"]["images"] == CALIBRATION
+    # f32 is the precision of what is not quantized: the backend's setting, int8 layers still run in int8
+    assert row.info["config"]["INFERENCE_PRECISION_HINT"] == "f32" and row.info["config"]["INFERENCE_NUM_THREADS"] == 2
+    assert row.max_rel_diff < 0.2 and ("openvino", "fp32", None) not in rows and ("openvino", "fp32", 1) not in rows
+
+
+def test_missing_nncf_is_a_skipped_row(small, monkeypatch):
+    monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf -> ImportError
+    monkeypatch.setattr(suite, "measure_limits", fake_limits)
+    fresh = Artifacts(small.artifacts.source, small.workdir / "no-nncf")
+    fresh.workdir.mkdir()
+    result = suite.run_suite(fresh, small.cost, settings(["openvino"], ["int8"], [1]))
     rows = rows_of(result)
-    assert rows[("openvino", "int8 nncf", None)].status == "skipped"
-    assert rows[("openvino", "int8 nncf", None)].reason.startswith("nncf not installed")
+    assert rows[("openvino", OPENVINO_INT8.label, None)].status == "skipped"
+    assert rows[("openvino", OPENVINO_INT8.label, None)].reason.startswith("nncf not installed")
     assert rows[("pytorch", "fp32", 1)].status == "ok" and ("openvino", "fp32", None) not in rows
+    assert not list(fresh.workdir.glob("*.xml")) and not list(fresh.workdir.glob("*.bin"))  # nothing half-written
 
 
-@pytest.mark.slow  # the full-size cifar model: int8 files a quarter of fp32, as deployed
-def test_openvino_on_cuda_is_a_skip(run):
+def test_openvino_on_cuda_is_a_skip():
     with pytest.raises(Skip, match="OpenVINO has no CUDA device"):
-        OpenVinoRunner(run.artifacts, "cuda", Variant("int8", ("nncf",))).build()
+        OpenVinoRunner(None, "cuda", OPENVINO_INT8).build()  # refused before any artifact is asked for
 
 
 def test_precisions_pick_the_variants():
@@ -191,7 +219,7 @@ def test_precisions_pick_the_variants():
     assert [(b, v.label) for b, v in pairs] == [
         ("pytorch", "fp32"),  # the baseline, always
         ("onnxruntime", "int8"),
-        ("openvino", "int8 nncf"),
+        ("openvino", OPENVINO_INT8.label),
     ]
     assert all(v.precision == "int8" for _, v in pairs[1:])
     every = suite.runner_pairs(["onnxruntime", "openvino"], "cpu")
@@ -260,9 +288,8 @@ def test_report_shows_int8_limits_and_a_fastest_int8_table(run):
     assert header[-1] == "size vs fp32"
     body = [[c.strip() for c in line.strip("|").split("|")] for line in lines[start + 2 : start + 4]]
     assert all(len(row) == len(header) for row in body) and [row[0] for row in body] == ["1", "2"]
-    assert all(
-        row[1] in ("onnxruntime int8", "openvino int8 nncf") and 0 < int(row[-1].rstrip("%")) < 30 for row in body
-    )
+    names = ("onnxruntime int8", f"openvino {OPENVINO_INT8.label}")
+    assert all(row[1] in names and 0 < int(row[-1].rstrip("%")) < 30 for row in body)
     assert "| int8 | 1 |" in text  # the int8 floor rows of the limits table
 
 

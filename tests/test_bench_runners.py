@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from builders import saved_checkpoint
+from builders import random_batch, reference, saved_checkpoint
 
 from alexnet.model import count_parameters
 from benchmarks import roofline, runners, suite
@@ -83,11 +83,15 @@ def test_every_cpu_runner_produces_complete_rows(cpu_result, artifacts):
             assert row.max_rel_diff < 1e-3, f"{backend} {variant} computes something else than eager"
     assert rows[("pytorch", "fp32", 1)].speedup == 1.0  # the baseline against itself
     assert rows[("onnxruntime", "fp32", 1)].info["providers"] == ["CPUExecutionProvider"]
+    openvino = rows[("openvino", "fp32", 1)]  # the exported IR, as alexnet-run compiles it
+    assert openvino.artifact.endswith(".xml") and openvino.info["config"]["INFERENCE_PRECISION_HINT"] == "f32"
+    assert openvino.max_rel_diff < 1e-4  # fp32 where it is not asked otherwise: OpenVINO's bf16 would give ~1e-3
+    assert openvino.info["config"]["INFERENCE_NUM_THREADS"] == 2 and "quantization" not in openvino.info
 
 
 def test_every_deployable_cpu_backend_has_an_e2e_row(cpu_result):
     rows = by_key(cpu_result)
-    for backend in ("pytorch", "torchscript", "onnxruntime"):  # the checkpoint via the runtime's pytorch plugin
+    for backend in ("pytorch", "torchscript", "onnxruntime", "openvino"):  # pytorch: the runtime's plugin
         for n in (1, 2):
             row = rows[(backend, "fp32 e2e", n)]
             assert row.status == "ok", f"{backend} e2e: {row.reason}"
@@ -99,7 +103,7 @@ def test_every_deployable_cpu_backend_has_an_e2e_row(cpu_result):
 def test_variant_labels_are_the_names_rows_and_reports_show():
     assert Variant("fp32").label == "fp32"
     assert Variant("fp16", ("channels_last",)).label == "fp16 channels_last"
-    assert [v.label for v in variants("openvino", "cpu")] == ["fp32", "int8 nncf"]
+    assert [v.label for v in variants("openvino", "cpu")] == ["fp32", "int8", "fp32 e2e"]
     every = {
         v
         for b in ("pytorch", "torch.compile", "torchscript", "onnxruntime", "openvino", "coreml")
@@ -130,6 +134,33 @@ class NoOpenVinoRunner(runners.OpenVinoRunner):
     def _build(self) -> None:
         sys.modules["openvino"] = None  # import openvino -> ImportError; in the worker's own process only
         super()._build()
+
+
+def test_openvino_runner_times_the_runtime_backend_on_the_exported_ir(artifacts, monkeypatch):
+    import runtime
+    from runtime.backends.openvino_backend import OpenVinoBackend
+
+    seen = []
+    real_load = runtime.load
+    monkeypatch.setattr(runtime, "load", lambda *a, **k: seen.append((a, k)) or real_load(*a, **k))
+    runner = runners.OpenVinoRunner(artifacts, "cpu", Variant("fp32"), threads=2)
+    try:
+        runner.build()
+        path = artifacts.get("openvino", "fp32")
+        assert path.suffix == ".xml" and runner.artifact == str(path)  # what alexnet-export writes
+        assert runner.artifact_bytes > path.stat().st_size  # with its .bin
+        assert seen == [((path,), {"backend": "openvino", "device": "cpu", "threads": 2})]  # as alexnet-run
+        assert isinstance(runner.predictor.backend, OpenVinoBackend)
+        assert runner.compiled is runner.predictor.backend.compiled  # step() runs the backend's own request
+        assert runner.request is runner.predictor.backend.request
+        assert runner.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
+        batch = random_batch(2, size=artifacts.source.image_size)
+        runner.prepare(batch)
+        runner.step()
+        expected = reference(artifacts.source.checkpoint_path, batch)
+        assert np.abs(runner.logits() - expected).max() <= 1e-4 * np.abs(expected).max()  # fp32, not bf16
+    finally:
+        runner.close()
 
 
 def test_missing_openvino_is_a_skipped_row(artifacts, cost, monkeypatch):
