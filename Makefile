@@ -43,7 +43,7 @@ demo: setup
 	$(BIN)/alexnet-export --format all $(OUT)/run/best.pth
 	$(BIN)/alexnet-eval $(OUT)/run/best.onnx --data synthetic
 	$(BIN)/alexnet-run --backend onnxruntime --model $(OUT)/run/best.onnx --topk 3 $(OUT)/images/val/circle $(OUT)/images/val/star
-	$(PY) -m runtime.agree $(OUT)/run/best.pth $(OUT)/run/best.pt $(OUT)/run/best.onnx $(OUT)/run/best.mlpackage --images $(OUT)/images/val
+	$(PY) -m runtime.agree $(OUT)/run/best.pth $(OUT)/run/best.pt $(OUT)/run/best.onnx $(OUT)/run/best.xml $(OUT)/run/best.mlpackage --images $(OUT)/images/val
 	mkdir -p $(OUT)/viz
 	$(BIN)/alexnet-viz architecture $(OUT)/run/best.pth -o $(OUT)/viz/architecture.png
 	$(BIN)/alexnet-viz filters $(OUT)/run/best.pth -o $(OUT)/viz/conv1.png

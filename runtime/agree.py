@@ -1,7 +1,7 @@
 """Do several models (a checkpoint and its exports) predict the same on the same image files?
 
-    python -m runtime.agree demo-out/run/best.pth demo-out/run/best.onnx demo-out/run/best.pt \
-        --images demo-out/images/val
+    python -m runtime.agree demo-out/run/best.pth demo-out/run/best.onnx demo-out/run/best.xml \
+        demo-out/run/best.pt --images demo-out/images/val
 
 The first model is the reference. Per model: the backend it ran on, how many images had the
 same top-1 class as the reference, and the largest probability difference over every class.

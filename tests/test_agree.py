@@ -80,3 +80,15 @@ def test_numpy_warnings_of_a_broken_package_become_its_row(cifar_checkpoint, tmp
     assert "Warning" not in proc.stderr, proc.stderr
     header, reference, row = proc.stdout.splitlines()
     assert "failed on 3/3:" in row and "not finite" in row and "warning(s):" in row
+
+
+def test_an_openvino_ir_is_listed_and_agrees(cifar_checkpoint, tmp_path):
+    """Issue 27: the IR runs on the openvino backend beside the checkpoint, picked by its suffix."""
+    pytest.importorskip("openvino", reason="the openvino backend needs openvino (the [openvino] extra)")
+    from export import export_artifact
+
+    ir = export_artifact(cifar_checkpoint, "openvino", tmp_path / "m.xml")
+    result = CliRunner().invoke(agree, [str(cifar_checkpoint), str(ir), "--images", str(images(tmp_path / "imgs"))])
+    assert result.exit_code == 0, result.output
+    row = result.output.splitlines()[2]
+    assert row.split()[:3] == [str(ir)[-35:], "openvino", "3/3"]
