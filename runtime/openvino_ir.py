@@ -35,8 +35,11 @@ def weights_path(xml: str | Path) -> Path:
     weights = xml.with_suffix(WEIGHTS_SUFFIX)
     if not weights.exists() and not weights.is_symlink():
         raise ModelLoadError(f"{xml}: its weights file {weights.name} is missing (an OpenVINO IR is a .xml and a .bin)")
-    folder = xml.resolve().parent
-    if folder not in weights.resolve().parents:
+    try:
+        folder, resolved = xml.resolve().parent, weights.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop, before Python 3.13
+        raise ModelLoadError(f"{xml}: its weights file {weights.name} cannot be resolved ({exc})") from exc
+    if folder not in resolved.parents:
         raise ModelLoadError(f"{xml}: its weights file {weights.name} points outside the model's folder; not read")
     check_model_path(weights)
     if weights.is_dir():

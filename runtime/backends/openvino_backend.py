@@ -104,7 +104,7 @@ class OpenVinoBackend(Backend):
             result = self.request.infer({0: feed})
         except Exception as exc:  # OpenVINO's RuntimeError for a shape the model does not take
             expected = str(self.compiled.inputs[0].get_partial_shape())
-            raise run_failed(self.path, exc, feed, expected) from exc
+            raise run_failed(self.path, RuntimeError(openvino_reason(exc)), feed, expected) from exc
         return np.asarray(result[self.compiled.outputs[0]], dtype=np.float32)
 
     def close(self) -> None:
