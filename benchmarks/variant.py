@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runtime import formats
+from runtime.metadata import BYTES_PER_WEIGHT
 
-# The export precisions (the format table's) and bf16, which only torch eager runs here.
-PRECISIONS = (*formats.PRECISIONS, "bf16")
+# The export precisions (the format table's) and bf16, which only torch eager runs here; widest first.
+PRECISIONS = tuple(sorted((*formats.PRECISIONS, "bf16"), key=lambda p: -BYTES_PER_WEIGHT[p]))
 # The torch dtype (a `torch` attribute name) of each precision torch runs; int8 runs only in
 # onnxruntime and OpenVINO.
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -35,7 +36,7 @@ class Variant:
         return " ".join((self.precision, *self.options))
 
 
-FP32, FP16, INT8, BF16 = (Variant(p) for p in PRECISIONS)
+FP32, FP16, BF16, INT8 = (Variant(p) for p in PRECISIONS)
 E2E_OPTION = "e2e"
 # Image files -> decode -> preprocess -> predict through runtime.load, as alexnet-run does (benchmarks.e2e).
 E2E = Variant("fp32", (E2E_OPTION,))
