@@ -35,6 +35,7 @@ from export.to_onnx_int8 import scratch_dir
 from export.to_openvino import XML_SUFFIX, check_ir_output, convert_pytorch, remove_ir, write_ir
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 from runtime.openvino_ir import openvino_reason
+from runtime.signal_stack import kept_signal_stack
 
 QUANTIZABLE_OPS = ("Convolution", "MatMul")  # the layers that can be kept in fp32
 # --calibration-method -> NNCF's activation range estimators: strict min/max over every image (as
@@ -146,7 +147,8 @@ def quantize_ir(fp32: Any, inputs: list[np.ndarray], *, method: str, exclude: tu
 
     estimator = getattr(RangeEstimatorParametersSet, RANGE_ESTIMATORS[method])
     try:
-        with _quiet_nncf():
+        # NNCF compiles the model to collect statistics: keep this thread's signal stack (runtime/signal_stack.py).
+        with _quiet_nncf(), kept_signal_stack():
             return nncf.quantize(
                 fp32.clone(),
                 nncf.Dataset(inputs),

@@ -19,6 +19,7 @@ from runtime.backends import Backend, BackendUnavailableError, ModelIO, ModelLoa
 from runtime.formats import install_hint
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 from runtime.openvino_ir import check_ir, openvino_reason
+from runtime.signal_stack import kept_signal_stack
 
 # Compile-time settings: exact fp32 where not quantized, latency first (one request at a time).
 _CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
@@ -68,7 +69,8 @@ class OpenVinoBackend(Backend):
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
-            self.compiled = core.compile_model(model, "CPU", config)
+            with kept_signal_stack():  # the CPU plugin replaces this thread's signal stack (runtime/signal_stack.py)
+                self.compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:
             raise ModelLoadError(f"OpenVINO cannot compile {path} for the CPU: {openvino_reason(exc)}") from exc
         self.request = self.compiled.create_infer_request()
