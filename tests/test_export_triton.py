@@ -165,7 +165,7 @@ def test_output_that_is_a_file_is_an_error(ckpt, tmp_path):
 def test_one_precision_per_model_and_all_excludes_triton(ckpt, tmp_path):
     result = run("--format", "triton", "--precisions", "fp32,int8", ckpt, "-o", tmp_path)
     assert result.exit_code == 2 and "--format triton writes one model" in result.output
-    assert "triton, a model repository of ONNX, only on its own" in " ".join(run("--help").output.split())
+    assert "triton (Triton repository) only on its own" in " ".join(run("--help").output.split())
     assert list(tmp_path.iterdir()) == []
 
 
