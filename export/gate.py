@@ -74,12 +74,17 @@ class GateResult:
         }
 
 
-def run_onnx(path: Path, inputs: np.ndarray) -> np.ndarray:
-    """Logits of an ONNX file through the runtime's own backend (the session alexnet-run uses)."""
+def run_artifact(path: Path, inputs: np.ndarray, backend: str) -> np.ndarray:
+    """Logits of an artifact through the runtime's own `backend` (what alexnet-run runs), BATCH inputs per call."""
     import runtime
 
-    with runtime.load(path, backend="onnxruntime", device="cpu") as predictor:
+    with runtime.load(path, backend=backend, device="cpu") as predictor:
         return np.concatenate([predictor.predict_logits(inputs[i : i + BATCH]) for i in range(0, len(inputs), BATCH)])
+
+
+def run_onnx(path: Path, inputs: np.ndarray) -> np.ndarray:
+    """Logits of an ONNX file through onnxruntime, the session alexnet-run uses."""
+    return run_artifact(path, inputs, "onnxruntime")
 
 
 def judge(data: GateData, logits: np.ndarray, *, max_agreement_loss: float, max_accuracy_drop: float) -> GateResult:

@@ -15,6 +15,7 @@ from torch import nn
 
 from export import calibration
 from export.common import ExportError, example_input, first_line
+from export.fallback import LayerSearch
 from export.gate import GateData, judge, run_onnx
 from export.quantize import (
     CalibrationReader,
@@ -61,7 +62,7 @@ def export_int8_onnx(
     seed = training_seed(training)
     names, spec = metadata.class_names, metadata.preprocess
     calib_set, gate_set = calibration.resolve_calibration(data, options.gate_data, names, spec, seed=seed)
-    _probe(calib_set, spec, options.calibration_size, echo)
+    probe_calibration(calib_set, spec, options.calibration_size, echo)
     gate = read_gate(gate_set, spec, options.gate_size, model)
     with scratch_dir() as scratch:
         work = _Workspace(Path(scratch), calib_set, spec, options, scheme, gate, echo)
@@ -90,7 +91,7 @@ def scratch_dir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
 
 
-def _probe(images: calibration.ImageSet, spec, size: int, echo: Callable[[str], None]) -> None:
+def probe_calibration(images: calibration.ImageSet, spec, size: int, echo: Callable[[str], None]) -> None:
     """Fail in one line before any heavy work when no calibration image is readable."""
     if images.count == 0:
         raise ExportError(f"no calibration images in {images.description}")
@@ -106,7 +107,7 @@ def _probe(images: calibration.ImageSet, spec, size: int, echo: Callable[[str], 
         )
 
 
-class _Workspace:
+class _Workspace(LayerSearch):
     """The scratch folder of one int8 export: fp32 model, cached activation ranges, attempts."""
 
     def __init__(self, root: Path, calib_set, spec, options: QuantizeOptions, scheme: Scheme, gate: GateData, echo):
@@ -116,7 +117,7 @@ class _Workspace:
         self.cache = root / "ranges.json"
         self.calibration_info: dict[str, Any] = {}
         self._attempts = 0
-        self._closest: Step | None = None  # the failed step with the smallest logit error (what --force writes)
+        self.reduce_range = False  # 7-bit weights, once run_steps chose them
 
     def prepare(self, model: nn.Module, metadata: ArtifactMetadata, opset: int) -> None:
         """fp32 ONNX (dynamic batch, so calibration can batch) -> quant_pre_process."""
@@ -135,8 +136,9 @@ class _Workspace:
         raw.unlink()
         self.layers = layer_names(self.fp32)
 
-    def attempt(self, label: str, *, reduce_range: bool, exclude: tuple[str, ...]) -> Step:
-        """Quantize with these settings, gate the result, report the step."""
+    def attempt(self, label: str, exclude: tuple[str, ...], *, reduce_range: bool | None = None) -> Step:
+        """Quantize with these settings (default: self.reduce_range), gate the result, return the step."""
+        reduce_range = self.reduce_range if reduce_range is None else reduce_range
         self._attempts += 1
         path = self.root / f"attempt-{self._attempts}.onnx"
         scheme = dataclasses.replace(self.scheme, reduce_range=reduce_range)
@@ -190,56 +192,18 @@ class _Workspace:
 
     def run_steps(self, target: str) -> list[Step]:
         """Attempts in order until one passes: all int8; 7-bit weights (x86 without VNNI); layers kept in fp32."""
-        steps = [self._report(self.attempt("all layers int8", reduce_range=False, exclude=()))]
+        steps = [self.report(self.attempt("all layers int8", (), reduce_range=False))]
         if steps[-1].gate.passed:
             return steps
-        reduce_range = False
         if target in ("avx2", "avx512"):
-            steps.append(self._report(self.attempt("7-bit weights (reduce_range)", reduce_range=True, exclude=())))
+            steps.append(self.report(self.attempt("7-bit weights (reduce_range)", (), reduce_range=True)))
             if steps[-1].gate.passed:
                 return steps
-            reduce_range = steps[-1].gate.logit_error < steps[0].gate.logit_error
-        cap = len(self.layers) if self.options.max_fp32_layers is None else self.options.max_fp32_layers
-        if cap == 0:
-            return steps
-        ranking = self._sensitivity(reduce_range)
-        for count in range(1, min(cap, len(ranking)) + 1):
-            kept = tuple(ranking[:count])
-            label = f"{', '.join(self.layers[n] for n in kept)} in fp32"
-            steps.append(self._report(self.attempt(label, reduce_range=reduce_range, exclude=kept)))
-            if steps[-1].gate.passed:
-                break
-        return steps
+            self.reduce_range = steps[-1].gate.logit_error < steps[0].gate.logit_error
+        return self.keep_layers_fp32(steps, self.options.max_fp32_layers)
 
-    def _sensitivity(self, reduce_range: bool) -> list[str]:
-        """Quantizable nodes, most sensitive first: the gate's logit error with that node alone in fp32."""
-        self.echo(f"measuring the sensitivity of {len(self.layers)} layers ...")
-        errors = {}
-        for node in self.layers:
-            step = self.attempt(f"{self.layers[node]} alone in fp32", reduce_range=reduce_range, exclude=(node,))
-            errors[node] = step.gate.logit_error
-            step.path.unlink()
-        ranking = sorted(errors, key=errors.get)
-        self.echo(
-            "  sensitivity (logit error with the layer in fp32, lower = more sensitive): "
-            + ", ".join(f"{self.layers[n]} {errors[n]:.2e}" for n in ranking)
-        )
-        return ranking
-
-    @property
-    def closest(self) -> Step:
-        return self._closest
-
-    def _report(self, step: Step) -> Step:
-        """Print the step; of the failed steps' files keep only the closest (disk: up to 244 MB each)."""
-        self.echo(f"  gate [{step.label}]: {step.gate.summary()}")
-        if not step.gate.passed:
-            discard = step
-            if self._closest is None or step.gate.logit_error < self._closest.gate.logit_error:
-                self._closest, discard = step, self._closest
-            if discard is not None:
-                discard.path.unlink(missing_ok=True)
-        return step
+    def discard(self, step: Step) -> None:
+        step.path.unlink(missing_ok=True)
 
 
 def _write(path: Path, metadata: ArtifactMetadata, output: Path, expected_bytes: int) -> None:

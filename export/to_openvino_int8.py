@@ -29,9 +29,10 @@ from torch import nn
 
 from export import calibration
 from export.common import ExportError, example_input, quiet_logger
-from export.gate import BATCH, GateData, judge
+from export.fallback import LayerSearch
+from export.gate import GateData, judge, run_artifact
 from export.quantize import QuantizeOptions, Step, calibration_source, gate_failure, read_gate, training_seed
-from export.to_onnx_int8 import scratch_dir
+from export.to_onnx_int8 import probe_calibration, scratch_dir
 from export.to_openvino import XML_SUFFIX, check_ir_output, convert_pytorch, remove_ir, write_ir
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
 from runtime.openvino_ir import openvino_reason
@@ -91,22 +92,12 @@ def read_calibration(
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """The calibration inputs, each (1, 3, crop, crop) float32 (NNCF feeds dataset items one by one),
     and what the record says of them; one-line ExportError when none is readable."""
-    if images.count == 0:
-        raise ExportError(f"no calibration images in {images.description}")
     if options.method not in RANGE_ESTIMATORS:
         raise ExportError(f"unknown calibration method {options.method!r}; choose {', '.join(RANGE_ESTIMATORS)}")
+    probe_calibration(images, spec, options.calibration_size, echo)  # none readable: one line, before the work
     log = calibration.ReadLog()
     limit = min(options.calibration_size, images.count)
     inputs = [batch for batch, _ in calibration.batches(images, spec, limit=limit, batch_size=1, log=log)]
-    if not inputs:
-        raise ExportError(
-            f"none of the {images.count} calibration images in {images.description} is readable ({log.first_error})"
-        )
-    if images.count < options.calibration_size:
-        echo(
-            f"warning: {images.description} has {images.count} images, fewer than the "
-            f"{options.calibration_size} asked for; using them all"
-        )
     if log.skipped:
         echo(f"skipped {log.skipped} unreadable calibration images (first: {log.first_error})")
     info = {"method": options.method, "images": log.read, "skipped": log.skipped, "source": images.description}
@@ -181,21 +172,17 @@ def read_ir(xml: Path) -> Any:
 
 
 def run_ir(path: Path, inputs: np.ndarray) -> np.ndarray:
-    """Logits of an IR through the runtime's own backend (what alexnet-run runs), BATCH inputs per call."""
-    import runtime
-
-    with runtime.load(path, backend="openvino", device="cpu") as predictor:
-        return np.concatenate([predictor.predict_logits(inputs[i : i + BATCH]) for i in range(0, len(inputs), BATCH)])
+    """Logits of an IR through the runtime's own backend (what alexnet-run runs)."""
+    return run_artifact(path, inputs, "openvino")
 
 
-class _Search:
+class _Search(LayerSearch):
     """The scratch folder of one int8 export: the fp32 model, the attempts, the closest failure."""
 
     def __init__(self, root: Path, inputs, info, gate: GateData, options: QuantizeOptions, metadata, echo) -> None:
         self.root, self.inputs, self.info, self.gate, self.options = root, inputs, info, gate, options
         self.metadata, self.echo = metadata, echo
         self._attempts = 0
-        self.closest: Step | None = None  # the failed step with the smallest logit error (what --force writes)
 
     def prepare(self, model: nn.Module, opset: int) -> None:
         """The fp32 ov.Model (dynamic batch) and its quantizable layers."""
@@ -230,41 +217,8 @@ class _Search:
 
     def run_steps(self) -> list[Step]:
         """Attempts in order until one passes: all int8; then the most sensitive layers kept fp32."""
-        steps = [self._report(self.attempt("all layers int8", ()))]
-        cap = len(self.layers) if self.options.max_fp32_layers is None else self.options.max_fp32_layers
-        if steps[-1].gate.passed or cap == 0:
-            return steps
-        ranking = self._sensitivity()
-        for count in range(1, min(cap, len(ranking)) + 1):
-            kept = tuple(ranking[:count])
-            label = f"{', '.join(self.layers[n] for n in kept)} in fp32"
-            steps.append(self._report(self.attempt(label, kept)))
-            if steps[-1].gate.passed:
-                break
-        return steps
+        steps = [self.report(self.attempt("all layers int8", ()))]
+        return steps if steps[-1].gate.passed else self.keep_layers_fp32(steps, self.options.max_fp32_layers)
 
-    def _sensitivity(self) -> list[str]:
-        """Quantizable ops, most sensitive first: the gate's logit error with that op alone in fp32."""
-        self.echo(f"measuring the sensitivity of {len(self.layers)} layers ...")
-        errors = {}
-        for node in self.layers:
-            step = self.attempt(f"{self.layers[node]} alone in fp32", (node,))
-            errors[node] = step.gate.logit_error
-            remove_ir(step.path)
-        ranking = sorted(errors, key=errors.get)
-        self.echo(
-            "  sensitivity (logit error with the layer in fp32, lower = more sensitive): "
-            + ", ".join(f"{self.layers[n]} {errors[n]:.2e}" for n in ranking)
-        )
-        return ranking
-
-    def _report(self, step: Step) -> Step:
-        """Print the step; of the failed steps' files keep only the closest (disk: ~61 MB each at 224 px)."""
-        self.echo(f"  gate [{step.label}]: {step.gate.summary()}")
-        if not step.gate.passed:
-            discard = step
-            if self.closest is None or step.gate.logit_error < self.closest.gate.logit_error:
-                self.closest, discard = step, self.closest
-            if discard is not None:
-                remove_ir(discard.path)
-        return step
+    def discard(self, step: Step) -> None:
+        remove_ir(step.path)

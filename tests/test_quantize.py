@@ -135,11 +135,11 @@ def test_torchscript_int8_and_missing_calibration_are_one_line_errors(untrained,
 
 
 def test_fewer_images_than_asked_is_a_warning(tmp_path):
-    from export.to_onnx_int8 import _probe
+    from export.to_onnx_int8 import probe_calibration
 
     said = []
     images = calibration.resolve_gate_set(str(write_images(tmp_path / "few", 3)), ["a"], SPEC)
-    _probe(images, SPEC, 300, said.append)
+    probe_calibration(images, SPEC, 300, said.append)
     assert len(said) == 1 and "fewer than the 300 asked for" in said[0]
 
 
