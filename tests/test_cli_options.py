@@ -27,6 +27,7 @@ MODULES = {
     "runtime.agree": "runtime.agree",
     "benchmarks.serve_load": "benchmarks.serve_load",
     "benchmarks.serve_hostile": "benchmarks.serve_hostile",
+    "benchmarks.format_agreement": "benchmarks.format_agreement",
 }
 # Flags that every command takes from runtime.options, never declares itself.
 SHARED_FLAGS = (
