@@ -71,10 +71,15 @@ def check_options(fmt: str, batch_size: int | None, precision: str, coreml_input
         hint = " or ".join(f"--format {name} --precision int8" for name in gated) if precision == "int8" else ""
         hint = f"; use {hint}" if hint else ""
         raise ExportError(f"{table.title} has no {precision} export (it has {', '.join(table.precisions)}){hint}")
-    if table.gated_int8 and precision == "int8" and batch_size is not None:
+    if table.gated_int8 and precision == "int8" and batch_size is not None and not table.fixed_batch:
         raise ExportError(f"an int8 {table.title} artifact takes any batch size; drop --batch")
     if batch_size is not None and batch_size < 1:
         raise ExportError(f"batch size must be at least 1, got {batch_size}")
+    if batch_size is not None and table.max_batch is not None and batch_size > table.max_batch:
+        raise ExportError(
+            f"{table.title} runs at most {table.max_batch} images per call, not {batch_size}; "
+            f"drop --batch (the runtime splits larger batches)"
+        )
     if coreml_input not in COREML_INPUTS:
         raise ExportError(f"unknown Core ML input kind {coreml_input!r}; choose image or tensor")
     if fmt == "coreml" and coreml_input == "image" and batch_size not in (None, 1):

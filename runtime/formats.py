@@ -42,6 +42,10 @@ class Format:
     in_all: bool = True  # part of --format all (a Triton repository is written on its own)
     gated_int8: bool = False  # int8 is calibrated and must pass the accuracy gate (export/gate.py)
     predicts_on: tuple[str, ...] = ()  # sys.platform values where its own engine predicts (empty: anywhere)
+    # Batch limits of the engine: a dynamic batch of at most `max_batch` images per call (None: any);
+    # `fixed_batch`: the batch is part of the file (export's default 1), the runtime pads to it.
+    max_batch: int | None = None
+    fixed_batch: bool = False
     notes: str = ""
 
     @property
@@ -128,6 +132,41 @@ FORMATS: dict[str, Format] = {
             targets="iPhone, iPad, Mac (Neural Engine, GPU, CPU)",
             predicts_on=("darwin",),
             notes="ML Program; int8: weight compression, gated; off macOS the reference evaluator runs it",
+        ),
+        Format(
+            name="executorch",
+            title="ExecuTorch",
+            suffixes=(".pte",),
+            precisions=("fp32", "int8"),
+            backend="executorch",
+            export_extra="executorch",
+            runtime_extra="executorch",
+            export_modules=("torch", "executorch"),
+            metadata='constant method "alexnet_deploy_metadata"',
+            devices=("cpu",),
+            targets="Android, iOS and embedded Linux apps (the ExecuTorch runtime, XNNPACK on ARM/x86 CPUs)",
+            gated_int8=True,
+            # ExecuTorch's memory planning takes a dynamic batch up to 15 images per call (measured
+            # with executorch 1.4.1: 16 fails in set_inputs whatever bound torch.export was given).
+            max_batch=15,
+            notes="torch.export -> XNNPACK delegate; int8: PT2E (XNNPACKQuantizer), calibrated; its Python runtime links libtorch",
+        ),
+        Format(
+            name="litert",
+            title="LiteRT (TensorFlow Lite)",
+            suffixes=(".tflite",),
+            precisions=("fp32", "int8"),
+            backend="litert",
+            export_extra="litert",
+            runtime_extra="litert-runtime",
+            export_modules=("torch", "litert_torch", "ai_edge_litert"),
+            metadata='Model.metadata["alexnet_deploy"]',
+            devices=("cpu",),
+            targets="Android apps, Raspberry Pi and other ARM boards (the LiteRT interpreter, XNNPACK)",
+            gated_int8=True,
+            # The converter folds the batch into its reshapes: a file runs at the batch it was exported with.
+            fixed_batch=True,
+            notes="litert-torch; int8: PT2E full-integer (int8 input/output), calibrated",
         ),
         Format(
             name="triton",

@@ -68,6 +68,10 @@ class ArtifactMetadata:
     # The SHA-256 of the artifact's weights as exported (runtime/integrity.py says of which bytes);
     # runtime.load checks it. "" for artifacts exported before it was recorded: nothing to check.
     weights_sha256: str = ""
+    # A dynamic-batch artifact whose engine takes at most this many images per call (an ExecuTorch
+    # program's memory plan: runtime/formats.py `max_batch`); the predictor splits larger batches.
+    # None: no limit (or a fixed batch, input_shape[0]).
+    max_batch: int | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -86,6 +90,8 @@ class ArtifactMetadata:
         data["input_shape"] = list(self.input_shape)
         if data["quantization"] is None:
             del data["quantization"]  # fp32/fp16 metadata stays what it was before int8 existed
+        if data["max_batch"] is None:
+            del data["max_batch"]  # as before the field existed
         if not data["weights_sha256"]:
             del data["weights_sha256"]  # metadata not yet stamped (export stamps it last) reads as before
         return data
@@ -124,6 +130,7 @@ class ArtifactMetadata:
                 precision=precision,
                 quantization=_record(data.get("quantization")),
                 weights_sha256=_sha256("weights_sha256", data.get("weights_sha256", "")),
+                max_batch=check_batch_size(data.get("max_batch"), "max_batch"),
                 schema_version=version,
                 **values,
             )

@@ -74,7 +74,9 @@ class Predictor:
         self.backend = backend
         self.metadata = metadata
         self.max_batch = metadata.batch_size  # a fixed-batch artifact takes exactly this many
-        self.batch_size = batch_size or self.max_batch or DEFAULT_BATCH_SIZE
+        # ... a dynamic one with a limit (an ExecuTorch program) at most this many per call.
+        self.call_limit = self.max_batch or metadata.max_batch
+        self.batch_size = batch_size or self.call_limit or DEFAULT_BATCH_SIZE
 
     @property
     def backend_name(self) -> str:
@@ -97,7 +99,8 @@ class Predictor:
         """Preprocessed float32 (N, 3, H, W) -> (N, classes) float32 logits.
 
         Any N works: a fixed-batch artifact gets the batch split into its size, the last
-        part zero-padded (the padding rows are dropped from the result).
+        part zero-padded (the padding rows are dropped from the result); an artifact with a
+        per-call limit gets it split into parts of at most that many.
         """
         if not isinstance(batch, np.ndarray):
             raise InputError(f"predict_logits takes a numpy array, got {type(batch).__name__}")
@@ -113,7 +116,8 @@ class Predictor:
         if len(batch) == 0:
             return np.zeros((0, self.metadata.num_classes), np.float32)
         if self.max_batch is None:
-            return self._run(batch)
+            limit = self.call_limit or len(batch)
+            return np.concatenate([self._run(batch[i : i + limit]) for i in range(0, len(batch), limit)])
         parts = []
         for start in range(0, len(batch), self.max_batch):
             part = batch[start : start + self.max_batch]
