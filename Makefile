@@ -1,7 +1,7 @@
 # One-command set-up: `make demo` builds .venv from nothing and runs the main job;
 # `make test` runs the suite without its `slow` tests (minutes: what a contributor runs before every
-# change); `make test-all` runs all of it; `make test-edge` proves the base install (and [openvino]) runs without torch
-# (CI runs test-all and test-edge: .ci/run).
+# change); `make test-all` runs all of it; `make test-edge` proves the base install (and [openvino],
+# [litert-runtime]) runs without torch (CI runs test-all and test-edge: .ci/run).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
@@ -25,11 +25,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 # The edge install: the base package (numpy, Pillow, onnxruntime, click, tqdm) and the torch-free
-# OpenVINO backend ([openvino]), no torch.
+# OpenVINO ([openvino]) and LiteRT ([litert-runtime]: ai-edge-litert) backends, no torch.
 $(EDGE_VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(EDGE_VENV)
 	$(EDGE_VENV)/bin/python -m pip install -q --upgrade pip
-	$(EDGE_VENV)/bin/python -m pip install -q '.[openvino]' pytest pytest-timeout
+	$(EDGE_VENV)/bin/python -m pip install -q '.[openvino,litert-runtime]' pytest pytest-timeout
 	touch $@
 
 # The main job on the embedded synthetic data: data -> train -> evaluate -> export -> run -> the deployment

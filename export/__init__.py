@@ -1,9 +1,12 @@
-"""Export a checkpoint to TorchScript, ONNX, OpenVINO IR or Core ML (one artifact per call), or a Triton repository.
+"""Export a checkpoint to TorchScript, ONNX, OpenVINO IR, Core ML, ExecuTorch or LiteRT (one artifact
+per call), or a Triton repository.
 
     from export import export_artifact
     export_artifact("runs/best.pth", "onnx")              # -> runs/best.onnx, dynamic batch, opset 18
     export_artifact("runs/best.pth", "openvino")          # -> runs/best.xml + runs/best.bin (IR, fp32)
     export_artifact("runs/best.pth", "coreml", precision="fp16", coreml_input="image")
+    export_artifact("runs/best.pth", "executorch")        # -> runs/best.pte (XNNPACK, batch 1..15 per call)
+    export_artifact("runs/best.pth", "litert", precision="int8")  # -> runs/best.tflite (fixed batch 1)
     export_artifact("runs/best.pth", "triton", "repo")    # -> repo/alexnet/{config.pbtxt,1/model.onnx,labels.txt}
     validate_artifact("runs/best.onnx", "runs/best.pth").passed  # vs PyTorch, as the CLI does
 
@@ -23,6 +26,7 @@ from export.common import COREML_INPUTS, FORMATS, PRECISIONS, ExportError
 from export.quantize import QuantizeOptions
 from export.source import Source, as_source, source_path
 from export.validate import ValidationResult, validate_artifact
+from runtime import formats
 from runtime.metadata import ArtifactMetadata
 
 if TYPE_CHECKING:
@@ -144,6 +148,8 @@ def write_artifact(
         )
     if fmt == "openvino":
         return _export_openvino(model, metadata, output, precision, quantize, training, opset=opset, echo=echo)
+    if formats.get(fmt).torch_export:
+        return _export_edge(fmt, model, metadata, output, quantize, training, echo=echo)
     if fmt == "onnx" and precision == "int8":
         from export.to_onnx_int8 import export_int8_onnx
 
@@ -174,6 +180,33 @@ def _export_openvino(
     from export.to_openvino import export_openvino
 
     return export_openvino(model, metadata, output, opset=opset, batch_size=metadata.input_shape[0])
+
+
+def _export_edge(
+    fmt: str,
+    model: nn.Module,
+    metadata: ArtifactMetadata,
+    output: Path,
+    quantize: QuantizeOptions | None,
+    training: dict | None,
+    *,
+    echo: Callable[[str], None] | None,
+) -> Path:
+    """An ExecuTorch program or a LiteRT model (export/torch_export.py is their shared front end):
+    fp32 lowered as is, int8 PT2E-quantized behind the gate."""
+    import importlib
+
+    from export.torch_export import quiet_edge_imports
+
+    writer = importlib.import_module(f"export.to_{fmt}")
+    with quiet_edge_imports():
+        if metadata.precision == "int8":
+            from export.pt2e_int8 import export_int8_pt2e
+
+            kwargs = {"echo": echo} if echo else {}
+            options = quantize or QuantizeOptions()
+            return export_int8_pt2e(writer, model, metadata, output, options=options, training=training, **kwargs)
+        return getattr(writer, f"export_{fmt}")(model, metadata, output)
 
 
 def _export_traced(fmt: str, module: nn.Module, metadata: ArtifactMetadata, output: Path, *, opset: int) -> Path:

@@ -46,6 +46,8 @@ class Format:
     # `fixed_batch`: the batch is part of the file (export's default 1), the runtime pads to it.
     max_batch: int | None = None
     fixed_batch: bool = False
+    # Exported through torch.export (export/torch_export.py), int8 by a PT2E quantizer (export/pt2e_int8.py).
+    torch_export: bool = False
     notes: str = ""
 
     @property
@@ -149,6 +151,7 @@ FORMATS: dict[str, Format] = {
             # ExecuTorch's memory planning takes a dynamic batch up to 15 images per call (measured
             # with executorch 1.4.1: 16 fails in set_inputs whatever bound torch.export was given).
             max_batch=15,
+            torch_export=True,
             notes="torch.export -> XNNPACK delegate; int8: PT2E (XNNPACKQuantizer), calibrated; its Python runtime links libtorch",
         ),
         Format(
@@ -166,6 +169,7 @@ FORMATS: dict[str, Format] = {
             gated_int8=True,
             # The converter folds the batch into its reshapes: a file runs at the batch it was exported with.
             fixed_batch=True,
+            torch_export=True,
             notes="litert-torch; int8: PT2E full-integer (int8 input/output), calibrated",
         ),
         Format(

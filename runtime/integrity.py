@@ -19,8 +19,17 @@ format added later plugs in its own, and its exporter stamps what it returns):
 - openvino: the IR's .bin, whole (every constant of the graph is a range of it; the metadata is
   in the .xml), found and confined by runtime.openvino_ir. The exporter saves, hashes the .bin,
   then saves again with the hash in rt_info and checks that the .bin did not change.
+- litert: every buffer of the .tflite flatbuffer (inline or stored by offset outside it), in order,
+  each with its length, except the buffers Model.metadata names (ours is one of them) and empty
+  ones (runtime/tflite_model.py). The exporter hashes the converter's bytes, then adds the metadata
+  entry (a re-serialization that keeps every hashed buffer's bytes). The graph itself (ops, shapes,
+  quantization scales) is not hashed, as OpenVINO's .xml is not.
 - torchscript: the archive's tensor entries (constants/N, data/N) with their names; the metadata is
   the extra file beside them. zipfile also checks each entry's CRC-32 as it reads.
+- executorch: the program's segments (delegate blobs, constant data), from the extended header's
+  segment_base_offset to the end of the file (runtime.pte_file). The metadata is in the program,
+  outside the segments; the exporter lowers with a placeholder hash of the same length and splices
+  the real one in.
 
 The bytes are read once more, after the engine loaded them (from the page cache, at disk speed:
 about a second per GB); `verify=False` (alexnet-run --no-verify) skips it for trusted, read-only storage.
@@ -45,6 +54,8 @@ from runtime.metadata import ArtifactMetadata
 from runtime.mlpackage import package_files
 from runtime.preprocess import short_repr
 from runtime.protowire import LEN, WireError, fields
+from runtime.pte_file import segments_range
+from runtime.tflite_model import tflite_sha256
 
 _BLOCK = 1 << 20
 ONNX_GRAPH = 7  # ModelProto.graph
@@ -134,6 +145,16 @@ def openvino_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def pte_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open_regular(path) as handle:
+        start, _ = segments_range(handle)
+        handle.seek(start)
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def torchscript_sha256(path: str | os.PathLike) -> str:
     with open_regular(path) as handle:
         return torchscript_archive_sha256(handle)
@@ -160,6 +181,8 @@ DIGESTS: dict[str, Callable[[str | os.PathLike], str]] = {
     "coreml": coreml_sha256,
     "torchscript": torchscript_sha256,
     "openvino": openvino_sha256,
+    "executorch": pte_sha256,
+    "litert": tflite_sha256,
 }
 
 

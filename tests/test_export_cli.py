@@ -171,16 +171,16 @@ def test_directory_write_replaces_an_old_package(tmp_path):
 def test_all_formats_with_table(ckpt, tmp_path):
     result = run("--format", "all", ckpt, "-o", tmp_path, "--no-validate")  # validation is tested per format
     assert result.exit_code == 0, result.output
-    made = ["model.bin", "model.mlpackage", "model.onnx", "model.pt", "model.xml"]
+    made = ["model.bin", "model.mlpackage", "model.onnx", "model.pt", "model.pte", "model.tflite", "model.xml"]
     assert sorted(p.name for p in tmp_path.iterdir()) == made
     header = next(line for line in result.output.splitlines() if line.startswith("format"))
     assert header.split() == ["format", "precision", "size", "agreement", "accuracy", "check", "artifact"]
     rows = {
         line.split()[0]: line.split()
         for line in result.output.splitlines()
-        if line.split()[:1] in (["torchscript"], ["onnx"], ["openvino"], ["coreml"])
+        if line.split()[:1] in (["torchscript"], ["onnx"], ["openvino"], ["coreml"], ["executorch"], ["litert"])
     }
-    assert len(rows) == 4 and rows["openvino"][1] == "fp32"
+    assert len(rows) == 6 and rows["openvino"][1] == rows["executorch"][1] == rows["litert"][1] == "fp32"
     assert rows["torchscript"][1] == "fp32" and rows["coreml"][1] == "fp16"  # Core ML defaults to fp16
     assert all(row[2:] == [row[2], "MB", "-", "-", "skipped", row[-1]] for row in rows.values())
     assert all(row[-1].startswith(str(tmp_path)) and float(row[2]) > 0 for row in rows.values())
@@ -309,10 +309,14 @@ def test_format_all_fp32_int8_reads_the_checkpoint_once(ckpt, tmp_path, monkeypa
         "model-int8.bin",
         "model-int8.mlpackage",
         "model-int8.onnx",
+        "model-int8.pte",
+        "model-int8.tflite",
         "model-int8.xml",
         "model.bin",
         "model.onnx",
         "model.pt",
+        "model.pte",
+        "model.tflite",
         "model.xml",
     ]
     assert [p for p in reads if p == Path(ckpt)] == [Path(ckpt)]

@@ -21,7 +21,10 @@ CODE = ("alexnet", "export", "runtime", "benchmarks")
 # other things that happen to share the names, or physics per precision (bf16 included).
 NOT_FORMAT_LISTS = {
     ("runtime/integrity.py", frozenset(formats.names(benchmarked=True))): "DIGESTS: one hash function per format",
-    ("runtime/backends/__init__.py", frozenset({"coreml", "openvino", "torchscript"})): "backend names -> classes",
+    (
+        "runtime/backends/__init__.py",
+        frozenset({"coreml", "litert", "openvino", "torchscript"}),
+    ): "backend names -> classes",
     ("runtime/metadata.py", frozenset({"fp32", "fp16", "int8"})): "BYTES_PER_WEIGHT: bytes by precision",
     ("runtime/mlprogram/ops.py", frozenset({"fp32", "fp16", "int8"})): "MIL dtype names -> numpy",
     ("benchmarks/peak.py", frozenset({"fp32", "fp16", "int8"})): "operations per lane by precision",

@@ -5,8 +5,8 @@ alexnet-deploy metadata embedded in it (or None for a foreign model), and turns 
 preprocessed float32 batch (N, 3, H, W) into logits (N, classes). Everything else
 (preprocessing, batching, softmax, top-k) lives in `runtime.predictor`.
 
-Built-in backends (onnxruntime, openvino, coreml, coreml-reference, torchscript) are imported only when used, so
-`import runtime` pulls in neither onnxruntime nor torch. Other packages add backends
+Built-in backends (onnxruntime, openvino, litert, coreml, coreml-reference, torchscript) are imported only when
+used, so `import runtime` pulls in neither onnxruntime nor torch. Other packages add backends
 through the entry-point group ``alexnet_deploy.backends``; this is how the `pytorch`
 backend (which needs the model code in `alexnet/`) plugs in without runtime importing
 alexnet::
@@ -44,6 +44,7 @@ _BUILTIN = {
     "coreml-reference": "runtime.backends.coreml_reference_backend:CoreMLReferenceBackend",
     "torchscript": "runtime.backends.torchscript_backend:TorchScriptBackend",
     "openvino": "runtime.backends.openvino_backend:OpenVinoBackend",
+    "litert": "runtime.backends.litert_backend:LiteRtBackend",
 }
 _registered: dict[str, type[Backend]] = {}
 
@@ -136,9 +137,11 @@ def get_backend(name: str) -> type[Backend]:
         return plugins[0].load()
     except ImportError as exc:
         missing = getattr(exc, "name", None) or str(exc)
+        fmt = formats.for_backend(name)  # the `pytorch` plugin runs checkpoints, which are no format here
+        fix = formats.install_hint(fmt.runtime_extra) if fmt else "pip install torch"
         raise BackendUnavailableError(
             f"the {name} backend cannot be imported ({missing} missing: {exc}); install it "
-            f"(pip install torch) or export the model to ONNX and use --backend onnxruntime"
+            f"({fix}) or export the model to ONNX and use --backend onnxruntime"
         ) from exc
 
 
