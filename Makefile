@@ -43,7 +43,8 @@ demo: setup
 	$(BIN)/alexnet-export --format all $(OUT)/run/best.pth
 	$(BIN)/alexnet-eval $(OUT)/run/best.onnx --data synthetic
 	$(BIN)/alexnet-run --backend onnxruntime --model $(OUT)/run/best.onnx --topk 3 $(OUT)/images/val/circle $(OUT)/images/val/star
-	$(PY) -m runtime.agree $(OUT)/run/best.pth $(OUT)/run/best.pt $(OUT)/run/best.onnx $(OUT)/run/best.xml $(OUT)/run/best.mlpackage --images $(OUT)/images/val
+	$(PY) -m runtime.agree $(OUT)/run/best.pth $(OUT)/run/best.pt $(OUT)/run/best.onnx $(OUT)/run/best.xml $(OUT)/run/best.mlpackage \
+		$(OUT)/run/best.pte $(OUT)/run/best.tflite --images $(OUT)/images/val
 	mkdir -p $(OUT)/viz
 	$(BIN)/alexnet-viz architecture $(OUT)/run/best.pth -o $(OUT)/viz/architecture.png
 	$(BIN)/alexnet-viz filters $(OUT)/run/best.pth -o $(OUT)/viz/conv1.png
@@ -61,7 +62,7 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q
 
-# The runtime's tests in the edge venv, then alexnet-run there on an ONNX file the full install exported.
+# The runtime's tests in the edge venv, then alexnet-run there on ONNX, OpenVINO and LiteRT files the full install exported.
 test-edge: setup $(EDGE_VENV)/.installed
 	$(EDGE_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch is in the edge install' if u.find_spec('torch') else 0)"
 	cd tests && ../$(EDGE_VENV)/bin/python -m pytest -q -p no:cacheprovider -m runtime $(EDGE_TESTS:tests/%=%)
@@ -73,6 +74,8 @@ test-edge: setup $(EDGE_VENV)/.installed
 	$(EDGE_VENV)/bin/alexnet-run -m $(EDGE_OUT)/run/best.onnx --topk 2 $(EDGE_OUT)/images/val
 	$(BIN)/alexnet-export --format openvino $(EDGE_OUT)/run/best.pth
 	$(EDGE_VENV)/bin/alexnet-run -m $(EDGE_OUT)/run/best.xml --topk 2 $(EDGE_OUT)/images/val
+	$(BIN)/alexnet-export --format litert $(EDGE_OUT)/run/best.pth
+	$(EDGE_VENV)/bin/alexnet-run -m $(EDGE_OUT)/run/best.tflite --topk 2 $(EDGE_OUT)/images/val
 	! $(EDGE_VENV)/bin/alexnet-train --help 2> $(EDGE_OUT)/missing.txt
 	grep -q "needs the \[train\] extra" $(EDGE_OUT)/missing.txt
 

@@ -189,6 +189,10 @@ def main(
       alexnet-export --format all --precisions fp32,int8 runs/best.pth -o artifacts/
       alexnet-export --format openvino runs/best.pth             # runs/best.xml + best.bin, fp32 weights
       alexnet-export --format openvino --precision int8 runs/best.pth --calibration photos/  # NNCF, gated
+      alexnet-export --format executorch runs/best.pth           # runs/best.pte: XNNPACK, 1..15 images per call
+      alexnet-export --format executorch --precision int8 runs/best.pth --calibration photos/  # PT2E, gated
+      alexnet-export --format litert runs/best.pth               # runs/best.tflite, fixed batch 1 (--batch N)
+      alexnet-export --format litert --precision int8 runs/best.pth --calibration photos/  # full-integer, gated
       alexnet-export --format triton runs/best.pth -o repo/      # repo/alexnet/config.pbtxt, 1/model.onnx
       alexnet-export --format triton --precision int8 runs/best.pth -o repo/ --triton-name alexnet-int8
 

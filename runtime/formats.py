@@ -156,7 +156,7 @@ FORMATS: dict[str, Format] = {
         ),
         Format(
             name="litert",
-            title="LiteRT (TensorFlow Lite)",
+            title="LiteRT",
             suffixes=(".tflite",),
             precisions=("fp32", "int8"),
             backend="litert",
@@ -165,7 +165,7 @@ FORMATS: dict[str, Format] = {
             export_modules=("torch", "litert_torch", "ai_edge_litert"),
             metadata='Model.metadata["alexnet_deploy"]',
             devices=("cpu",),
-            targets="Android apps, Raspberry Pi and other ARM boards (the LiteRT interpreter, XNNPACK)",
+            targets="Android apps, Raspberry Pi and other ARM boards (the LiteRT, formerly TensorFlow Lite, interpreter)",
             gated_int8=True,
             # The converter folds the batch into its reshapes: a file runs at the batch it was exported with.
             fixed_batch=True,

@@ -9,6 +9,7 @@ command lazily and turn a missing third-party package into one line naming the e
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 
@@ -40,6 +41,9 @@ def missing_extra_message(script: str, missing: str) -> str:
 def launch(script: str) -> None:
     """Import `script`'s command and run it, or exit 1 with the extra to install."""
     module_name, _ = COMMANDS[script]
+    # The entry point may set process state: the LiteRT converter's C++ INFO lines (absl, "Estimated
+    # count of arithmetic ops") are not the user's. A value the user set wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
