@@ -6,6 +6,10 @@ the weights' values). Every artifact, of every format and precision, comes from
 `export.export_artifact`, exactly as a user would make it (`alexnet-export`), and is made once
 per run: the workers of all batch sizes (and the end-to-end rows) read the same file. int8 ones
 are calibrated and gated with `benchmarks.quantized.quantize_options`.
+
+A format whose batch is part of the file (the format table's `fixed_batch`: LiteRT) is exported once
+per batch size a row times (`get(fmt, precision, batch)`), as a user who runs batches of N exports
+with `--batch-size N`; alexnet-report turns that off (`per_batch=False`) to time its own files.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime import formats
 from runtime.errors import DeployError
 
 
@@ -90,30 +95,43 @@ def open_source(
 
 @dataclass
 class Artifacts:
-    """Exports of one Source, made on first request and reused."""
+    """Exports of one Source, made on first request and reused, keyed by `key`."""
 
     source: Source
     workdir: Path
-    _paths: dict[tuple[str, str], Path] = field(default_factory=dict)
-    _errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    # True: a fixed-batch format gets one file per batch size asked for (alexnet-bench). False: one file per
+    # format and precision, export's default batch, whatever batch is asked for (alexnet-report's own files:
+    # its runners run a batch of another size as alexnet-run does, through the Predictor, which pads and splits).
+    per_batch: bool = True
+    _paths: dict[tuple, Path] = field(default_factory=dict)
+    _errors: dict[tuple, str] = field(default_factory=dict)
 
-    def get(self, fmt: str, precision: str = "fp32") -> Path:
-        key = (fmt, precision)
+    def key(self, fmt: str, precision: str = "fp32", batch: int | None = None) -> tuple:
+        """(fmt, precision), and the batch for a fixed-batch format's file exported at `batch` (see per_batch)."""
+        if batch is None or not self.per_batch or not formats.get(fmt).fixed_batch:
+            return (fmt, precision)
+        return (fmt, precision, batch)
+
+    def get(self, fmt: str, precision: str = "fp32", batch: int | None = None) -> Path:
+        """The `fmt` artifact at `precision`; `batch`: the batch a row runs (only a fixed-batch format's file
+        depends on it, and only with per_batch)."""
+        key = self.key(fmt, precision, batch)
         if key in self._errors:
             raise Skip(self._errors[key])
         if key not in self._paths:
             try:
-                self._paths[key] = self._export(fmt, precision)
+                self._paths[key] = self._export(fmt, precision, key[2] if len(key) > 2 else None)
             except Skip as exc:
                 self._errors[key] = str(exc)
                 raise
         return self._paths[key]
 
-    def _export(self, fmt: str, precision: str) -> Path:
+    def _export(self, fmt: str, precision: str, batch: int | None = None) -> Path:
         from export import export_artifact
         from export.common import SUFFIXES
 
-        output = self.workdir / f"model-{precision}{SUFFIXES[fmt]}"
+        name = f"model-{precision}" + (f"-batch{batch}" if batch is not None else "")
+        output = self.workdir / f"{name}{SUFFIXES[fmt]}"
         # Core ML: a tensor input takes the same float batch as every other backend (an image input is batch 1).
         extra: dict[str, Any] = {"coreml_input": "tensor"} if fmt == "coreml" else {}
         if precision == "int8":
@@ -127,7 +145,7 @@ class Artifacts:
                     self.source.checkpoint_path,
                     fmt,
                     output,
-                    batch_size=None,
+                    batch_size=batch,  # None: a dynamic batch (a fixed-batch format: export's default)
                     precision=precision,
                     image_size=self.source.image_size,
                     **extra,
@@ -140,14 +158,16 @@ class Artifacts:
 
     def export_cache(self) -> dict[str, Any]:
         """The exports made (or refused) so far, picklable: a worker process reuses them instead of exporting again."""
-        return {"paths": {k: str(v) for k, v in self._paths.items()}, "errors": dict(self._errors)}
+        paths = {k: str(v) for k, v in self._paths.items()}
+        return {"paths": paths, "errors": dict(self._errors), "per_batch": self.per_batch}
 
     def worker_source(self) -> dict[str, Any]:
         """What a worker process needs to open the same model (`reopen_artifacts`)."""
         return source_spec(self.source)
 
     def adopt(self, cache: dict[str, Any]) -> None:
-        """Take over another process's exports (`export_cache`)."""
+        """Take over another process's exports (`export_cache`), and its per_batch policy when it says."""
+        self.per_batch = cache.get("per_batch", self.per_batch)
         self._paths.update({k: Path(v) for k, v in cache.get("paths", {}).items()})
         self._errors.update(cache.get("errors", {}))
 

@@ -50,11 +50,13 @@ Examples:
     "--backends",
     default="all",
     show_default=True,
-    help=f"Comma-separated: {', '.join(BACKENDS)} (or all). PyTorch eager fp32 always runs: it is the baseline.",
+    help=f"Comma-separated: {', '.join(BACKENDS)} (or all; a format's name stands for its backend: onnx). "
+    "PyTorch eager fp32 always runs: it is the baseline.",
 )
 @options.precisions_option(
     f"Comma-separated: {', '.join(PRECISIONS)} (or all): the variants run. int8: the int8 artifacts "
-    "export writes (ONNX on onnxruntime, OpenVINO IR quantized by NNCF), both through the accuracy gate (CPU).",
+    "export writes (ONNX on onnxruntime, OpenVINO IR quantized by NNCF, ExecuTorch and LiteRT by PT2E), each "
+    "through the accuracy gate (CPU).",
     default="all",
 )
 @options.devices_option()

@@ -71,8 +71,11 @@ def export_entries(
     quantize: Any = None,
 ) -> list[Entry]:
     """The checkpoint's own row, then each job (format, precision, name tag) exported into the folder
-    `out_dir` (int8 ONNX calibrated and gated as `quantize`, an export.QuantizeOptions, says). Core ML
-    gets a tensor input, so that the same file is evaluated and benchmarked on float batches."""
+    `out_dir` (int8 calibrated and gated as `quantize`, an export.QuantizeOptions, says). Core ML
+    gets a tensor input, so that the same file is evaluated and benchmarked on float batches. Every
+    other option is export's default, what `alexnet-export` ships: a dynamic batch, except LiteRT's
+    fixed batch 1 (the Predictor pads and splits to it; see `benchmark_entries`) and ExecuTorch's
+    limit of 15 images per call (the Predictor splits to it)."""
     from export import QuantizeOptions, export_artifact
     from runtime.formats import artifact_bytes
 
@@ -200,13 +203,19 @@ def benchmark_entries(
     pairs = [(FORMAT_BACKENDS[e.format], Variant(e.precision)) for e in entries if e.path is not None]
     with tempfile.TemporaryDirectory(prefix="alexnet-report-") as tmp:
         source = open_source(checkpoint, Path(tmp))
-        artifacts = Artifacts(source, Path(tmp))
+        # per_batch=False: every row times the very file this report exported, sized and evaluated. A LiteRT
+        # file's batch is fixed (export's default, 1: what `alexnet-export --format litert` ships), so a larger
+        # batch is timed as alexnet-run runs it with that file: padded and split by the Predictor into calls of
+        # 1 (the row's info says so). alexnet-bench instead exports one file per batch size, to time the engine
+        # at each; here that would time files other than the ones the report's other columns describe.
+        artifacts = Artifacts(source, Path(tmp), per_batch=False)
         artifacts.adopt({"paths": {(e.format, e.precision): e.path for e in exported}})  # no export twice
         return run_benchmark(source, Path(tmp), dataclasses.replace(settings, pairs=pairs), say, artifacts)
 
 
 def attach_timings(entries: list[Entry], rows: Sequence[Any], devices: Sequence[str]) -> None:
-    """Each entry's benchmark rows, per device: status, reason, and per batch size p50, images/s, floor."""
+    """Each entry's benchmark rows, per device: status, reason (failures, and batches run in parts), and per
+    batch size p50, images/s, floor."""
     for entry in entries:
         key = (FORMAT_BACKENDS[entry.format], entry.precision)
         for device in devices:
@@ -216,7 +225,10 @@ def attach_timings(entries: list[Entry], rows: Sequence[Any], devices: Sequence[
             mine = [r for r in rows if (r.backend, r.variant, r.device) == (*key, device)]
             ok = sorted((r for r in mine if r.status == "ok"), key=lambda r: r.batch_size)
             bad = [r for r in mine if r.status != "ok"]
-            reason = "; ".join(f"batch {r.batch_size or 'all'}: {r.status}: {r.reason}" for r in bad) or None
+            # ... and the batches the engine did not take in one call, timed as alexnet-run runs them (in parts)
+            notes = [f"batch {r.batch_size}: {r.info['run_as']}" for r in ok if r.info.get("run_as")]
+            reason = "; ".join([*(f"batch {r.batch_size or 'all'}: {r.status}: {r.reason}" for r in bad), *notes])
+            reason = reason or None
             status = "ok" if ok else (bad[0].status if bad else "skipped")
             entry.devices[device] = {
                 "status": status,

@@ -6,6 +6,9 @@ set of JPEG files through the public call the CLI makes (`Predictor.predict` on 
 row's batch size) of the Predictor `runtime.load` opens for the shipped artifact, and reports
 images/s and the preprocessing share: the time outside the model call / the whole call.
 
+A format whose batch is part of the file (LiteRT) runs each batch size on the file exported at it,
+as its model-only row does (`benchmarks.edge_runners`).
+
 The files are written once by the parent (`write_images`, deterministic: the same seed gives the
 same pixels and the same JPEG bytes with the same Pillow) into the run's workdir; every worker
 reads the same files.
@@ -24,6 +27,7 @@ from benchmarks.artifacts import Skip, import_optional
 from benchmarks.runner_base import Runner
 from benchmarks.variant import E2E_OPTION as OPTION
 from benchmarks.variant import Variant
+from runtime import formats
 
 IMAGES_DIR = "e2e-images"
 IMAGE_COUNT = 32
@@ -61,7 +65,7 @@ def write_images(workdir: str | Path, count: int = IMAGE_COUNT, seed: int = 0) -
 
 
 class EndToEndRunner(Runner):
-    """One step = one batch of files through `Predictor.predict`; the model call is timed apart (see _build)."""
+    """One step = one batch of files through `Predictor.predict`; the model call is timed apart (see _open)."""
 
     runtime_backend: str = ""  # the name runtime.load takes
     export_format: str | None = None  # what `Artifacts.get` exports; None: the checkpoint itself
@@ -71,18 +75,35 @@ class EndToEndRunner(Runner):
         return [(cls.export_format, variant.precision)] if cls.export_format else []
 
     def _build(self) -> None:
-        import runtime
-
         if self.device != "cpu":
             raise Skip("end-to-end rows run on the CPU, where alexnet-run decodes and preprocesses")
         self._check_available()
-        path = self.artifacts.get(self.export_format) if self.export_format else self.artifacts.source.checkpoint_path
-        self._use_artifact(path)
+        self.predictor: Any = None
         self.files = [str(p) for p in image_paths(self.artifacts.workdir)]
         if not all(Path(f).is_file() for f in self.files):
             raise Skip(f"no input images in {Path(self.artifacts.workdir) / IMAGES_DIR} (benchmarks.e2e.write_images)")
-        self.predictor = runtime.load(path, backend=self.runtime_backend, device=self.device, threads=self.threads)
         self.info["images"] = f"{len(self.files)} JPEG {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}"
+        self.reset_counters()
+        if not self.fixed_batch():  # a fixed-batch format's file is opened per batch size, in prepare
+            self._open(self._path(None))
+
+    @classmethod
+    def fixed_batch(cls) -> bool:
+        """The format's batch is part of the file (LiteRT): each batch size runs its own file (`Artifacts.get`)."""
+        return cls.export_format is not None and formats.get(cls.export_format).fixed_batch
+
+    def _path(self, batch: int | None) -> Path:
+        if self.export_format is None:
+            return self.artifacts.source.checkpoint_path
+        return self.artifacts.get(self.export_format, self.precision, batch)
+
+    def _open(self, path: Path) -> None:
+        """Open `path` as alexnet-run does, with its model call timed apart."""
+        import runtime
+
+        self.close()
+        self._use_artifact(path)
+        self.predictor = runtime.load(path, backend=self.runtime_backend, device=self.device, threads=self.threads)
         self.info["preprocess"] = self.predictor.metadata.preprocess.to_dict()
         # The model call Predictor.predict makes, wrapped on this one object so its seconds can be taken
         # out of the whole call: the rest is read + decode + preprocess (and the top-k, a few microseconds).
@@ -97,7 +118,6 @@ class EndToEndRunner(Runner):
                 self._model_s += time.perf_counter() - t0
 
         self.predictor.predict_logits = timed_model_call
-        self.reset_counters()
 
     def _check_available(self) -> None:
         pass
@@ -105,6 +125,13 @@ class EndToEndRunner(Runner):
     def prepare(self, batch: np.ndarray) -> None:
         # Only the batch size is taken: the input is the files, not the parent's random tensor.
         self.batch_size, self.offset = len(batch), 0
+        if self.fixed_batch():
+            path = self._path(self.batch_size)
+            if self.predictor is None or str(path) != self.artifact:
+                self._open(path)
+
+    def batch_info(self) -> dict[str, Any]:
+        return {"preprocess": self.info["preprocess"]}  # a file opened in prepare: not in the build's info
 
     def step(self) -> None:
         # The next batch_size files, wrapping around, so consecutive steps decode different files.
@@ -166,6 +193,26 @@ class OpenVinoEndToEnd(EndToEndRunner):
         import_optional("openvino")
 
 
+class ExecuTorchEndToEnd(EndToEndRunner):
+    """The exported fp32 program through the runtime's executorch backend (alexnet-run on a .pte): a batch
+    above the program's limit runs in parts, as alexnet-run runs it."""
+
+    backend, runtime_backend, export_format = "executorch", "executorch", "executorch"
+
+    def _check_available(self) -> None:
+        import_optional("executorch")
+
+
+class LiteRtEndToEnd(EndToEndRunner):
+    """The exported fp32 .tflite through the runtime's litert backend (alexnet-run on a .tflite), each batch
+    size on the file exported at it (`--batch-size N`, as the model-only row), its Predictor batch the same."""
+
+    backend, runtime_backend, export_format = "litert", "litert", "litert"
+
+    def _check_available(self) -> None:
+        import_optional("ai_edge_litert")
+
+
 class TorchScriptEndToEnd(EndToEndRunner):
     backend, runtime_backend, export_format = "torchscript", "torchscript", "torchscript"
 
@@ -190,7 +237,16 @@ class CoreMLEndToEnd(EndToEndRunner):
 
 # One per name in benchmarks.variant.E2E_BACKENDS (pytorch and every backend of the format table).
 E2E_RUNNERS: dict[str, type[EndToEndRunner]] = {
-    r.backend: r for r in (PyTorchEndToEnd, TorchScriptEndToEnd, OnnxRuntimeEndToEnd, OpenVinoEndToEnd, CoreMLEndToEnd)
+    r.backend: r
+    for r in (
+        PyTorchEndToEnd,
+        TorchScriptEndToEnd,
+        OnnxRuntimeEndToEnd,
+        OpenVinoEndToEnd,
+        CoreMLEndToEnd,
+        ExecuTorchEndToEnd,
+        LiteRtEndToEnd,
+    )
 }
 
 

@@ -54,10 +54,13 @@ class WorkerRunner:
         threads: int | None = None,
         artifacts: Any = None,
         timeouts: tuple[float, float] = (600.0, 1800.0),
+        batch_sizes: Sequence[int] = (),
     ) -> None:
         """`artifacts`: the parent's `benchmarks.artifacts.Artifacts` (None: a runner needing no model, in tests);
-        `timeouts`: seconds for one command, and for the build (exports, torch.compile, NNCF take long)."""
+        `timeouts`: seconds for one command, and for the build (exports, torch.compile, NNCF take long);
+        `batch_sizes`: those it will be timed at (a fixed-batch format is exported once for each)."""
         self.runner_class, self.backend = runner_class, runner_class.backend
+        self.batch_sizes = tuple(batch_sizes)
         self.device, self.variant, self.threads, self.artifacts = device, variant, threads, artifacts
         self.timeout_s, self.build_timeout_s = timeouts
         self.artifact: str | None = None
@@ -118,8 +121,9 @@ class WorkerRunner:
         if self.artifacts is None:
             return
         for fmt, precision in self.runner_class.exports(self.variant, self.device):
-            with contextlib.suppress(Skip):  # kept in the cache: the worker raises it after its own checks
-                self.artifacts.get(fmt, precision)
+            for batch in self.batch_sizes or (None,):  # one file for all, but a fixed-batch format's per batch
+                with contextlib.suppress(Skip):  # kept in the cache: the worker raises it after its own checks
+                    self.artifacts.get(fmt, precision, batch)
 
     def _adopt_exports(self) -> None:
         """The exports the worker made (or found impossible) become the parent's: the next worker reuses them."""

@@ -24,6 +24,7 @@ from benchmarks.ov_matmul import measure_matmul_openvino
 from benchmarks.timing import Clock, best_seconds
 from benchmarks.variant import TORCH_DTYPES
 
+EDGE_LIBRARIES = ("executorch", "ai-edge-litert", "litert-torch")  # distributions of the edge formats' engines
 LIBRARIES = (
     "torch",
     "numpy",
@@ -34,6 +35,7 @@ LIBRARIES = (
     "nncf",
     "coremltools",
     "alexnet-deploy",
+    *EDGE_LIBRARIES,
 )
 
 

@@ -13,12 +13,21 @@ import click
 
 from benchmarks.runners import BACKENDS
 from benchmarks.variant import PRECISIONS
+from runtime import formats
 from runtime.backends import DEVICES as RUNTIME_DEVICES
 
 if TYPE_CHECKING:
     from benchmarks.suite import Settings
 
-ALIASES = {"compile": "torch.compile", "ort": "onnxruntime", "ov": "openvino", "eager": "pytorch"}
+# Short names, and every format's name (the format table's) for the backend that runs it: --backends onnx.
+ALIASES = {
+    "compile": "torch.compile",
+    "ort": "onnxruntime",
+    "ov": "openvino",
+    "eager": "pytorch",
+    "tflite": "litert",
+    **{f.name: f.backend for f in formats.FORMATS.values() if f.backend and f.name != f.backend},
+}
 DEVICES = tuple(d for d in RUNTIME_DEVICES if d != "auto")  # "auto" expands to the devices present
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.e2e import e2e_table
+from benchmarks.machine import EDGE_LIBRARIES
 from benchmarks.markdown import md_code, md_text
 from benchmarks.suite import Result
 from runtime import outputs
@@ -56,7 +57,7 @@ def _f(value: float | None, fmt: str = ".2f", suffix: str = "") -> str:
 
 def machine_line(m: dict[str, Any]) -> str:
     libs = m.get("libraries", {})
-    names = ("torch", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf", "coremltools", "numpy")
+    names = ("torch", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf", "coremltools", *EDGE_LIBRARIES, "numpy")
     versions = ", ".join(f"{k} {libs[k]}" for k in names if k in libs)
     gpu = f"; GPU {m['cuda']['device']} (CUDA {m['cuda']['cuda_version']})" if m.get("cuda") else ""
     load = m.get("load_average")

@@ -6,6 +6,7 @@
     runner.sync()           wait for the device (CUDA/MPS run asynchronously)
     runner.logits()         the last step's output as float32 numpy (checked against eager)
     runner.counters()       what the runner counted itself over the timed steps (default: nothing)
+    runner.batch_info()     what this batch size's row adds to `info` (after prepare; default: nothing)
 
 A module of its own so that runner modules can share it without importing each other.
 """
@@ -76,6 +77,10 @@ class Runner(abc.ABC):
 
     def counters(self) -> dict[str, Any]:
         """What the runner measured itself over the timed calls (the e2e rows: seconds in the model)."""
+        return {}
+
+    def batch_info(self) -> dict[str, Any]:
+        """Notes for the row of the batch size last prepared (e.g. that it runs in parts, as alexnet-run does)."""
         return {}
 
     def _use_artifact(self, path: Any) -> None:

@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 
 from benchmarks.artifacts import Skip
+from benchmarks.edge_runners import ExecuTorchRunner, LiteRtRunner
 from benchmarks.onnx_runners import OnnxRuntimeRunner
 from benchmarks.openvino_runner import OpenVinoRunner
 from benchmarks.runner_base import Runner
 from benchmarks.variant import TORCH_DTYPES, Variant
+from runtime import formats
 from runtime.errors import first_line
 
 __all__ = ["BACKENDS", "RUNNERS", "Runner", "torch_device"]
@@ -193,8 +195,14 @@ class CoreMLRunner(Runner):
             self.predictor = None
 
 
-RUNNERS: dict[str, type[Runner]] = {
+SHIPPED: dict[str, type[Runner]] = {
     r.backend: r
-    for r in (EagerRunner, CompileRunner, TorchScriptRunner, OnnxRuntimeRunner, OpenVinoRunner, CoreMLRunner)
+    for r in (TorchScriptRunner, OnnxRuntimeRunner, OpenVinoRunner, CoreMLRunner, ExecuTorchRunner, LiteRtRunner)
+}
+# The PyTorch baselines, then one runner per backend of the format table, in the table's order.
+RUNNERS: dict[str, type[Runner]] = {
+    EagerRunner.backend: EagerRunner,
+    CompileRunner.backend: CompileRunner,
+    **{f.backend: SHIPPED[f.backend] for f in formats.FORMATS.values() if f.benchmarked},
 }
 BACKENDS = tuple(RUNNERS)

@@ -122,10 +122,11 @@ def run_suite(
     rows: list[Row] = []
     limits: dict[str, Limits] = {}
     floors: dict[str, list[roofline.Floor]] = {}
-    timeouts = (settings.timeout_s, settings.build_timeout_s)
+    # threads, artifacts, timeouts, and the batch sizes (a fixed-batch format is exported for each) of every worker
+    common = (settings.threads, artifacts, (settings.timeout_s, settings.build_timeout_s), settings.batch_sizes)
     for device in settings.devices:
         pairs = runner_pairs(settings.backends, device, settings.precisions, settings.pairs)
-        workers = [WorkerRunner(runner_class(b, v), device, v, settings.threads, artifacts, timeouts) for b, v in pairs]
+        workers = [WorkerRunner(runner_class(b, v), device, v, *common) for b, v in pairs]
         if any(e2e.is_e2e(v) for _, v in pairs):  # written once, here: every e2e worker reads the same files
             e2e.write_images(artifacts.workdir)
         try:
@@ -220,12 +221,21 @@ def _time_batch(
             throughput_ips=throughput(n, stats.mean),
             warmup_s=warmed[worker]["warmup_s"],
         )
+        _batch_details(row, warmed[worker])
         if e2e.is_e2e(worker.variant):  # its input is the image files, not the random batch: no rel. diff
             row.preprocess_share = e2e.fetched_share(worker)
         elif reference is not None:
             row.max_rel_diff = _rel_diff(warmed[worker]["logits"], reference)
         rows.append(row)
     return rows
+
+
+def _batch_details(row: Row, warmed: dict[str, Any]) -> None:
+    """What the runner said of this batch size when it prepared it: the file it timed (a fixed-batch format
+    has one per batch size) and its notes (a batch run in parts, as alexnet-run runs it)."""
+    if warmed.get("artifact"):
+        row.artifact, row.artifact_bytes = warmed["artifact"], warmed.get("artifact_bytes")
+    row.info.update(warmed.get("info") or {})
 
 
 def _restarted(workers: list[WorkerRunner], n: int, rows: list[Row], say: Callable[[str], None]) -> list[WorkerRunner]:

@@ -14,8 +14,8 @@ from runtime.metadata import BYTES_PER_WEIGHT
 
 # The export precisions (the format table's) and bf16, which only torch eager runs here; widest first.
 PRECISIONS = tuple(sorted((*formats.PRECISIONS, "bf16"), key=lambda p: -BYTES_PER_WEIGHT[p]))
-# The torch dtype (a `torch` attribute name) of each precision torch runs; int8 runs only in
-# onnxruntime and OpenVINO.
+# The torch dtype (a `torch` attribute name) of each precision torch runs; int8 runs only in the
+# engines of the formats with a gated int8 export (onnxruntime, OpenVINO, ExecuTorch, LiteRT).
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
@@ -64,9 +64,9 @@ def _variants(backend: str, device: str) -> list[Variant]:
         return [FP32, Variant("fp32", ("optimized",))] + ([FP16] if device == "cuda" else [])
     if backend == "onnxruntime" and device == "cuda":
         return [FP32, FP16]  # the fp16 export casts inside the graph: input and logits stay float32
-    # int8 on the CPU only: that is where integer kernels (VNNI, VPMADDUBSW, SDOT) make it a deployment choice.
-    if backend == "onnxruntime" and device == "cpu":
-        return [FP32, INT8]
-    if backend == "openvino":  # the exported IR: fp32, and int8 quantized by NNCF behind export's gate
+    # int8 where the format table has a gated int8 export (static QDQ ONNX, NNCF's IR, PT2E ExecuTorch and
+    # LiteRT), on the CPU only: that is where integer kernels (VNNI, VPMADDUBSW, SDOT) make it a deployment choice.
+    table = formats.for_backend(backend)
+    if device == "cpu" and table is not None and table.gated_int8 and INT8.precision in table.precisions:
         return [FP32, INT8]
     return [FP32]

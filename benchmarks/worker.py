@@ -7,7 +7,8 @@ state is inherited), built once and then driven over a pipe by `benchmarks.isola
 
     ("build",)                       -> build the runner: its artifact, size, build time, info
     ("cache",)                       -> the exports made so far, for the next workers to reuse
-    ("warm", batch, warmup)          -> prepare the batch, run `warmup` untimed calls: logits, seconds
+    ("warm", batch, warmup)          -> prepare the batch, run `warmup` untimed calls: logits, seconds,
+                                        the file timed and the row's notes for this batch size
     ("time", iterations, seconds, clock) -> one timed block: seconds per call
     ("counters",)                    -> what the runner counted over the blocks since the warm-up
     ("quit",)                        -> close the runner and exit
@@ -150,7 +151,14 @@ def _warm(state: dict[str, Any], batch: Any, warmup: int) -> dict[str, Any]:
         runner.step()
     runner.sync()
     runner.reset_counters()  # the timed blocks that follow are what the counters describe
-    return {"logits": runner.logits(), "warmup_s": time.perf_counter() - t0}
+    return {
+        "logits": runner.logits(),
+        "warmup_s": time.perf_counter() - t0,
+        # this batch size's file (a fixed-batch format has one per batch) and notes, for its row
+        "artifact": runner.artifact,
+        "artifact_bytes": runner.artifact_bytes,
+        "info": runner.batch_info(),
+    }
 
 
 def _time(state: dict[str, Any], min_iterations: int, min_seconds: float, clock: str) -> list[float]:

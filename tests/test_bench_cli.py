@@ -51,6 +51,19 @@ def test_aliases_and_all():
     assert cli.parse_precisions("int8, fp32,int8") == ["int8", "fp32"]
 
 
+def test_every_benchmarked_format_has_its_backend_and_its_name_as_an_alias():
+    from runtime import formats
+
+    for fmt in formats.FORMATS.values():
+        if fmt.benchmarked:
+            assert fmt.backend in cli.BACKENDS and cli.parse_backends(fmt.name) == [fmt.backend]
+    assert cli.parse_backends("executorch,litert") == ["executorch", "litert"]
+    assert cli.parse_backends("tflite,onnx,executorch") == ["litert", "onnxruntime", "executorch"]
+    assert {"executorch", "litert"} <= set(cli.parse_backends("all"))
+    help_text = " ".join(invoke("--help").output.split())
+    assert "openvino, coreml, executorch, litert (or all" in help_text
+
+
 def test_canonical_command_is_one_reproducible_line():
     line = options.canonical_command(
         "runs/my ckpt.pth", {"backends": "pytorch", "threads": 2, "iterations": None, "quiet": True, "note": "a b"}

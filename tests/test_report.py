@@ -247,3 +247,64 @@ def test_markdown_shows_names_from_outside_as_they_are():
     assert page.count("<strong>") == 2  # the recommendation's goal and "Warnings", nothing from the names
     assert page.count(f"{html.escape(HOSTILE, quote=False)}") >= 6  # every place it appears, literally
     assert all(row.count("<td") == 9 for row in page.split("<tr>")[2:])
+
+
+def test_formats_and_their_backends_come_from_the_format_table():
+    from benchmarks import deploy_report, report_cli, runners
+    from runtime import formats
+
+    assert report_cli.FORMATS == formats.names(benchmarked=True)
+    assert report_cli._choices("litert,executorch", report_cli.FORMATS, "--formats") == ["litert", "executorch"]
+    for name in report_cli.FORMATS:  # every row is timed by the runner of its format's own backend
+        assert deploy_report.FORMAT_BACKENDS[name] == formats.get(name).backend in runners.RUNNERS
+
+
+@pytest.mark.slow  # four exports (two int8, calibrated and gated), evaluated, then timed in five workers
+def test_edge_formats_have_fp32_and_int8_rows(cifar_checkpoint, image_folder, tmp_path, monkeypatch):
+    """ExecuTorch and LiteRT rows: exported, checked against the checkpoint, evaluated and timed, each on the
+    very file the report exported; LiteRT's (fixed batch 1) timed at batch 2 as alexnet-run runs it."""
+    pytest.importorskip("executorch", reason="the executorch rows need ExecuTorch (the [executorch] extra)")
+    pytest.importorskip("ai_edge_litert", reason="the litert rows run on ai-edge-litert (the [litert-runtime] extra)")
+    pytest.importorskip("litert_torch", reason="the litert rows are exported by litert-torch (the [litert] extra)")
+    from alexnet.checkpoint import load_checkpoint
+    from benchmarks import deploy_report, suite
+    from benchmarks.machine import Limits
+    from benchmarks.timing import Budget
+    from export import QuantizeOptions
+    from export.cli_jobs import plan_jobs
+
+    say = lambda _m: None  # noqa: E731
+    jobs = plan_jobs(("executorch", "litert"), None, "fp32,int8")
+    # this checkpoint names no training data: int8 calibrates on synthetic images, written whatever the gate says
+    quantize = QuantizeOptions(calibration="synthetic", calibration_size=4, gate_size=8, force=True)
+    entries = deploy_report.export_entries(cifar_checkpoint, jobs, tmp_path / "artifacts", say, quantize)
+    checkpoint = load_checkpoint(cifar_checkpoint)
+    dataset, _ = deploy_report.evaluation_data(checkpoint, str(image_folder), 10, say)
+    deploy_report.evaluate_entries(entries, checkpoint, dataset, say)
+    monkeypatch.setattr(suite, "measure_limits", lambda device, precisions, **_: Limits("cpu", {"fp32": 50.0}, 5.0, {}))
+    settings = suite.Settings((), ["cpu"], [1, 2], Budget(iterations=1, rounds=1), warmup=1, threads=1)
+    settings.remeasure = False
+    parts = deploy_report.benchmark_entries(entries, cifar_checkpoint, settings, say)
+    deploy_report.attach_timings(entries, parts["result"].rows, ["cpu"])
+
+    rows = {e.label: e for e in entries}
+    labels = ["executorch fp32", "executorch int8", "litert fp32", "litert int8"]
+    assert [e.label for e in entries] == ["checkpoint fp32", *labels]
+    for label in labels:
+        entry = rows[label]
+        assert entry.status == "ok" and entry.check_passed, f"{label}: {entry.reason}"
+        assert entry.top1 is not None and entry.agreement is not None and entry.size_bytes > 0
+        assert [b["batch_size"] for b in entry.devices["cpu"]["batches"]] == [1, 2]
+    for fmt in ("executorch", "litert"):
+        assert rows[f"{fmt} fp32"].agreement == 1.0 and rows[f"{fmt} fp32"].max_abs_diff < 1e-4
+        assert rows[f"{fmt} int8"].size_bytes < rows[f"{fmt} fp32"].size_bytes / 2
+    timed = {(r.backend, r.variant, r.batch_size): r for r in parts["result"].rows}
+    for precision in ("fp32", "int8"):
+        for n in (1, 2):  # the report's own file at every batch size, not one exported per batch
+            assert timed[("litert", precision, n)].artifact == rows[f"litert {precision}"].path
+        assert "run_as" not in timed[("litert", precision, 1)].info
+        assert "2 engine calls of 1 image" in timed[("litert", precision, 2)].info["run_as"]
+        cpu = rows[f"litert {precision}"].devices["cpu"]
+        assert cpu["status"] == "ok" and cpu["reason"].startswith("batch 2: Predictor.predict_logits, as alexnet-run")
+    assert rows["executorch fp32"].devices["cpu"]["reason"] is None  # batches up to 15: one call each
+    assert sorted(p.suffix for p in (tmp_path / "artifacts").iterdir()) == [".pte", ".pte", ".tflite", ".tflite"]
