@@ -50,15 +50,26 @@ def export_litert(model: nn.Module, metadata: ArtifactMetadata, output: Path) ->
 
 
 def quantizer(exclude: tuple[str, ...] = ()) -> Any:
-    """litert-torch's PT2E quantizer: static int8, per-channel symmetric weights; `exclude`d modules fp32."""
+    """litert-torch's PT2E quantizer: static int8, per-channel symmetric weights; `exclude`d modules
+    ("features.0") left fp32."""
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
 
-    chosen = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    for name in exclude:
-        # set_module_name asserts a config ("None is not supported yet"), but what it sets is this
-        # table, and a None there is what its annotation skips: the module's ops stay fp32.
-        chosen.module_name_config[name] = None
-    return chosen
+    class Excluding(PT2EQuantizer):
+        """litert-torch 0.10 matches set_module_name's names against nn_module_stack keys cut by a
+        fixed prefix ("L__self___") that torch 2.13's keys ("L__self__features.0") do not have, so a
+        name never matches. Here each excluded module is entered under the name the quantizer derives
+        from this graph's own keys (and under its real name, should that be fixed); a None config is
+        what its annotation skips, leaving the module's ops fp32."""
+
+        def annotate(self, model: Any) -> Any:
+            for node in model.graph.nodes:
+                for key, (fqn, _) in (node.meta.get("nn_module_stack") or {}).items():
+                    if fqn in exclude:
+                        self.module_name_config[key[len("L__self___") :].replace("_", ".")] = None
+                        self.module_name_config[fqn] = None
+            return super().annotate(model)
+
+    return Excluding().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
 
 
 def write(module: nn.Module, metadata: ArtifactMetadata, output: Path, *, pt2e_quantizer: Any = None) -> None:

@@ -222,3 +222,27 @@ def test_other_calibration_methods_are_refused_for_pt2e(cifar_checkpoint, tmp_pa
     with pytest.raises(ExportError, match="--calibration-method entropy is for onnx and openvino"):
         export_artifact(cifar_checkpoint, "executorch", tmp_path / "m.pte", precision="int8", quantize=options)
     assert names(tmp_path) == []
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_excluded_layer_really_stays_fp32(fmt):
+    """The fallback's promise, checked in the quantized graph: the excluded layer's weight is a plain
+    float tensor, every other conv/linear reads a dequantized int8 one (litert-torch 0.10's own
+    module-name filter matched nothing: this caught it)."""
+    import importlib
+
+    from alexnet.model import AlexNet, AlexNetConfig
+    from export.torch_export import edge_ready, quantize_pt2e
+
+    writer = importlib.import_module(f"export.to_{fmt}")
+    torch.manual_seed(0)
+    model = edge_ready(AlexNet(AlexNetConfig(variant="cifar", num_classes=5, width_divisor=16)).eval(), 32)
+    calibration = [random_batch(8, seed=s) for s in range(2)]
+    quantized = quantize_pt2e(model, writer.quantizer(("classifier.6",)), calibration, 32, fold=False)
+    weight_quantized = {}
+    for node in quantized.graph.nodes:
+        if node.op == "call_function" and node.target in (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default):
+            layer = list(node.meta["nn_module_stack"].values())[-1][0]
+            weight_quantized[layer] = "dequantize" in str(node.args[1].target)
+    assert weight_quantized.pop("classifier.6") is False
+    assert weight_quantized and all(weight_quantized.values()), weight_quantized
