@@ -89,12 +89,11 @@ class ImageDataset(Dataset):
         return Image.fromarray(self.pixels[source], "RGB") if self.pixels is not None else load_image(source)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.image(index)
         if self.train:
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-            array = self.transform(image, rng)
-        else:
-            array = self.transform(image)
+            array = self.transform(self.image(index), rng)
+        else:  # a file goes to preprocess_image as a path: a large JPEG is decoded at the size it needs
+            array = self.transform(self.image(index) if self.pixels is not None else self.sources[index])
         return torch.from_numpy(array), self.labels[index]
 
 

@@ -7,16 +7,17 @@ so the accuracy a user sees is the accuracy of what they ship.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from alexnet.data import UnwrappedLoader
 from alexnet.metrics import classification_report
 from runtime.errors import DeployError
+from runtime.pipeline import default_workers, ordered_map
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 
@@ -41,27 +42,31 @@ class RelabeledDataset(Dataset):
 
 
 def collect_logits(
-    logits_fn: LogitsFn, dataset: Dataset, *, batch_size: int = 64, workers: int = 0, progress: bool = True
+    logits_fn: LogitsFn, dataset: Dataset, *, batch_size: int = 64, workers: int | None = None, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Every image of `dataset` through `logits_fn`, in dataset order.
+    """Every image of `dataset` through `logits_fn`, in dataset order; images decoded on `workers`
+    threads (runtime.pipeline; None: its default) while the model runs the previous batch.
 
     Returns (logits (N, classes) float32, labels (N,) int64, total seconds, seconds in the model).
     """
     from tqdm import tqdm
 
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    workers = default_workers() if workers is None else workers
+    items = ordered_map(dataset.__getitem__, range(len(dataset)), workers=workers, ahead=batch_size + workers)
     logits, labels = [], []
     model_seconds = 0.0
     start = time.perf_counter()
-    # UnwrappedLoader: a worker's ImageLoadError keeps its own one-line message (naming the file).
-    for images, targets in tqdm(
-        UnwrappedLoader(loader), desc="evaluating", unit="batch", disable=not progress, leave=False
-    ):
-        batch = images.numpy().astype(np.float32, copy=False)
-        tick = time.perf_counter()
-        logits.append(np.asarray(logits_fn(batch), dtype=np.float32))
-        model_seconds += time.perf_counter() - tick
-        labels.append(targets.numpy())
+    starts = range(0, len(dataset), batch_size)
+    try:
+        for _ in tqdm(starts, desc="evaluating", unit="batch", disable=not progress, leave=False):
+            part = list(itertools.islice(items, batch_size))
+            batch = np.stack([np.asarray(image, np.float32) for image, _ in part])
+            tick = time.perf_counter()
+            logits.append(np.asarray(logits_fn(batch), dtype=np.float32))
+            model_seconds += time.perf_counter() - tick
+            labels.append(np.asarray([label for _, label in part]))
+    finally:
+        items.close()
     total_seconds = time.perf_counter() - start
     all_logits = np.concatenate(logits) if logits else np.zeros((0, 0), np.float32)
     all_labels = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
@@ -80,7 +85,7 @@ def evaluate(
     class_names: list[str],
     *,
     batch_size: int = 64,
-    workers: int = 0,
+    workers: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Run every image of `dataset` through `logits_fn`; return the classification report plus speed."""

@@ -1,21 +1,27 @@
 """End-to-end rows: image files -> read -> decode -> preprocess -> predict, as `alexnet-run` does it.
 
 The other rows time the model alone on a ready tensor; a user of `alexnet-run` also pays for
-reading, decoding and preprocessing every image. An "e2e" row (variant `fp32 e2e`) pushes a fixed
-set of JPEG files through the public call the CLI makes (`Predictor.predict` on paths, with the
-row's batch size) of the Predictor `runtime.load` opens for the shipped artifact, and reports
-images/s and the preprocessing share: the time outside the model call / the whole call.
+reading, decoding and preprocessing every image. An "e2e" row (variant `fp32 e2e`, `int8 e2e`) runs
+a set of JPEG files through the call the CLI makes, `Predictor.iter_predict` on paths with the row's
+batch size (its worker threads decoding the next batch while the model runs this one), on the
+Predictor `runtime.load` opens for the shipped artifact. Each timed block streams the files as
+alexnet-run streams a folder: a step takes the next batch of predictions; the stream starts cold
+with the block (the first batch decoded before the model can start) and is closed at its end (no
+decoding runs on while another row is timed). A row reports images/s, the share of time outside the
+model call, and the images/s of the model calls alone in the same steps.
+
+Two photo sets (`PHOTO_SETS`): "e2e", 500x375 (the size of ImageNet's validation photos) and
+"e2e 12mp", 4032x3024 (a phone camera's), written once by the parent (`write_images`,
+deterministic: the same seed gives the same pixels and the same JPEG bytes with the same Pillow)
+into the run's workdir; every worker reads the same files.
 
 A format whose batch is part of the file (LiteRT) runs each batch size on the file exported at it,
 as its model-only row does (`benchmarks.edge_runners`).
-
-The files are written once by the parent (`write_images`, deterministic: the same seed gives the
-same pixels and the same JPEG bytes with the same Pillow) into the run's workdir; every worker
-reads the same files.
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -26,41 +32,49 @@ import numpy as np
 from benchmarks.artifacts import Skip, import_optional
 from benchmarks.runner_base import Runner
 from benchmarks.variant import E2E_OPTION as OPTION
-from benchmarks.variant import Variant
+from benchmarks.variant import PHOTO_SETS, Variant
 from runtime import formats
 
 IMAGES_DIR = "e2e-images"
-IMAGE_COUNT = 32
-IMAGE_SIZE = (500, 375)  # (width, height): a typical photo of the size ImageNet's validation images have
 TOPK = 5  # alexnet-run's default
+STREAM = 4096  # paths one stream cycles through (the files, repeated): more than a timed block takes
 
 
 def is_e2e(variant: Variant) -> bool:
     return OPTION in variant.options
 
 
-def image_paths(workdir: str | Path, count: int = IMAGE_COUNT) -> list[Path]:
-    return [Path(workdir) / IMAGES_DIR / f"image-{i:02d}.jpg" for i in range(count)]
+def photo_set(variant: Variant) -> str:
+    """The PHOTO_SETS name a variant reads ("e2e" or "12mp")."""
+    return next((o for o in variant.options if o in PHOTO_SETS and o != OPTION), OPTION)
 
 
-def write_images(workdir: str | Path, count: int = IMAGE_COUNT, seed: int = 0) -> list[Path]:
-    """`count` JPEGs of IMAGE_SIZE under workdir (kept if already there): smooth gradients plus noise,
+def image_paths(workdir: str | Path, name: str = OPTION) -> list[Path]:
+    (width, height), count = PHOTO_SETS[name]
+    return [Path(workdir) / IMAGES_DIR / f"{width}x{height}-{i:02d}.jpg" for i in range(count)]
+
+
+def write_images(workdir: str | Path, name: str = OPTION, seed: int = 0) -> list[Path]:
+    """The JPEGs of photo set `name` under workdir (kept if already there): smooth gradients plus noise,
     so the decoder does the work a photo asks of it rather than of a flat or a pure-noise image."""
     from PIL import Image
 
-    paths = image_paths(workdir, count)
+    paths = image_paths(workdir, name)
     paths[0].parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    width, height = IMAGE_SIZE
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    width, height = PHOTO_SETS[name][0]
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) * (500 / width)  # the same picture at any size
     for path in paths:
         phase = rng.uniform(0, 2 * np.pi, 3)
         freq = rng.uniform(0.005, 0.05, 3)
-        channels = [127 + 100 * np.sin(freq[c] * (xs + ys * (c + 1)) + phase[c]) for c in range(3)]
-        pixels = np.stack(channels, axis=-1) + rng.normal(0, 12, (height, width, 3))
-        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
-        if not path.exists():
-            image.save(path, "JPEG", quality=90)
+        if path.exists():
+            continue
+        pixels = np.empty((height, width, 3), np.float32)
+        for c in range(3):
+            pixels[..., c] = 127 + 100 * np.sin(freq[c] * (xs + ys * (c + 1)) + phase[c])
+        pixels += rng.normal(0, 12, (height, width, 3)).astype(np.float32)
+        np.clip(pixels, 0, 255, out=pixels)
+        Image.fromarray(pixels.astype(np.uint8), "RGB").save(path, "JPEG", quality=90)
     return paths
 
 
@@ -79,10 +93,13 @@ class EndToEndRunner(Runner):
             raise Skip("end-to-end rows run on the CPU, where alexnet-run decodes and preprocesses")
         self._check_available()
         self.predictor: Any = None
-        self.files = [str(p) for p in image_paths(self.artifacts.workdir)]
+        self.stream: Any = None
+        name = photo_set(self.variant)
+        self.files = [str(p) for p in image_paths(self.artifacts.workdir, name)]
         if not all(Path(f).is_file() for f in self.files):
             raise Skip(f"no input images in {Path(self.artifacts.workdir) / IMAGES_DIR} (benchmarks.e2e.write_images)")
-        self.info["images"] = f"{len(self.files)} JPEG {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}"
+        (width, height), count = PHOTO_SETS[name]
+        self.info["images"] = f"{count} JPEG {width}x{height}"
         self.reset_counters()
         if not self.fixed_batch():  # a fixed-batch format's file is opened per batch size, in prepare
             self._open(self._path(None))
@@ -116,6 +133,7 @@ class EndToEndRunner(Runner):
                 return self.scores
             finally:
                 self._model_s += time.perf_counter() - t0
+                self._model_images += len(batch)
 
         self.predictor.predict_logits = timed_model_call
 
@@ -124,23 +142,42 @@ class EndToEndRunner(Runner):
 
     def prepare(self, batch: np.ndarray) -> None:
         # Only the batch size is taken: the input is the files, not the parent's random tensor.
-        self.batch_size, self.offset = len(batch), 0
+        self.end_block()
+        self.batch_size = len(batch)
         if self.fixed_batch():
             path = self._path(self.batch_size)
             if self.predictor is None or str(path) != self.artifact:
                 self._open(path)
+        self.info["workers"] = self.predictor.workers
 
     def batch_info(self) -> dict[str, Any]:
-        return {"preprocess": self.info["preprocess"]}  # a file opened in prepare: not in the build's info
+        return {"preprocess": self.info["preprocess"], "workers": self.info["workers"]}
+
+    def start_block(self) -> None:
+        """A cold stream of predictions, as alexnet-run starts on a folder (alexnet-run's call)."""
+        self.end_block()
+        paths = list(itertools.islice(itertools.cycle(self.files), STREAM))
+        self.stream = self.predictor.iter_predict(paths, TOPK, batch_size=self.batch_size)
+
+    def end_block(self) -> None:
+        """Stop the stream; its decoding threads finish their images before this returns."""
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
 
     def step(self) -> None:
-        # The next batch_size files, wrapping around, so consecutive steps decode different files.
+        """The next batch of predictions from the stream (a new stream when there is none, or it ran out)."""
         n = self.batch_size
-        self.last_files = [self.files[(self.offset + i) % len(self.files)] for i in range(n)]
-        self.offset = (self.offset + n) % len(self.files)
+        if self.stream is None:
+            self.start_block()
         t0 = time.perf_counter()
-        self.out = self.predictor.predict(self.last_files, TOPK, batch_size=n)  # alexnet-run's call
+        self.out = list(itertools.islice(self.stream, n))
+        if len(self.out) < n:  # the stream ran out: the rest from a new one
+            self.start_block()
+            self.out += list(itertools.islice(self.stream, n - len(self.out)))
         self._total_s += time.perf_counter() - t0
+        self._images += n
+        self.last_files = [p.source for p in self.out]
 
     def logits(self) -> np.ndarray:
         failed = [p.error for p in self.out if not p.ok]
@@ -150,12 +187,19 @@ class EndToEndRunner(Runner):
 
     def reset_counters(self) -> None:
         self._model_s = self._total_s = 0.0
+        self._images = self._model_images = 0
 
     def counters(self) -> dict[str, Any]:
-        """Seconds in the whole calls and in the model calls since the last reset (the warm-up)."""
-        return {"total_s": self._total_s, "model_s": self._model_s}
+        """Seconds in the steps and in the model calls, and their images, since the last reset (the warm-up)."""
+        return {
+            "total_s": self._total_s,
+            "model_s": self._model_s,
+            "images": self._images,
+            "model_images": self._model_images,
+        }
 
     def close(self) -> None:
+        self.end_block()
         if getattr(self, "predictor", None) is not None:
             self.predictor.close()
             self.predictor = None
@@ -169,12 +213,18 @@ def preprocess_share(counters: dict[str, Any]) -> float | None:
     return min(max((total - counters.get("model_s", 0.0)) / total, 0.0), 1.0)
 
 
-def fetched_share(worker: Any) -> float | None:
-    """The preprocessing share a worker counted over its timed blocks; None if it cannot tell."""
+def model_images_per_s(counters: dict[str, Any]) -> float | None:
+    """Images per second of the model calls alone, in the same steps; None before any."""
+    seconds = counters.get("model_s") or 0.0
+    return counters.get("model_images", 0) / seconds if seconds > 0 else None
+
+
+def fetched_counters(worker: Any) -> dict[str, Any]:
+    """What an e2e worker counted over its timed blocks; empty if it cannot tell."""
     try:
-        return preprocess_share(worker.counters())
+        return worker.counters()
     except Exception:  # a worker that died after its last block: the row keeps its timings
-        return None
+        return {}
 
 
 class OnnxRuntimeEndToEnd(EndToEndRunner):
@@ -251,13 +301,18 @@ E2E_RUNNERS: dict[str, type[EndToEndRunner]] = {
 
 
 def e2e_table(doc: dict[str, Any], device: str) -> list[str]:
-    """The report's "End to end" table: what an alexnet-run user gets, per backend and batch size."""
+    """The report's "End to end" table: what an alexnet-run user gets, per photo size, backend and batch size."""
     rows = [r for r in doc["rows"] if r["device"] == device and r["status"] == "ok" and OPTION in r["variant"].split()]
-    lines = ["| backend | batch | images/s | ms per batch (p50) | preprocessing share |", "|---|--:|--:|--:|--:|"]
-    for r in sorted(rows, key=lambda r: (r["batch_size"], -r["throughput_ips"])):
-        share = r.get("preprocess_share")
+    lines = [
+        "| photos | backend | precision | batch | images/s | model alone, images/s | e2e / model | outside the model |",
+        "|---|---|---|--:|--:|--:|--:|--:|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["variant"].split()[1:], r["batch_size"], -r["throughput_ips"])):
+        share, model_ips = r.get("preprocess_share"), r.get("model_ips")
+        photos = (r.get("info") or {}).get("images", "")
         lines.append(
-            f"| {r['backend']} | {r['batch_size']} | {r['throughput_ips']:.1f} | {r['latency_ms']['p50']:.2f} | "
+            f"| {photos} | {r['backend']} | {r['precision']} | {r['batch_size']} | {r['throughput_ips']:.1f} | "
+            + (f"{model_ips:.1f} | {r['throughput_ips'] / model_ips:.0%} | " if model_ips else "- | - | ")
             + (f"{share:.0%} |" if share is not None else "- |")
         )
     return lines if rows else []

@@ -192,9 +192,11 @@ def fastest_table(doc: dict[str, Any], device: str, precision: str = "fp32") -> 
 
 
 E2E_NOTE = (
-    "Each e2e step reads, decodes and preprocesses one batch of JPEG files and predicts it through "
-    "`Predictor.predict`, as `alexnet-run` does; preprocessing share: the time outside the model call / the "
-    "whole call. e2e rows have no rel. diff: their input is the files, not the random batch."
+    "Each e2e step takes the next batch of predictions from `Predictor.iter_predict` on a stream of JPEG files, "
+    "as `alexnet-run` predicts a folder: its worker threads read, decode and preprocess the next batch while "
+    "the model runs this one; each timed block starts the stream cold. model alone: the images/s of the model "
+    "calls in the same steps; outside the model: the rest of the time (reading, decoding, preprocessing, top-k, "
+    "waiting for the decoders). e2e rows have no rel. diff: their input is the files, not the random batch."
 )
 
 

@@ -66,6 +66,13 @@ class Runner(abc.ABC):
     def sync(self) -> None:
         pass
 
+    def start_block(self) -> None:
+        """Called before each timed block (an e2e runner starts its stream of files here)."""
+
+    def end_block(self) -> None:
+        """Called after each timed block and after the warm-up: nothing of the runner may run on
+        while another row is timed."""
+
     @abc.abstractmethod
     def logits(self) -> np.ndarray: ...
 

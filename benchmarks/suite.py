@@ -73,6 +73,7 @@ class Row:
     bound: str | None = None  # what sets the floor: compute | memory
     max_rel_diff: float | None = None  # max |logits - eager logits| / max |eager logits|
     preprocess_share: float | None = None  # e2e rows: time outside the model call / whole call
+    model_ips: float | None = None  # e2e rows: images/s of the model calls alone, in the same steps
     artifact: str | None = None
     artifact_bytes: int | None = None
     build_s: float | None = None
@@ -127,8 +128,8 @@ def run_suite(
     for device in settings.devices:
         pairs = runner_pairs(settings.backends, device, settings.precisions, settings.pairs)
         workers = [WorkerRunner(runner_class(b, v), device, v, *common) for b, v in pairs]
-        if any(e2e.is_e2e(v) for _, v in pairs):  # written once, here: every e2e worker reads the same files
-            e2e.write_images(artifacts.workdir)
+        for name in dict.fromkeys(e2e.photo_set(v) for _, v in pairs if e2e.is_e2e(v)):
+            e2e.write_images(artifacts.workdir, name)  # written once, here: every e2e worker reads the same files
         try:
             torch_device(device)
         except Skip as exc:
@@ -223,7 +224,8 @@ def _time_batch(
         )
         _batch_details(row, warmed[worker])
         if e2e.is_e2e(worker.variant):  # its input is the image files, not the random batch: no rel. diff
-            row.preprocess_share = e2e.fetched_share(worker)
+            counters = e2e.fetched_counters(worker)
+            row.preprocess_share, row.model_ips = e2e.preprocess_share(counters), e2e.model_images_per_s(counters)
         elif reference is not None:
             row.max_rel_diff = _rel_diff(warmed[worker]["logits"], reference)
         rows.append(row)

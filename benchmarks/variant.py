@@ -38,17 +38,24 @@ class Variant:
 
 FP32, FP16, BF16, INT8 = (Variant(p) for p in PRECISIONS)
 E2E_OPTION = "e2e"
-# Image files -> decode -> preprocess -> predict through runtime.load, as alexnet-run does (benchmarks.e2e).
+# Image files -> decode -> preprocess -> predict through runtime.load, as alexnet-run does (benchmarks.e2e),
+# on one of two photo sets: option -> ((width, height), files).
+PHOTO_SETS = {E2E_OPTION: ((500, 375), 32), "12mp": ((4032, 3024), 12)}
 E2E = Variant("fp32", (E2E_OPTION,))
 # The backends that run a shipped file through runtime.load (pytorch: the checkpoint, via its plugin).
 E2E_BACKENDS = ("pytorch", *(f.backend for f in formats.FORMATS.values() if f.backend))
 
 
 def variants(backend: str, device: str) -> list[Variant]:
-    """The configurations benchmarked per backend and device (eager fp32 is the baseline), with an
-    end-to-end row on the CPU for the backends alexnet-run can run."""
-    end_to_end = [E2E] if device == "cpu" and backend in E2E_BACKENDS else []
-    return _variants(backend, device) + end_to_end
+    """The configurations benchmarked per backend and device (eager fp32 is the baseline), with
+    end-to-end rows on the CPU for the backends alexnet-run can run: fp32 and int8 (where the backend
+    has it), on each photo set."""
+    own = _variants(backend, device)
+    if device != "cpu" or backend not in E2E_BACKENDS:
+        return own
+    precisions = [p for p in ("fp32", "int8") if any(v == Variant(p) for v in own)]
+    sets = [(E2E_OPTION,) if name == E2E_OPTION else (E2E_OPTION, name) for name in PHOTO_SETS]
+    return own + [Variant(p, options) for options in sets for p in precisions]
 
 
 def _variants(backend: str, device: str) -> list[Variant]:

@@ -150,6 +150,7 @@ def _warm(state: dict[str, Any], batch: Any, warmup: int) -> dict[str, Any]:
     for _ in range(max(warmup, 1)):  # at least one call
         runner.step()
     runner.sync()
+    runner.end_block()
     runner.reset_counters()  # the timed blocks that follow are what the counters describe
     return {
         "logits": runner.logits(),
@@ -166,9 +167,13 @@ def _time(state: dict[str, Any], min_iterations: int, min_seconds: float, clock:
 
     runner = state["runner"]
     runner.sync()  # nothing earlier is counted
-    return time_block(
-        runner.step, runner.sync, min_iterations=min_iterations, min_seconds=min_seconds, clock=CLOCKS[clock]
-    )
+    runner.start_block()
+    try:
+        return time_block(
+            runner.step, runner.sync, min_iterations=min_iterations, min_seconds=min_seconds, clock=CLOCKS[clock]
+        )
+    finally:
+        runner.end_block()
 
 
 def _counters(state: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,8 @@ are skipped and counted.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from PIL import Image
 
 from export.common import ExportError
 from runtime.errors import DeployError
+from runtime.pipeline import default_workers, ordered_map
 from runtime.preprocess import IMAGE_SUFFIXES, ImageInput, PreprocessSpec, preprocess_image
 
 HELD_OUT_BUCKETS = 5  # a flat folder: 1 image in 5 is held out for the gate
@@ -65,26 +68,39 @@ class ReadLog:
 def batches(
     images: ImageSet, spec: PreprocessSpec, *, limit: int, batch_size: int, log: ReadLog, progress=None
 ) -> Iterator[tuple[np.ndarray, list[int | None]]]:
-    """Preprocessed batches ((n, 3, crop, crop) float32, their labels) of the first `limit` readable images."""
+    """Preprocessed batches ((n, 3, crop, crop) float32, their labels) of the first `limit` readable images,
+    decoded on runtime.pipeline's default worker threads a batch ahead of the caller."""
+    workers = default_workers()
+    loaded = ordered_map(
+        functools.partial(_preprocessed, images, spec), range(images.count), workers=workers, ahead=batch_size + workers
+    )
     arrays, labels, taken = [], [], 0
-    for index in range(images.count):
-        if taken == limit:
-            break
-        try:
-            arrays.append(preprocess_image(images.load(index), spec))
-        except DeployError as exc:  # ImageLoadError, InputTooSmallError: skip, count, go on
-            log.skip(str(exc))
-            continue
-        labels.append(images.labels[index])
-        taken += 1
-        log.read += 1
-        if progress is not None:
-            progress.update(1)
-        if len(arrays) == batch_size:
-            yield np.stack(arrays), labels
-            arrays, labels = [], []
+    with contextlib.closing(loaded):
+        for index, array in enumerate(loaded):
+            if taken == limit:
+                break
+            if isinstance(array, DeployError):  # ImageLoadError, InputTooSmallError: skip, count, go on
+                log.skip(str(array))
+                continue
+            arrays.append(array)
+            labels.append(images.labels[index])
+            taken += 1
+            log.read += 1
+            if progress is not None:
+                progress.update(1)
+            if len(arrays) == batch_size:
+                yield np.stack(arrays), labels
+                arrays, labels = [], []
     if arrays:
         yield np.stack(arrays), labels
+
+
+def _preprocessed(images: ImageSet, spec: PreprocessSpec, index: int) -> np.ndarray | DeployError:
+    """Image `index` preprocessed, or the one-line error that makes it skipped."""
+    try:
+        return preprocess_image(images.load(index), spec)
+    except DeployError as exc:
+        return exc
 
 
 def resolve_sets(

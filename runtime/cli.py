@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -19,10 +20,12 @@ from runtime.options import (
     batch_size_option,
     command,
     device_option,
+    exact_decode_option,
     image_size_option,
     json_flag_option,
     threads_option,
     verify_option,
+    workers_option,
 )
 from runtime.preprocess import IMAGE_SUFFIXES
 
@@ -125,21 +128,24 @@ def _print_predictions(
     with tqdm(
         total=len(images), unit="img", file=sys.stderr, disable=True if len(images) < PROGRESS_MIN else None
     ) as bar:
-        for prediction in predictor.iter_predict(images, topk, logits=logits, batch_size=batch_size):
-            if not prediction.ok:
-                failed.append(prediction)
-            if as_json:
-                # Strict JSON (no NaN/Infinity); control characters are \u-escaped, so names read back verbatim.
-                text = json.dumps(prediction.to_dict(), allow_nan=False)
-            else:
-                text = format_prediction(prediction) if prediction.ok else None
-            if text is not None:
-                with stdout_errors():  # `> /dev/full`, a closed pipe: one line, not a traceback
-                    if bar.disable:
-                        click.echo(text)
-                    else:
-                        bar.write(text, file=sys.stdout)
-            bar.update(1)
+        predictions = predictor.iter_predict(images, topk, logits=logits, batch_size=batch_size)
+        # closed on the way out (Ctrl-C too): the decoding threads stop before the command does
+        with contextlib.closing(predictions):
+            for prediction in predictions:
+                if not prediction.ok:
+                    failed.append(prediction)
+                if as_json:
+                    # Strict JSON (no NaN/Infinity); control characters are \u-escaped, so names read back verbatim.
+                    text = json.dumps(prediction.to_dict(), allow_nan=False)
+                else:
+                    text = format_prediction(prediction) if prediction.ok else None
+                if text is not None:
+                    with stdout_errors():  # `> /dev/full`, a closed pipe: one line, not a traceback
+                        if bar.disable:
+                            click.echo(text)
+                        else:
+                            bar.write(text, file=sys.stdout)
+                bar.update(1)
     return failed
 
 
@@ -158,6 +164,8 @@ def _print_predictions(
 @click.option("--topk", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
 @batch_size_option("Default: the artifact's fixed batch, else 32.")
 @threads_option("For the backend.")
+@workers_option()
+@exact_decode_option()
 @verify_option()
 @json_flag_option("One JSON object per line per image.")
 @click.option("--logits", is_flag=True, help="With --json: add every class's raw logit.")
@@ -191,6 +199,8 @@ def main(
     topk: int,
     batch_size: int | None,
     threads: int | None,
+    workers: int | None,
+    decode: str,
     verify: bool,
     as_json: bool,
     logits: bool,
@@ -209,6 +219,7 @@ def main(
     Examples:
       alexnet-run photo.jpg                          # newest model under ./demo-out/
       alexnet-run -m model.onnx --topk 3 photos/     # every image in a folder
+      alexnet-run -m model.onnx --workers 4 --json camera/ > out.jsonl   # 4 decoding threads
       alexnet-run -m model.pt --device cuda --json a.png b.png > out.jsonl
       alexnet-run -m other.onnx --labels names.txt --image-size 224 x.jpg   # a foreign ONNX model
       alexnet-run --server http://127.0.0.1:8080 --model-name alexnet photo.jpg   # alexnet-serve or Triton
@@ -223,15 +234,31 @@ def main(
     else:
         model = model or default_model()
         predictor = runtime.load(
-            model, backend, device, threads=threads, batch_size=batch_size, verify=verify, **overrides
+            model,
+            backend,
+            device,
+            threads=threads,
+            batch_size=batch_size,
+            verify=verify,
+            workers=workers,
+            decode=decode,
+            **overrides,
         )
         set_torch_threads(threads)  # torch backends: process-wide, so here at the entry point, not in the library
         echo_notice(predictor, model)
     images = _images_to_predict(inputs)
     if not as_json:
         click.echo(predictor.describe() if server is not None else _describe(model, predictor), err=True)
-    failed = _print_predictions(predictor, images, topk, logits, as_json, batch_size)
-    predictor.close()
+    try:
+        failed = _print_predictions(predictor, images, topk, logits, as_json, batch_size)
+    except KeyboardInterrupt:
+        # The rows printed so far are whole lines; the decoders have finished their images.
+        with stdout_errors():
+            sys.stdout.flush()
+        click.echo("interrupted: the rows above are the images predicted before Ctrl-C", err=True)
+        click.get_current_context().exit(130)
+    finally:
+        predictor.close()
     if failed:
         click.echo(f"{len(failed)} of {len(images)} images could not be predicted:", err=True)
         for prediction in failed:

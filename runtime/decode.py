@@ -13,6 +13,7 @@ import contextlib
 import functools
 import io
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 
@@ -65,7 +66,7 @@ def decoded_bytes(source: str | os.PathLike | bytes) -> int:
     not measured); two copies while an EXIF orientation is applied; the decoded image and its RGB
     conversion. Preprocessing then adds the resized image (at most MAX_RESIZED_PIXELS * 4 bytes).
     """
-    with _read_errors(source_name(source)), _opened(source) as image:
+    with read_errors(source_name(source)), opened_image(source) as image:
         return _peak_bytes(image)
 
 
@@ -77,29 +78,44 @@ def load_image(source: ImageInput) -> Image.Image:
     the file; Pillow's warnings about damaged metadata are not printed.
     """
     name = source_name(source)
-    with _read_errors(name):
+    with read_errors(name):
         if isinstance(source, Image.Image):  # decoded already: the caller's, left as it was
             source.load()
-            method = _transpose_method(source)
+            method = transpose_method(source)
             rgb = to_rgb(source.transpose(method) if method is not None else source)
             return source.copy() if rgb is source else rgb
-        with _opened(source) as opened:
-            _check_budget(opened, name)
-            opened.load()  # decode now, so truncated files fail here, not later
+        with opened_image(source) as opened:
+            check_budget(opened, name)
+            decode_pixels(opened)
             # After decoding (a PNG's eXIf may follow its pixels), before converting (while a
             # pixel is smallest); each copy closed once the next is made, not when the caller
             # lets go of the result.
-            method = _transpose_method(opened)
-            image = opened.transpose(method) if method is not None else opened
-            if image is not opened:
-                opened.close()
-            rgb = to_rgb(image)
-            if rgb is not image:
-                image.close()
-            return rgb
+            method = transpose_method(opened)
+            return upright_rgb(opened, method)
 
 
-def _check_budget(image: Image.Image, name: str) -> None:
+def decode_pixels(image: Image.Image) -> None:
+    """Decode an opened image now, so truncated files fail here, not later; outside header_warnings,
+    so that threads decode in parallel."""
+    if image.format == "TIFF":
+        transpose_method(image)  # TIFF's load() ends by reading its EXIF: read (and cached) here
+    image.load()
+
+
+def upright_rgb(image: Image.Image, method: Image.Transpose | None) -> Image.Image:
+    """A decoded image turned upright by `method` and converted to RGB; each intermediate copy closed
+    once the next is made, not when the caller lets go of the result."""
+    turned = image.transpose(method) if method is not None else image
+    if turned is not image:
+        image.close()
+    rgb = to_rgb(turned)
+    if rgb is not turned:
+        turned.close()
+    return rgb
+
+
+def check_budget(image: Image.Image, name: str) -> None:
+    """ImageLoadError unless the opened (not yet decoded) image fits MAX_DECODED_BYTES."""
     peak = _peak_bytes(image)
     if peak > MAX_DECODED_BYTES:
         width, height = image.size
@@ -189,13 +205,14 @@ def _may_rotate(image: Image.Image) -> bool:
     if image.format in ("PNG", "TIFF"):
         # a PNG's eXIf and XMP may follow the pixels; a TIFF's EXIF is read from the file: assume so
         return True
-    return _transpose_method(image) is not None
+    return transpose_method(image) is not None
 
 
-def _transpose_method(image: Image.Image) -> Image.Transpose | None:
+def transpose_method(image: Image.Image) -> Image.Transpose | None:
     """What makes the image upright, from its EXIF (or XMP) orientation. Not ImageOps.exif_transpose,
     which also rewrites the EXIF, and fails on a garbled one (struct.error, TypeError)."""
-    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    with header_warnings():
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
     return _TRANSPOSES.get(orientation) if isinstance(orientation, int) else None
 
 
@@ -233,28 +250,45 @@ def _all_ints(bits: object) -> bool:
 
 
 @contextlib.contextmanager
-def _opened(source: str | os.PathLike | bytes) -> Iterator[Image.Image]:
+def opened_image(source: str | os.PathLike | bytes) -> Iterator[Image.Image]:
+    """The image file opened by Pillow (its header read, nothing decoded); a path must be a regular file."""
     if isinstance(source, bytes):  # e.g. a request body: the same decoder, bomb checks and errors
-        with Image.open(io.BytesIO(source)) as image:
+        with header_warnings():
+            image = Image.open(io.BytesIO(source))
+        with image:
             yield image
     else:
-        with open_regular(source) as handle, Image.open(handle) as image:
-            yield image
+        with open_regular(source) as handle:
+            with header_warnings():
+                image = Image.open(handle)
+            with image:
+                yield image
+
+
+# warnings.catch_warnings swaps the process-wide filter list (before Python 3.14): two threads in it at
+# once can restore each other's filters and leave ours in place. Ours are only set around reading a
+# header (fast), one thread at a time; decoding, the slow part, runs outside and in parallel.
+_WARNINGS_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _read_errors(name: str) -> Iterator[None]:
-    """Pillow's failures as one-line ImageLoadErrors naming `name`; its warnings silenced."""
+def header_warnings() -> Iterator[None]:
+    """Around Pillow's header and EXIF parsing: its warnings about damaged metadata ("Possibly corrupt
+    EXIF data", "Metadata Warning") silenced, since Pillow skips what it cannot read and they would
+    only print file paths before our one-line error; its decompression-bomb warning made an error
+    (Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; both are refused). Only
+    Pillow's warnings, and only in this block."""
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+@contextlib.contextmanager
+def read_errors(name: str) -> Iterator[None]:
+    """Pillow's (and the JPEG decoder's) failures as one-line ImageLoadErrors naming `name`."""
     try:
-        with warnings.catch_warnings():
-            # Damaged metadata ("Possibly corrupt EXIF data", "Metadata Warning") is skipped by
-            # Pillow: its warnings would only print file paths before our one-line error. Only
-            # Pillow's: in threads (a server's) these filters can outlive the block (catch_warnings
-            # is process-wide before Python 3.14), which must not silence anyone else's.
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
-            # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; refuse both.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            yield
+        yield
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -43,6 +43,8 @@ def load(
     providers: Sequence[str] | None = None,
     batch_size: int | None = None,
     verify: bool = True,
+    workers: int | None = None,
+    decode: str | None = None,
 ) -> Predictor:
     """Open `path` and return a ready `Predictor` (the backend session is created once, here).
 
@@ -56,6 +58,9 @@ def load(
     --threads does). providers: explicit onnxruntime providers.
     verify: check the weights against the SHA-256 the export recorded (runtime/integrity.py; an
     IntegrityError if they differ); False skips the extra read, for trusted read-only storage.
+    workers: threads decoding files while the model runs (default: runtime.pipeline.default_workers).
+    decode: "reduced" (the default: large JPEGs decoded at the size needed) or "exact" (every pixel,
+    torchvision's preprocessing bit for bit); see PreprocessSpec.decode.
     """
     path = Path(path)
     check_model_path(path)  # exists, and no FIFO or device (reading one would block)
@@ -69,8 +74,10 @@ def load(
         metadata = resolve_metadata(
             engine, path, labels=labels, preprocess=preprocess, image_size=image_size, mean=mean, std=std
         )
+        if decode is not None:
+            metadata = dataclasses.replace(metadata, preprocess=dataclasses.replace(metadata.preprocess, decode=decode))
         engine.configure(metadata)
-        return Predictor(engine, metadata, batch_size=batch_size)
+        return Predictor(engine, metadata, batch_size=batch_size, workers=workers)
     except BaseException:
         engine.close()
         raise

@@ -189,8 +189,36 @@ def threads_option(note: str = "") -> Decorator:
     return _option(["--threads"], "Intra-op CPU threads.", note, type=click.IntRange(min=1), default=None)
 
 
-def workers_option(note: str = "", default: int = 0) -> Decorator:
+def workers_option(note: str = "") -> Decorator:
+    """--workers N: threads decoding images while the model runs (runtime.pipeline; None: its default)."""
+    return _option(
+        ["--workers"],
+        "Threads decoding and preprocessing images while the model runs the previous batch (0: none, "
+        "one image after another). Default: one per core, at most 8.",
+        note,
+        type=click.IntRange(min=0),
+        default=None,
+    )
+
+
+def loader_workers_option(note: str = "", default: int = 0) -> Decorator:
+    """--workers N for training: torch DataLoader worker processes (augmentation runs in Python)."""
     return _option(["--workers"], "DataLoader worker processes.", note, type=click.IntRange(min=0), **_default(default))
+
+
+def exact_decode_option() -> Decorator:
+    """--exact-decode: PreprocessSpec.decode = "exact" (the flag's value is the decode mode)."""
+    return click.option(
+        "--exact-decode",
+        "decode",
+        flag_value="exact",
+        default="reduced",
+        show_default=False,
+        help="Decode every pixel of every image and resize it whole: torchvision's preprocessing, bit for bit. "
+        "By default a large JPEG is decoded at 1/2, 1/4 or 1/8 of its size, still at least twice the resize "
+        "target, and only the crop is resized (the same top-1 and probabilities within a point on the README's "
+        "photographs; ~4x faster on 12-megapixel photos).",
+    )
 
 
 def verify_option() -> Decorator:

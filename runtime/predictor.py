@@ -10,6 +10,7 @@ comes from `predictor.metadata`, which `runtime.load` reads from the artifact.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from PIL import Image
 from runtime.backends import Backend
 from runtime.errors import DeployError
 from runtime.metadata import ArtifactMetadata, MetadataError
+from runtime.pipeline import default_workers, ordered_map
 from runtime.preprocess import ImageLoadError, preprocess_image
 
 DEFAULT_BATCH_SIZE = 32  # images preprocessed and run together when the artifact takes any batch
@@ -68,15 +70,20 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Predictor:
-    def __init__(self, backend: Backend, metadata: ArtifactMetadata, *, batch_size: int | None = None) -> None:
+    def __init__(
+        self, backend: Backend, metadata: ArtifactMetadata, *, batch_size: int | None = None, workers: int | None = None
+    ) -> None:
         if batch_size is not None and batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
+        _check_workers(workers)
         self.backend = backend
         self.metadata = metadata
         self.max_batch = metadata.batch_size  # a fixed-batch artifact takes exactly this many
         # ... a dynamic one with a limit (an ExecuTorch program) at most this many per call.
         self.call_limit = self.max_batch or metadata.max_batch
         self.batch_size = batch_size or self.call_limit or DEFAULT_BATCH_SIZE
+        # threads decoding and preprocessing files while the model runs (runtime/pipeline.py); 0: none
+        self.workers = default_workers() if workers is None else workers
 
     @property
     def backend_name(self) -> str:
@@ -137,69 +144,102 @@ class Predictor:
         return logits
 
     def predict(
-        self, images: Any, topk: int = 5, *, logits: bool = False, batch_size: int | None = None
+        self,
+        images: Any,
+        topk: int = 5,
+        *,
+        logits: bool = False,
+        batch_size: int | None = None,
+        workers: int | None = None,
     ) -> list[Prediction]:
         """Paths, PIL images or arrays (one or a sequence) -> one `Prediction` per image, in order.
 
         Arrays are uint8 images (H, W), (H, W, 3) or (H, W, 4), preprocessed here, or
         preprocessed float32 (3, H, W) (a 4-D float32 array is a batch of those). An
         image that cannot be read gets a Prediction with `error` set; the rest are predicted.
+        Files are decoded on `workers` threads (default: the predictor's), the next batch while
+        the model runs this one.
         """
-        return list(self.iter_predict(images, topk, logits=logits, batch_size=batch_size))
+        return list(self.iter_predict(images, topk, logits=logits, batch_size=batch_size, workers=workers))
 
     def iter_predict(
-        self, images: Any, topk: int = 5, *, logits: bool = False, batch_size: int | None = None
+        self,
+        images: Any,
+        topk: int = 5,
+        *,
+        logits: bool = False,
+        batch_size: int | None = None,
+        workers: int | None = None,
     ) -> Iterator[Prediction]:
-        """`predict`, yielding results batch by batch (for progress bars and long lists)."""
+        """`predict`, yielding results batch by batch (for progress bars and long lists).
+
+        At most about two batches of images are decoded or waiting at any time; stopping the
+        iteration (or Ctrl-C) waits only for the images being decoded.
+        """
         items = _as_items(images)
         if not isinstance(topk, int) or topk < 1:
             raise InputError(f"topk must be a positive integer, got {topk!r}")
         topk = min(topk, self.metadata.num_classes)
         if batch_size is not None and batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
+        _check_workers(workers)
+        workers = self.workers if workers is None else workers
         # Reject malformed arrays and odd objects before any work, so a bad call fails fast and whole.
         for i, item in enumerate(items):
             if not isinstance(item, (str, os.PathLike, Image.Image, np.ndarray)):
                 raise InputError(f"input {i}: predict takes paths, PIL images or arrays, got {type(item).__name__}")
-        arrays = {i: self._check_array(item, i) for i, item in enumerate(items) if isinstance(item, np.ndarray)}
+            if isinstance(item, np.ndarray):
+                items[i] = self._check_array(item, i)
         chunk = batch_size or self.batch_size
         if self.max_batch:
             chunk = -(-chunk // self.max_batch) * self.max_batch  # whole model batches, no padding waste
-        for start in range(0, len(items), chunk):
-            yield from self._predict_chunk(items, range(start, min(start + chunk, len(items))), arrays, topk, logits)
+        # one batch ahead of the one the model runs, and one image per worker beyond it
+        prepared = ordered_map(self._prepare, items, workers=workers, ahead=chunk + workers)
+        try:
+            for start in range(0, len(items), chunk):
+                part = list(itertools.islice(prepared, chunk))  # (3, H, W) arrays, or error messages
+                yield from self._predict_chunk(items, start, part, topk, logits)
+        finally:
+            prepared.close()
+
+    def _prepare(self, item: Any) -> np.ndarray | str:
+        """One input -> its preprocessed (3, H, W) array, or the message of why it cannot be read."""
+        if isinstance(item, np.ndarray):
+            return item  # checked (and preprocessed) by _check_array
+        try:
+            return preprocess_image(item, self.metadata.preprocess)
+        except ImageLoadError as exc:
+            return str(exc)
 
     def _predict_chunk(
-        self, items: Sequence[Any], indices: range, arrays: dict[int, np.ndarray], topk: int, with_logits: bool
+        self, items: Sequence[Any], start: int, part: list[np.ndarray | str], topk: int, with_logits: bool
     ) -> Iterator[Prediction]:
-        inputs, errors = {}, {}
-        for i in indices:
-            try:
-                inputs[i] = arrays[i] if i in arrays else preprocess_image(items[i], self.metadata.preprocess)
-            except ImageLoadError as exc:
-                errors[i] = str(exc)
-        if inputs:
-            scores = self.predict_logits(np.stack(list(inputs.values())))  # (n, classes)
+        ready = [array for array in part if not isinstance(array, str)]
+        if ready:
+            scores = self.predict_logits(np.stack(ready))  # (n, classes)
             with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows become errors below
                 probs = softmax(scores)
             order = np.argsort(-probs, axis=1, kind="stable")[:, :topk]
-            rows = dict(zip(inputs, range(len(inputs))))
-        names = self.metadata.class_names
-        for i in indices:
+        names, row = self.metadata.class_names, -1
+        for i, result in enumerate(part, start):
             source = _source_name(items[i], i)
-            if i not in errors and not np.isfinite(scores[rows[i]]).all():
-                # NaN/inf logits have no ranking, and NaN is not JSON: an error for this image, not numbers.
-                errors[i] = f"{source}: the model's output is not finite (NaN or infinity) for this image"
-            if i in errors:
-                yield Prediction(source=source, error=errors[i])
+            if isinstance(result, str):
+                yield Prediction(source=source, error=result)
                 continue
-            r = rows[i]
-            top = [int(c) for c in order[r]]
+            row += 1
+            if not np.isfinite(scores[row]).all():
+                # NaN/inf logits have no ranking, and NaN is not JSON: an error for this image, not numbers.
+                yield Prediction(
+                    source=source, error=f"{source}: the model's output is not finite (NaN or infinity) for this image"
+                )
+                continue
+            top = [int(c) for c in order[row]]
             yield Prediction(
                 source=source,
                 labels=tuple(names[c] for c in top),
                 indices=tuple(top),
-                probabilities=tuple(float(probs[r, c]) for c in top),
-                logits=tuple(float(v) for v in scores[r]) if with_logits else None,
+                probabilities=tuple(float(probs[row, c]) for c in top),
+                logits=tuple(float(v) for v in scores[row]) if with_logits else None,
             )
 
     def _check_array(self, array: np.ndarray, index: int) -> np.ndarray:
@@ -228,6 +268,11 @@ class Predictor:
             f"Predictor(backend={self.backend_name!r}, device={self.device!r}, classes={m.num_classes}, "
             f"input_shape={tuple(m.input_shape)}, precision={m.precision!r})"
         )
+
+
+def _check_workers(workers: Any) -> None:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise InputError(f"workers must be a whole number, 0 or more, got {workers!r}")
 
 
 def _as_items(images: Any) -> list[Any]:

@@ -68,6 +68,7 @@ IMAGE_SUFFIXES = frozenset(
     }
 )
 
+DECODE_MODES = ("reduced", "exact")
 INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -90,8 +91,16 @@ class PreprocessSpec:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
+    # How files are decoded (not stored with the model: a reader's choice): "reduced" decodes a large
+    # JPEG at 1/2, 1/4 or 1/8 scale and crops before resizing (runtime/reduced_decode.py); "exact"
+    # decodes every pixel and resizes the whole image, torchvision's pixels bit for bit.
+    decode: str = "reduced"
 
     def __post_init__(self) -> None:
+        if self.decode not in DECODE_MODES:
+            raise MetadataError(
+                f"unknown decode mode {short_repr(self.decode)}; choose one of {', '.join(DECODE_MODES)}"
+            )
         if not isinstance(self.interpolation, str) or self.interpolation not in INTERPOLATIONS:
             raise MetadataError(
                 f"unknown interpolation {short_repr(self.interpolation)}; choose one of {', '.join(INTERPOLATIONS)}"
@@ -110,6 +119,7 @@ class PreprocessSpec:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["decode"]  # how this reader decodes, not part of the model's contract
         data["mean"], data["std"] = list(self.mean), list(self.std)
         return data
 
@@ -118,7 +128,7 @@ class PreprocessSpec:
         """From untrusted JSON: any bad or missing-typed field raises a one-line MetadataError."""
         if not isinstance(data, dict):
             raise MetadataError(f"preprocess must be an object, got {short_repr(data)}")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"decode"}
         try:
             return cls(**{k: v for k, v in data.items() if k in known})
         except MetadataError as exc:
@@ -171,13 +181,19 @@ def resize_shorter_side(
     width, height = image.size
     if min(width, height) == size:
         return image
+    new_width, new_height = _check_resized(width, height, size, name)
+    return image.resize((new_width, new_height), INTERPOLATIONS[interpolation])
+
+
+def _check_resized(width: int, height: int, size: int, name: str) -> tuple[int, int]:
+    """The resized (width, height); ImageLoadError if it is above MAX_RESIZED_PIXELS."""
     new_width, new_height = resized_size(width, height, size)
     if new_width * new_height > MAX_RESIZED_PIXELS:
         raise ImageLoadError(
             f"{name}: refused, a {width}x{height} image resized to shorter side {size} would be {new_width}x{new_height} "
             f"({new_width * new_height:,} pixels, more than the {MAX_RESIZED_PIXELS:,} allowed); its aspect ratio is too extreme"
         )
-    return image.resize((new_width, new_height), INTERPOLATIONS[interpolation])
+    return new_width, new_height
 
 
 def center_crop(image: Image.Image, size: int) -> Image.Image:
@@ -217,12 +233,38 @@ def denormalize(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 
 def preprocess_image(source: ImageInput, spec: PreprocessSpec | None = None) -> np.ndarray:
-    """Path or PIL image -> model input (3, crop, crop) float32."""
+    """Path, encoded bytes or PIL image -> model input (3, crop, crop) float32, decoded as spec.decode says."""
     spec = spec or PreprocessSpec()
+    if spec.decode == "reduced":
+        return normalize(_reduced_crop(source, spec), spec)
     image = load_image(source)
     image = resize_shorter_side(image, spec.resize, spec.interpolation, name=source_name(source))
     image = center_crop(image, spec.crop)
     return normalize(image, spec)
+
+
+def _reduced_crop(source: ImageInput, spec: PreprocessSpec) -> Image.Image:
+    """The exact path's resized center crop, computed from a reduced decode and for the crop's pixels only.
+
+    Pillow's `resize(box=...)` resamples the crop's region of the source with the filter the whole
+    resize would use (reaching outside the box where the filter does), so this is the exact path's
+    crop up to rounding; `reducing_gap` first averages whole blocks of a large non-JPEG image
+    (Image.reduce), keeping REDUCE_BOUND source pixels per output pixel, as the JPEG reduction does.
+    """
+    from runtime.reduced_decode import REDUCE_BOUND, load_reduced
+
+    reduced = load_reduced(source, math.ceil(REDUCE_BOUND * spec.resize))
+    width, height = reduced.full_size
+    new_width, new_height = resized_size(width, height, spec.resize)
+    _check_resized(width, height, spec.resize, source_name(source))
+    if reduced.scale == 1 and min(width, height) == spec.resize:
+        return center_crop(reduced.image, spec.crop)  # no resize: the exact path's pixels
+    left, top = int(round((new_width - spec.crop) / 2.0)), int(round((new_height - spec.crop) / 2.0))
+    # the crop's corners in full-size pixels, then in decoded ones (a decoded pixel covers `scale` of them)
+    sx, sy = width / new_width / reduced.scale, height / new_height / reduced.scale
+    box = (left * sx, top * sy, (left + spec.crop) * sx, (top + spec.crop) * sy)
+    gap = None if spec.interpolation == "nearest" else REDUCE_BOUND
+    return reduced.image.resize((spec.crop, spec.crop), INTERPOLATIONS[spec.interpolation], box=box, reducing_gap=gap)
 
 
 def preprocess_batch(sources: list[ImageInput], spec: PreprocessSpec | None = None) -> np.ndarray:

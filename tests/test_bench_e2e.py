@@ -14,7 +14,7 @@ from benchmarks.onnx_runners import OnnxRuntimeRunner
 from benchmarks.openvino_runner import OpenVinoRunner
 from benchmarks.runners import TorchScriptRunner
 from benchmarks.timing import Budget
-from benchmarks.variant import E2E, E2E_BACKENDS, FP32, variants
+from benchmarks.variant import E2E, E2E_BACKENDS, FP32, PHOTO_SETS, Variant, variants
 from runtime import formats
 from runtime.backends.torchscript_backend import TorchScriptBackend
 from runtime.predictor import Predictor
@@ -32,13 +32,23 @@ def artifacts(tmp_path_factory):
     return Artifacts(open_source(ckpt, workdir), workdir)
 
 
-def test_images_are_deterministic_jpegs_of_photo_size(tmp_path):
-    first = e2e.write_images(tmp_path / "a")
-    second = e2e.write_images(tmp_path / "b")
-    assert len(first) == e2e.IMAGE_COUNT
+@pytest.mark.parametrize("name", list(PHOTO_SETS))
+def test_images_are_deterministic_jpegs_of_photo_size(tmp_path, name, monkeypatch):
+    size, count = PHOTO_SETS[name]
+    monkeypatch.setitem(PHOTO_SETS, name, (size, 2))  # two are enough to compare
+    first = e2e.write_images(tmp_path / "a", name)
+    second = e2e.write_images(tmp_path / "b", name)
+    assert len(first) == 2 and first != e2e.image_paths(tmp_path / "a", "e2e" if name != "e2e" else "12mp")
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
     with Image.open(first[0]) as image:
-        assert image.format == "JPEG" and image.size == e2e.IMAGE_SIZE
+        assert image.format == "JPEG" and image.size == size
+
+
+def test_e2e_variants_cover_both_photo_sets_at_each_precision_the_backend_runs():
+    labels = [v.label for v in variants("onnxruntime", "cpu") if e2e.is_e2e(v)]
+    assert labels == ["fp32 e2e", "int8 e2e", "fp32 e2e 12mp", "int8 e2e 12mp"]
+    assert [v.label for v in variants("pytorch", "cpu") if e2e.is_e2e(v)] == ["fp32 e2e", "fp32 e2e 12mp"]
+    assert e2e.photo_set(Variant("int8", ("e2e", "12mp"))) == "12mp" and e2e.photo_set(E2E) == "e2e"
 
 
 def test_e2e_variants_are_the_deployable_backends_on_the_cpu():
@@ -48,7 +58,7 @@ def test_e2e_variants_are_the_deployable_backends_on_the_cpu():
     assert E2E.label == "fp32 e2e"
     assert (("onnxruntime", E2E)) not in suite.runner_pairs(["onnxruntime"], "cpu", ["int8"])  # --precisions
     assert (("onnxruntime", E2E)) in suite.runner_pairs(["onnxruntime"], "cpu", ["fp32"])
-    assert [b for b, v in suite.runner_pairs(["openvino"], "cpu") if e2e.is_e2e(v)] == ["openvino"]  # --backends
+    assert {b for b, v in suite.runner_pairs(["openvino"], "cpu") if e2e.is_e2e(v)} == {"openvino"}  # --backends
     assert suite.runner_class("onnxruntime", E2E) is e2e.OnnxRuntimeEndToEnd
     assert suite.runner_class("onnxruntime", FP32) is OnnxRuntimeRunner
     assert suite.runner_class("openvino", E2E) is e2e.OpenVinoEndToEnd
@@ -111,6 +121,7 @@ def test_a_tiny_run_has_e2e_rows_with_a_preprocessing_share(artifacts):
         ["onnxruntime"], ["cpu"], [1, 2], Budget(iterations=2, rounds=2), warmup=1, threads=1, measure=QUICK
     )
     settings.precisions, settings.remeasure = ("fp32",), False
+    settings.pairs = [("pytorch", FP32), ("onnxruntime", FP32), ("onnxruntime", E2E)]  # the 500x375 photos only
     cost = roofline.model_cost(artifacts.source.build_model(), artifacts.source.image_size)
     result = suite.run_suite(artifacts, cost, settings)
     rows = {(r.backend, r.variant, r.batch_size): r for r in result.rows}
@@ -119,7 +130,9 @@ def test_a_tiny_run_has_e2e_rows_with_a_preprocessing_share(artifacts):
         assert row.status == "ok", row.reason
         assert row.throughput_ips > 0 and row.latency_ms["n"] == 2
         assert 0.0 <= row.preprocess_share <= 1.0
+        assert row.model_ips > 0 and row.info["workers"] >= 1
         assert row.max_rel_diff is None  # its input is the files, not the random batch
         assert rows[("onnxruntime", "fp32", n)].preprocess_share is None
     table = e2e.e2e_table({"rows": [r.to_dict() for r in result.rows]}, "cpu")
-    assert "preprocessing share" in table[0] and any(line.startswith("| onnxruntime | 2 |") for line in table)
+    assert "model alone, images/s" in table[0]
+    assert any(line.startswith("| 32 JPEG 500x375 | onnxruntime | fp32 | 2 |") for line in table)

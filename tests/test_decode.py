@@ -39,7 +39,7 @@ def high_water():  # this process's own peak RSS (ru_maxrss would start at the p
     line = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     return int(line.split()[1]) * 1024
 
-spec = PreprocessSpec(resize=32, crop=32)
+spec = PreprocessSpec(resize=32, crop=32, decode="exact")  # every pixel decoded: what decoded_bytes bounds
 preprocess_image(sys.argv[2], spec)  # a small file of the same kind first: plugins and codecs loaded
 before = high_water()
 preprocess_image(sys.argv[1], spec)

@@ -20,6 +20,7 @@ from runtime.options import (
     command,
     data_option,
     device_option,
+    exact_decode_option,
     image_size_option,
     json_file_option,
     seed_option,
@@ -73,6 +74,7 @@ SYNTHETIC_VAL_NOTE = "Default: the checkpoint's, else 50 (as in training)."
 @seed_option(SEED_NOTE)
 @synthetic_val_option(SYNTHETIC_VAL_NOTE)
 @workers_option()
+@exact_decode_option()
 @json_file_option("json_path")
 @click.option(
     "--confusion",
@@ -92,7 +94,8 @@ def main(
     image_size: int | None,
     seed: int,
     synthetic_val_per_class: int | None,
-    workers: int,
+    workers: int | None,
+    decode: str,
     json_path: Path | None,
     confusion_path: Path | None,
 ) -> None:
@@ -115,7 +118,7 @@ def main(
     from runtime.outputs import is_stdout
 
     _check_outputs(json_path, confusion_path)  # before the long evaluation, not after it
-    predictor = _with_image_size(runtime.load(model, backend=backend, device=device), image_size, model)
+    predictor = _with_image_size(runtime.load(model, backend=backend, device=device, decode=decode), image_size, model)
     echo_notice(predictor, model)
     meta = predictor.metadata
     class_names = list(meta.class_names)

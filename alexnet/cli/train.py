@@ -14,13 +14,13 @@ from runtime.options import (
     data_option,
     device_option,
     image_size_option,
+    loader_workers_option,
     num_classes_option,
     out_dir_option,
     seed_option,
     synthetic_train_option,
     synthetic_val_option,
     variant_option,
-    workers_option,
 )
 
 _DEFAULTS = TrainArgs()  # every default below is TrainArgs' or a recipe's: written once, there
@@ -105,7 +105,7 @@ def _recipe_help() -> str:
     "--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help=f"Recipe: {recipe_values('dropout')}."
 )
 @seed_option(default=_DEFAULTS.seed)
-@workers_option(default=_DEFAULTS.workers)
+@loader_workers_option(default=_DEFAULTS.workers)
 @device_option("auto: cuda, then mps, then cpu.", indexed=True, default=_DEFAULTS.device)
 @click.option(
     "--amp",

@@ -19,6 +19,7 @@ from runtime.options import (
     backend_option,
     command,
     device_option,
+    exact_decode_option,
     max_batch_delay_option,
     threads_option,
     verify_option,
@@ -95,6 +96,7 @@ def check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @backend_option()
 @device_option()
 @threads_option("Of the onnxruntime session.")
+@exact_decode_option()
 @verify_option()
 @click.option(
     "--header-timeout",
@@ -188,6 +190,7 @@ def main(model: str, name: str, host: str, http_port: int, grpc_port: int, no_gr
         str(options["device"]),
         threads=options["threads"],
         verify=bool(options["verify"]),
+        decode=str(options["decode"]),
     )
     m = predictor.metadata
     grpc = f", gRPC {host}:{listen.grpc_port}" if listen.grpc_port else ""
