@@ -24,6 +24,8 @@ from typing import Any
 import click
 import numpy as np
 
+from runtime.options import group, json_file_option
+
 SIZES = ((500, 375), (1024, 768), (2016, 1512), (4032, 3024))
 BOUNDS = (1.0, 1.5, 2.0, 3.0)
 PHOTOS_PER_SIZE = 16
@@ -122,21 +124,22 @@ def markdown(rows: list[dict]) -> list[str]:
     return lines
 
 
-@click.group()
+@group()
 def main() -> None:
     """Reduced against exact decoding (README, "Camera photos")."""
 
 
 @main.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@json_file_option()
 def compare(checkpoint: Path, json_path: Path | None) -> None:
     """Compare reduced and exact decoding on photographs at several sizes, with CHECKPOINT's predictions."""
     with tempfile.TemporaryDirectory() as tmp:
         rows = compare_sizes(checkpoint, Path(tmp))
-    click.echo("\n".join(markdown(rows)))
+    text = json.dumps(rows, indent=1)
+    click.echo("\n".join(markdown(rows)), err=json_path is not None and str(json_path) == "-")
     if json_path is not None:
-        json_path.write_text(json.dumps(rows, indent=1))
+        click.echo(text) if str(json_path) == "-" else json_path.write_text(text + "\n")
 
 
 @main.command("write-photos")

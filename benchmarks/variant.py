@@ -53,7 +53,7 @@ def variants(backend: str, device: str) -> list[Variant]:
     own = _variants(backend, device)
     if device != "cpu" or backend not in E2E_BACKENDS:
         return own
-    precisions = [p for p in ("fp32", "int8") if any(v == Variant(p) for v in own)]
+    precisions = [v.precision for v in own if v in (FP32, INT8)]  # what the backend runs without options
     sets = [(E2E_OPTION,) if name == E2E_OPTION else (E2E_OPTION, name) for name in PHOTO_SETS]
     return own + [Variant(p, options) for options in sets for p in precisions]
 

@@ -66,11 +66,18 @@ class ReadLog:
 
 
 def batches(
-    images: ImageSet, spec: PreprocessSpec, *, limit: int, batch_size: int, log: ReadLog, progress=None
+    images: ImageSet,
+    spec: PreprocessSpec,
+    *,
+    limit: int,
+    batch_size: int,
+    log: ReadLog,
+    progress=None,
+    workers: int | None = None,
 ) -> Iterator[tuple[np.ndarray, list[int | None]]]:
     """Preprocessed batches ((n, 3, crop, crop) float32, their labels) of the first `limit` readable images,
-    decoded on runtime.pipeline's default worker threads a batch ahead of the caller."""
-    workers = default_workers()
+    decoded on `workers` threads (default: runtime.pipeline's) at most a batch ahead of the caller."""
+    workers = default_workers() if workers is None else workers
     loaded = ordered_map(
         functools.partial(_preprocessed, images, spec), range(images.count), workers=workers, ahead=batch_size + workers
     )

@@ -5,7 +5,9 @@ so a model sees the same pixels in training-time evaluation and on the device.
 It reproduces torchvision's eval transform on PIL images:
 ``Resize(resize) -> CenterCrop(crop) -> ToTensor() -> Normalize(mean, std)``.
 Reading a file into RGB (load_image, to_rgb, its memory budget) is runtime/decode.py,
-re-exported here.
+re-exported here. By default (`PreprocessSpec.decode == "reduced"`) a large JPEG is decoded at the
+size the resize needs (runtime/reduced_decode.py) and only the crop is resized; "exact" keeps the
+torchvision transform's pixels bit for bit.
 """
 
 from __future__ import annotations
@@ -255,8 +257,7 @@ def _reduced_crop(source: ImageInput, spec: PreprocessSpec) -> Image.Image:
 
     reduced = load_reduced(source, math.ceil(REDUCE_BOUND * spec.resize))
     width, height = reduced.full_size
-    new_width, new_height = resized_size(width, height, spec.resize)
-    _check_resized(width, height, spec.resize, source_name(source))
+    new_width, new_height = _check_resized(width, height, spec.resize, source_name(source))
     if reduced.scale == 1 and min(width, height) == spec.resize:
         return center_crop(reduced.image, spec.crop)  # no resize: the exact path's pixels
     left, top = int(round((new_width - spec.crop) / 2.0)), int(round((new_height - spec.crop) / 2.0))

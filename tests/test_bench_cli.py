@@ -129,7 +129,8 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path, monkeypatch):
     assert data["model"]["variant"] == "cifar" and data["model"]["fresh"] is True
     assert data["machine"]["threads"] == 1 and "torch" in data["machine"]["libraries"]
     rows = {(r["variant"], r["batch_size"]): r for r in data["rows"]}
-    variants = ("fp32", "fp32 channels_last", "fp32 e2e")  # e2e: the checkpoint through alexnet-run's path
+    # e2e: the checkpoint through alexnet-run's path, on 500x375 and on 12-megapixel photos
+    variants = ("fp32", "fp32 channels_last", "fp32 e2e", "fp32 e2e 12mp")
     assert set(rows) == {(v, n) for v in variants for n in (1, 2)}
     assert 0.0 <= rows[("fp32 e2e", 2)]["preprocess_share"] <= 1.0
     assert all(r["status"] == "ok" and r["latency_ms"]["n"] == 2 for r in rows.values())

@@ -56,7 +56,14 @@ def agrees(logits, expected, rel=1e-4):
 
 def test_edge_backends_run_fp32_int8_and_e2e_on_the_cpu_only():
     for backend in ("executorch", "litert"):
-        assert [v.label for v in variants(backend, "cpu")] == ["fp32", "int8", "fp32 e2e"]
+        assert [v.label for v in variants(backend, "cpu")] == [
+            "fp32",
+            "int8",
+            "fp32 e2e",
+            "int8 e2e",
+            "fp32 e2e 12mp",
+            "int8 e2e 12mp",
+        ]
         assert variants(backend, "cuda") == [FP32]  # a skipped row: the engine runs on the CPU
         runner = suite.runner_class(backend, FP32)
         assert runner.exports(FP32, "cpu") == [(backend, "fp32")] and runner.exports(FP32, "cuda") == []

@@ -219,7 +219,11 @@ def test_precisions_pick_the_variants():
     assert [(b, v.label) for b, v in pairs] == [
         ("pytorch", "fp32"),  # the baseline, always
         ("onnxruntime", "int8"),
+        ("onnxruntime", "int8 e2e"),  # the int8 file through alexnet-run's path, on both photo sets
+        ("onnxruntime", "int8 e2e 12mp"),
         ("openvino", OPENVINO_INT8.label),
+        ("openvino", "int8 e2e"),
+        ("openvino", "int8 e2e 12mp"),
     ]
     assert all(v.precision == "int8" for _, v in pairs[1:])
     every = suite.runner_pairs(["onnxruntime", "openvino"], "cpu")

@@ -103,7 +103,14 @@ def test_every_deployable_cpu_backend_has_an_e2e_row(cpu_result):
 def test_variant_labels_are_the_names_rows_and_reports_show():
     assert Variant("fp32").label == "fp32"
     assert Variant("fp16", ("channels_last",)).label == "fp16 channels_last"
-    assert [v.label for v in variants("openvino", "cpu")] == ["fp32", "int8", "fp32 e2e"]
+    assert [v.label for v in variants("openvino", "cpu")] == [
+        "fp32",
+        "int8",
+        "fp32 e2e",
+        "int8 e2e",
+        "fp32 e2e 12mp",
+        "int8 e2e 12mp",
+    ]
     every = {
         v
         for b in ("pytorch", "torch.compile", "torchscript", "onnxruntime", "openvino", "coreml")

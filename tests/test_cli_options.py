@@ -28,6 +28,7 @@ MODULES = {
     "benchmarks.serve_load": "benchmarks.serve_load",
     "benchmarks.serve_hostile": "benchmarks.serve_hostile",
     "benchmarks.format_agreement": "benchmarks.format_agreement",
+    "benchmarks.decode_quality": "benchmarks.decode_quality",
 }
 # Flags that every command takes from runtime.options, never declares itself.
 SHARED_FLAGS = (

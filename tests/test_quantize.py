@@ -73,15 +73,18 @@ def test_reader_streams_with_the_artifacts_preprocessing_and_counts_broken(tmp_p
     images = calibration.resolve_gate_set(str(folder), ["a"], SPEC)
     loads = []
     counted = calibration.ImageSet(images.description, images.labels, lambda i: loads.append(i) or images.load(i))
-    log = calibration.ReadLog()
-    stream = calibration.batches(counted, SPEC, limit=100, batch_size=2, log=log)
-    first, labels = next(stream)
-    assert first.shape == (2, 3, 32, 32) and labels == [None, None]
-    assert len(loads) == 4  # two broken files sort first, then two images: nothing read ahead
-    np.testing.assert_array_equal(first[0], preprocess_image(images.load(2), SPEC))
-    rest = list(stream)
-    assert [b.shape[0] for b, _ in rest] == [2, 1]
-    assert (log.read, log.skipped) == (5, 2) and "not an image" in log.first_error
+    for workers in (0, 3):
+        loads.clear()
+        log = calibration.ReadLog()
+        stream = calibration.batches(counted, SPEC, limit=100, batch_size=2, log=log, workers=workers)
+        first, labels = next(stream)
+        assert first.shape == (2, 3, 32, 32) and labels == [None, None]
+        # two broken files sort first, then two images; threads read at most a batch and a file each ahead
+        assert len(loads) == 4 if workers == 0 else 4 <= len(loads) <= 4 + 2 + workers
+        np.testing.assert_array_equal(first[0], preprocess_image(images.load(2), SPEC))
+        rest = list(stream)
+        assert [b.shape[0] for b, _ in rest] == [2, 1]
+        assert (log.read, log.skipped) == (5, 2) and "not an image" in log.first_error
 
 
 def test_held_out_images_are_never_calibration_images(tmp_path):
