@@ -24,7 +24,7 @@ from typing import Any
 import click
 import numpy as np
 
-from runtime.options import group, json_file_option
+from runtime.options import files_count_option, group, json_file_option
 
 SIZES = ((500, 375), (1024, 768), (2016, 1512), (4032, 3024))
 BOUNDS = (1.0, 1.5, 2.0, 3.0)
@@ -144,7 +144,7 @@ def compare(checkpoint: Path, json_path: Path | None) -> None:
 
 @main.command("write-photos")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--count", type=click.IntRange(min=1), default=48, show_default=True)
+@files_count_option(48, "Per size.")
 def write_photo_folders(out: Path, count: int) -> None:
     """OUT/4032x3024/: COUNT camera-sized photos (write_photos); OUT/500x375/: the same photos downsized."""
     from PIL import Image

@@ -17,6 +17,7 @@ from runtime.backends import (
     detect_backend,
     register_backend,
 )
+from runtime.decode import EncodedImage
 from runtime.errors import DeployError
 from runtime.loader import load, read_labels
 from runtime.metadata import ArtifactMetadata, MetadataError
@@ -27,6 +28,7 @@ __all__ = [
     "ArtifactMetadata",
     "BackendUnavailableError",
     "DeployError",
+    "EncodedImage",
     "ImageLoadError",
     "InputError",
     "MetadataError",

@@ -24,6 +24,7 @@ from runtime.options import (
     image_size_option,
     json_flag_option,
     threads_option,
+    topk_option,
     verify_option,
     workers_option,
 )
@@ -161,7 +162,7 @@ def _print_predictions(
 )
 @backend_option()
 @device_option("auto: the fastest available (onnxruntime: CUDA > CoreML > OpenVINO > CPU); mps = Apple GPU.")
-@click.option("--topk", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
+@topk_option()
 @batch_size_option("Default: the artifact's fixed batch, else 32.")
 @threads_option("For the backend.")
 @workers_option()

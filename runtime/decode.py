@@ -16,6 +16,7 @@ import os
 import threading
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import ExifTags, Image
@@ -47,14 +48,25 @@ _TRANSPOSES = {  # EXIF orientation -> what makes the image upright (1: it is)
     8: Image.Transpose.ROTATE_90,
 }
 
-ImageInput = str | os.PathLike | Image.Image | bytes  # bytes: an encoded image file's contents
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image file's contents read elsewhere (by Ray Data, from a request) and the name its
+    errors give it (its path or URI): decoded as the file itself would be."""
+
+    data: bytes
+    name: str
+
+
+# bytes: an encoded image file's contents (named "<N bytes>" in errors)
+ImageInput = str | os.PathLike | Image.Image | bytes | EncodedImage
 
 
 class ImageLoadError(DeployError, ValueError):
     """An input could not be read as an image (missing, truncated, not an image, too large)."""
 
 
-def decoded_bytes(source: str | os.PathLike | bytes) -> int:
+def decoded_bytes(source: str | os.PathLike | bytes | EncodedImage) -> int:
     """Peak memory, in bytes, `load_image(source)` takes for the pixels of an image file (a path
     or the file's bytes), from its header alone.
 
@@ -131,6 +143,8 @@ def source_name(source: ImageInput) -> str:
         return getattr(source, "filename", None) or "<image>"
     if isinstance(source, bytes):
         return f"<{len(source)} bytes>"
+    if isinstance(source, EncodedImage):
+        return source.name
     return os.fspath(source)
 
 
@@ -250,11 +264,11 @@ def _all_ints(bits: object) -> bool:
 
 
 @contextlib.contextmanager
-def opened_image(source: str | os.PathLike | bytes) -> Iterator[Image.Image]:
+def opened_image(source: str | os.PathLike | bytes | EncodedImage) -> Iterator[Image.Image]:
     """The image file opened by Pillow (its header read, nothing decoded); a path must be a regular file."""
-    if isinstance(source, bytes):  # e.g. a request body: the same decoder, bomb checks and errors
+    if isinstance(source, (bytes, EncodedImage)):  # a request body: the same decoder, bomb checks and errors
         with header_warnings():
-            image = Image.open(io.BytesIO(source))
+            image = Image.open(io.BytesIO(source if isinstance(source, bytes) else source.data))
         with image:
             yield image
     else:

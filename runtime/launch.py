@@ -27,6 +27,7 @@ COMMANDS = {
     "alexnet-report": ("benchmarks.report_cli", "bench"),
     "alexnet-viz": ("alexnet.cli.viz", "train"),
     "alexnet-serve": ("runtime.server.cli", "serve"),
+    "alexnet-batch": ("runtime.batch.cli", "ray"),
 }
 
 
@@ -72,3 +73,4 @@ alexnet_bench = _launcher("alexnet-bench")
 alexnet_report = _launcher("alexnet-report")
 alexnet_viz = _launcher("alexnet-viz")
 alexnet_serve = _launcher("alexnet-serve")
+alexnet_batch = _launcher("alexnet-batch")

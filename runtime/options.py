@@ -162,6 +162,11 @@ def count_option(note: str = "") -> Decorator:
     return _option(["--n", "count"], "Images shown.", note, type=click.IntRange(1, 256), **_default(32))
 
 
+def files_count_option(default: int, note: str = "") -> Decorator:
+    """--count N: how many image files a benchmark helper writes."""
+    return _option(["--count"], "Image files to write.", note, type=click.IntRange(min=1), **_default(default))
+
+
 # Running a model.
 
 
@@ -183,6 +188,10 @@ def batch_size_option(note: str = "", default: int | None = None) -> Decorator:
 
 def batch_sizes_option(note: str = "", default: str = "1,8,32") -> Decorator:
     return _option(["--batch-sizes"], "Comma-separated batch sizes.", note, type=BatchSizes(), **_default(default))
+
+
+def topk_option(note: str = "") -> Decorator:
+    return _option(["--topk"], "Classes kept per image.", note, type=click.IntRange(min=1), **_default(5))
 
 
 def threads_option(note: str = "") -> Decorator:

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from runtime.backends import Backend
+from runtime.decode import EncodedImage
 from runtime.errors import DeployError
 from runtime.metadata import ArtifactMetadata, MetadataError
 from runtime.pipeline import default_workers, ordered_map
@@ -186,8 +187,10 @@ class Predictor:
         workers = self.workers if workers is None else workers
         # Reject malformed arrays and odd objects before any work, so a bad call fails fast and whole.
         for i, item in enumerate(items):
-            if not isinstance(item, (str, os.PathLike, Image.Image, np.ndarray)):
-                raise InputError(f"input {i}: predict takes paths, PIL images or arrays, got {type(item).__name__}")
+            if not isinstance(item, (str, os.PathLike, Image.Image, EncodedImage, np.ndarray)):
+                raise InputError(
+                    f"input {i}: predict takes paths, PIL images, EncodedImage or arrays, got {type(item).__name__}"
+                )
             if isinstance(item, np.ndarray):
                 items[i] = self._check_array(item, i)
         chunk = batch_size or self.batch_size
@@ -276,7 +279,7 @@ def _check_workers(workers: Any) -> None:
 
 
 def _as_items(images: Any) -> list[Any]:
-    if isinstance(images, (str, os.PathLike, Image.Image)):
+    if isinstance(images, (str, os.PathLike, Image.Image, EncodedImage)):
         return [images]
     if isinstance(images, np.ndarray):
         return list(images) if images.ndim == 4 else [images]
@@ -290,4 +293,6 @@ def _source_name(item: Any, index: int) -> str:
         return os.fspath(item)
     if isinstance(item, Image.Image):
         return getattr(item, "filename", "") or f"<image {index}>"
+    if isinstance(item, EncodedImage):
+        return item.name
     return f"<array {index}>"

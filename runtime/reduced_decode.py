@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from runtime.decode import (
+    EncodedImage,
     ImageInput,
     ImageLoadError,
     check_budget,
@@ -96,7 +97,10 @@ def _simplejpeg(opened: Image.Image, source: ImageInput, scale: int, name: str) 
         import simplejpeg
     except ImportError:  # an optional speed-up: Pillow decodes the same pixels
         return None
-    data = source if isinstance(source, bytes) else _file_bytes(opened, name)
+    if isinstance(source, (bytes, EncodedImage)):
+        data = source if isinstance(source, bytes) else source.data
+    else:
+        data = _file_bytes(opened, name)
     width, height = opened.size
     want = (math.ceil(width / scale), math.ceil(height / scale))
     colorspace = "RGB" if opened.mode == "RGB" else "GRAY"

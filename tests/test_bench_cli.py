@@ -93,6 +93,7 @@ def stub_limits(monkeypatch):
     monkeypatch.setattr(suite, "measure_limits", lambda device, precisions, **_: fake)
 
 
+@pytest.mark.slow  # a whole alexnet-bench run (~70 s): test-all
 def test_tiny_run_writes_json_markdown_and_plot(tmp_path, monkeypatch):
     stub_limits(monkeypatch)
     out = {ext: tmp_path / f"bench.{ext}" for ext in ("json", "md", "png")}
@@ -179,6 +180,7 @@ def stdout_run():
     return run, results[0]
 
 
+@pytest.mark.slow  # a whole alexnet-bench run (~70 s): test-all
 def test_json_to_stdout_and_table_to_stderr(stdout_run):
     result, _ = stdout_run
     assert result.exit_code == 0, result.output
@@ -186,6 +188,7 @@ def test_json_to_stdout_and_table_to_stderr(stdout_run):
     assert "| backend | variant | batch |" in result.stderr
 
 
+@pytest.mark.slow  # a whole alexnet-bench run (~70 s): test-all
 def test_failed_write_keeps_the_printed_table(tmp_path, monkeypatch, stdout_run):
     import errno
     import os

@@ -32,7 +32,8 @@ def artifacts(tmp_path_factory):
     return Artifacts(open_source(ckpt, workdir), workdir)
 
 
-@pytest.mark.parametrize("name", list(PHOTO_SETS))
+# the 12-MP set writes 4032x3024 JPEGs twice (~12 s): test-all
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "12mp" else n for n in PHOTO_SETS])
 def test_images_are_deterministic_jpegs_of_photo_size(tmp_path, name, monkeypatch):
     size, count = PHOTO_SETS[name]
     monkeypatch.setitem(PHOTO_SETS, name, (size, 2))  # two are enough to compare

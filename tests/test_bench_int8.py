@@ -173,6 +173,7 @@ def test_onnxruntime_opens_sessions_as_alexnet_run_does(run, monkeypatch):
         runner.close()
 
 
+@pytest.mark.slow  # an OpenVINO int8 export, calibrated and gated (~35 s): test-all
 def test_openvino_int8_row_reads_the_exported_ir_with_its_gate_record(small, monkeypatch):
     import runtime
 
@@ -196,6 +197,7 @@ def test_openvino_int8_row_reads_the_exported_ir_with_its_gate_record(small, mon
     assert row.max_rel_diff < 0.2 and ("openvino", "fp32", None) not in rows and ("openvino", "fp32", 1) not in rows
 
 
+@pytest.mark.slow  # an OpenVINO int8 export, calibrated and gated (~35 s): test-all
 def test_missing_nncf_is_a_skipped_row(small, monkeypatch):
     monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf -> ImportError
     monkeypatch.setattr(suite, "measure_limits", fake_limits)

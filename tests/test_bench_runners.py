@@ -57,6 +57,7 @@ def by_key(result):
     return {(r.backend, r.variant, r.batch_size): r for r in result.rows}
 
 
+@pytest.mark.slow  # a timed run of every CPU runner (~90 s): test-all
 def test_every_cpu_runner_produces_complete_rows(cpu_result, artifacts):
     rows = by_key(cpu_result)
     parameters = count_parameters(artifacts.source.build_model())
@@ -89,6 +90,7 @@ def test_every_cpu_runner_produces_complete_rows(cpu_result, artifacts):
     assert openvino.info["config"]["INFERENCE_NUM_THREADS"] == 2 and "quantization" not in openvino.info
 
 
+@pytest.mark.slow  # a timed run of every CPU runner (~90 s): test-all
 def test_every_deployable_cpu_backend_has_an_e2e_row(cpu_result):
     rows = by_key(cpu_result)
     for backend in ("pytorch", "torchscript", "onnxruntime", "openvino"):  # pytorch: the runtime's plugin
@@ -122,6 +124,7 @@ def test_variant_labels_are_the_names_rows_and_reports_show():
         Variant("fp8")
 
 
+@pytest.mark.slow  # a timed run of every CPU runner (~90 s): test-all
 def test_limits_and_floors_are_reported_per_device(cpu_result):
     limits = cpu_result.limits["cpu"]
     assert limits.matmul_gflops["fp32"] > 0 and limits.bandwidth_gbps > 0
@@ -129,6 +132,7 @@ def test_limits_and_floors_are_reported_per_device(cpu_result):
     assert [f.batch_size for f in cpu_result.floors["cpu"]] == [1, 2]
 
 
+@pytest.mark.slow  # a timed run of every CPU runner (~90 s): test-all
 @pytest.mark.skipif(sys.platform == "darwin", reason="Core ML runs on macOS")
 def test_coreml_off_macos_is_a_skipped_row(cpu_result):
     row = by_key(cpu_result)[("coreml", "fp32", None)]
@@ -170,6 +174,7 @@ def test_openvino_runner_times_the_runtime_backend_on_the_exported_ir(artifacts,
         runner.close()
 
 
+@pytest.mark.slow  # the pytorch baseline is timed too (~35 s): test-all
 def test_missing_openvino_is_a_skipped_row(artifacts, cost, monkeypatch):
     monkeypatch.setitem(runners.RUNNERS, "openvino", NoOpenVinoRunner)
     result = suite.run_suite(artifacts, cost, settings(["openvino"], batch_sizes=[1]))

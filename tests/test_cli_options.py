@@ -61,6 +61,7 @@ SHARED_FLAGS = (
     "--min-time",
     "--quick",
     "--verify/--no-verify",
+    "--topk",
     "--version",
 )
 # (flag, file): a local option of the same name that means something else there.
@@ -70,6 +71,8 @@ LOCAL_ON_PURPOSE = {
     ("--data", "export/cli.py"): "a folder of validation images, not a data source",
     ("--images", "runtime/agree.py"): "image files or folders to compare on",
     ("--images", "benchmarks/coreml_reference.py"): "how many random images per package",
+    ("--resume", "runtime/batch/cli.py"): "a switch (finish the run in --output), not a checkpoint to continue from",
+    ("--format", "runtime/batch/cli.py"): "the results' file format (parquet, jsonl), not an export format",
 }
 
 

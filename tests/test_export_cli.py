@@ -279,6 +279,7 @@ def test_directory_write_rolls_back_when_the_new_package_cannot_be_moved_in(tmp_
     ]
 
 
+@pytest.mark.slow  # every format in fp32 and int8 (~40 s): test-all
 def test_format_all_fp32_int8_reads_the_checkpoint_once(ckpt, tmp_path, monkeypatch):
     """Every artifact of one run, its validation and the int8 gates come from one read (and one hash)
     of the checkpoint, however many formats and precisions the run lists."""
