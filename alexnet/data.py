@@ -4,15 +4,19 @@
 (runtime/preprocess.py, the eval pipeline). Nothing is ever downloaded.
 
     DATA            val split                      eval preprocessing (S = image_size)
-    synthetic       its own seeded val images      resize S, crop S (default 64), ImageNet mean/std
-    DIR             DIR/val, or val_fraction of    PreprocessSpec.for_image_size(S or 224)
-                    each DIR/<class>, seeded
-    cifar10:DIR     test_batch                     resize S, crop S (default 32), CIFAR-10 mean/std
-    stl10:DIR       test_X.bin / test_y.bin        PreprocessSpec.for_image_size(S or 96)
+    synthetic       its own seeded val images      resize S, crop S, ImageNet mean/std
+    DIR             DIR/val, or val_fraction of    PreprocessSpec.for_image_size(S); S <= 64:
+                    each DIR/<class>, seeded       resize S, crop S
+    cifar10:DIR     test_batch                     resize S, crop S, CIFAR-10 mean/std
+    stl10:DIR       test_X.bin / test_y.bin        as DIR
 
-Training augmentation: a 4-px padded random crop + flip for CIFAR-10; a random resized
-crop + flip for folders and STL-10 (scale (0.08, 1) as torchvision); flip only for the synthetic
-shapes, whose generator already randomizes size, position and rotation.
+S defaults to the variant's size (torchvision 224, paper 227, cifar 32); synthetic (64), CIFAR-10 (32)
+and STL-10 (96) keep their own unless the variant's is smaller (alexnet/input_size.py).
+
+Training augmentation (alexnet/augment.py, `--augment`, `--no-flip`): by default a 4-px padded random
+crop + flip for CIFAR-10 and inputs of 64 px or less; a random resized crop + flip for larger folders
+and STL-10 (scale (0.08, 1) as torchvision); flip only for the synthetic shapes, whose generator
+already randomizes size, position and rotation.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from alexnet.augment import TrainTransform
+from alexnet.augment import SMALL_INPUT, TrainTransform, default_augment
 from alexnet.dataset_readers import DataError, read_cifar10, read_imagefolder, read_stl10
+from alexnet.input_size import NATIVE_IMAGE_SIZE, data_kind, default_image_size, small_images_notice
 from alexnet.synthetic import SYNTHETIC_CLASSES, render_synthetic
 from runtime.errors import DeployError
 from runtime.preprocess import PreprocessSpec, load_image, preprocess_image
@@ -41,8 +46,7 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 # minutes and reach >= 90% val top-1 (alexnet/trainloop.py RECIPES notes the measurement).
 SYNTHETIC_TRAIN_PER_CLASS = 500
 SYNTHETIC_VAL_PER_CLASS = 50
-SYNTHETIC_IMAGE_SIZE = 64
-IMAGENET_CROP_SCALE = (0.08, 1.0)  # torchvision's RandomResizedCrop default
+SYNTHETIC_IMAGE_SIZE = NATIVE_IMAGE_SIZE["synthetic"]
 
 
 @dataclass
@@ -52,6 +56,8 @@ class DataBundle:
     class_names: list[str]
     preprocess: PreprocessSpec  # the eval preprocessing; travels in checkpoints
     name: str
+    augment: str = "none"  # the train split's (alexnet/augment.py AUGMENTATIONS), resolved
+    flip: bool = True
 
 
 class ImageDataset(Dataset):
@@ -180,15 +186,23 @@ def _arrays(
         raise DataError(f"{data}: cannot read {exc.filename or location}: {exc.strerror or exc}") from exc
 
 
-def default_preprocess(data: str, image_size: int | None) -> PreprocessSpec:
-    kind, _ = _split_source(data)
+def default_preprocess(data: str, image_size: int | None, variant: str = "torchvision") -> PreprocessSpec:
+    """The eval preprocessing at `image_size` (None: alexnet/input_size.py's default for the data and variant)."""
+    kind, size = data_kind(data), image_size or default_image_size(data, variant)
     if kind == "synthetic":
-        size = image_size or SYNTHETIC_IMAGE_SIZE
         return PreprocessSpec(resize=size, crop=size)
     if kind == "cifar10":
-        size = image_size or 32
         return PreprocessSpec(resize=size, crop=size, mean=CIFAR10_MEAN, std=CIFAR10_STD)
-    return PreprocessSpec.for_image_size(image_size or (96 if kind == "stl10" else 224))
+    if size <= SMALL_INPUT:  # small images, trained with "light" crops of the whole image: no 256/224 border cut
+        return PreprocessSpec(resize=size, crop=size)
+    return PreprocessSpec.for_image_size(size)
+
+
+def size_notice(bundle: DataBundle, data: str) -> str | None:
+    """A folder whose images are much smaller than the input in use: one line saying so (else None)."""
+    if data_kind(data) != "folder":
+        return None
+    return small_images_notice(bundle.train.sources, bundle.preprocess.crop, data)
 
 
 def load_data(
@@ -199,10 +213,15 @@ def load_data(
     val_fraction: float = 0.2,
     synthetic_train_per_class: int = SYNTHETIC_TRAIN_PER_CLASS,
     synthetic_val_per_class: int = SYNTHETIC_VAL_PER_CLASS,
+    variant: str = "torchvision",
+    augment: str | None = None,
+    flip: bool = True,
 ) -> DataBundle:
+    """Both splits; `image_size` and `augment` left None take the data's and `variant`'s defaults."""
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-    spec = default_preprocess(data, image_size)
+    spec = default_preprocess(data, image_size, variant)
+    image_size = spec.crop  # synthetic images are rendered at the input size
     counts = (synthetic_train_per_class, synthetic_val_per_class)
     train_src, train_labels, names, train_px, name = _arrays(data, "train", image_size, seed, val_fraction, counts)
     val_src, val_labels, val_names, val_px, _ = _arrays(data, "val", image_size, seed, val_fraction, counts)
@@ -212,16 +231,17 @@ def load_data(
             f"{data}: train and val classes differ (only in train: {', '.join(only_train) or '-'}; "
             f"only in val: {', '.join(only_val) or '-'})"
         )
-    kind, _ = _split_source(data)
-    augment = TrainTransform(
-        spec, kind={"cifar10": "padded", "synthetic": "flip"}.get(kind, "resized"), scale=IMAGENET_CROP_SCALE
-    )
+    augment = augment or default_augment(data_kind(data), spec.crop)
     return DataBundle(
-        train=ImageDataset(train_src, train_labels, augment, train=True, pixels=train_px),
+        train=ImageDataset(
+            train_src, train_labels, TrainTransform(spec, augment=augment, flip=flip), train=True, pixels=train_px
+        ),
         val=ImageDataset(val_src, val_labels, _eval_transform(spec), train=False, pixels=val_px),
         class_names=names,
         preprocess=spec,
         name=name,
+        augment=augment,
+        flip=flip,
     )
 
 

@@ -26,16 +26,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from alexnet.input_size import VARIANT_IMAGE_SIZE, VARIANTS
 from runtime.errors import DeployError
 from runtime.metadata import MAX_CLASSES  # the artifacts' bound on classes: a checkpoint can ask no more
 from runtime.preprocess import short_repr
 
-VARIANTS = ("torchvision", "paper", "cifar")
-
 # The input size each variant was designed for: the default of a fresh, untrained model's layer
 # summary (alexnet-info --variant) and benchmark. A checkpoint's summary and export default to
 # the checkpoint's own crop size instead (its preprocess.crop: the size it was trained at).
-DEFAULT_IMAGE_SIZE = {"torchvision": 224, "paper": 227, "cifar": 32}
+DEFAULT_IMAGE_SIZE = VARIANT_IMAGE_SIZE  # torchvision 224, paper 227, cifar 32 (alexnet/input_size.py, torch-free)
 
 # Width divisors that keep every layer whole: each divides all channel counts (64..384), the
 # hidden 4096, and leaves the paper's two conv groups an even split (96 / 16 = 6 channels).

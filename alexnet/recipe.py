@@ -12,6 +12,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from alexnet.augment import AUGMENTATIONS, default_augment
+from alexnet.input_size import data_kind, default_image_size
 from alexnet.model import VARIANTS
 from runtime.errors import DeployError
 
@@ -32,7 +34,7 @@ class TrainArgs:
     out: str = "runs/demo"
     variant: str = "torchvision"
     num_classes: int | None = None  # None: the dataset's class count
-    image_size: int | None = None  # None: the dataset's default (synthetic 64, CIFAR 32, folders 224)
+    image_size: int | None = None  # None: the variant's, or the dataset's own if smaller (alexnet/input_size.py)
     epochs: int = 4
     batch_size: int = 64
     recipe: str = "default"  # "default" (AdamW, warmup + cosine) or "paper" (SGD 0.01, step decay)
@@ -53,6 +55,8 @@ class TrainArgs:
     channels_last: bool = False
     synthetic_train_per_class: int | None = None
     synthetic_val_per_class: int | None = None
+    augment: str | None = None  # alexnet/augment.py AUGMENTATIONS; None: the dataset's default at image_size
+    flip: bool = True  # random horizontal flips
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +83,8 @@ class TrainArgs:
         choice("optimizer", ["sgd", "adamw"])
         choice("schedule", ["cosine", "step"])
         choice("amp", ["none", "bf16", "fp16"])
+        if self.augment is not None:
+            choice("augment", list(AUGMENTATIONS))
         checks = [  # (name, integer, optional, ok, rule)
             ("num_classes", True, True, lambda v: v >= 1, "an integer >= 1"),
             ("image_size", True, True, lambda v: v >= 8, "an integer >= 8"),
@@ -104,8 +110,9 @@ class TrainArgs:
             kinds = (int,) if integer else (int, float)
             if isinstance(value, bool) or not isinstance(value, kinds) or not _finite(value) or not ok(value):
                 raise fail(name, rule)
-        if not isinstance(self.channels_last, bool):
-            raise fail("channels_last", "true or false")
+        for name in ("channels_last", "flip"):
+            if not isinstance(getattr(self, name), bool):
+                raise fail(name, "true or false")
         return self
 
 
@@ -138,12 +145,17 @@ RECIPES = {
 
 
 def resolve_recipe(args: TrainArgs) -> TrainArgs:
-    """Fill the knobs left unset (None) from the recipe."""
+    """Fill the knobs left unset (None) from the recipe, and the input size and augmentation from
+    the data and variant: a checkpoint records what the run used, not "the default"."""
     if args.recipe not in RECIPES:
         raise TrainError(f"unknown recipe {args.recipe!r}; choose one of {', '.join(RECIPES)}")
     for key, value in RECIPES[args.recipe].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.image_size is None and args.variant in VARIANTS and isinstance(args.data, str):
+        args.image_size = default_image_size(args.data, args.variant)  # else validate() names the bad value
+    if args.augment is None and isinstance(args.image_size, int) and isinstance(args.data, str):
+        args.augment = default_augment(data_kind(args.data), args.image_size)
     return args
 
 

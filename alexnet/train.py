@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,8 +23,16 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from alexnet.augment import describe_augment
 from alexnet.checkpoint import Checkpoint, load_checkpoint, load_state_into, save_checkpoint
-from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS, load_data, reraise_worker_error
+from alexnet.data import (
+    SYNTHETIC_TRAIN_PER_CLASS,
+    SYNTHETIC_VAL_PER_CLASS,
+    DataBundle,
+    load_data,
+    reraise_worker_error,
+    size_notice,
+)
 from alexnet.model import AlexNet, AlexNetConfig
 from alexnet.recipe import DivergenceError, TrainArgs, TrainError, TrainState, resolve_recipe
 from alexnet.trainloop import (
@@ -58,7 +67,7 @@ def train(args: TrainArgs, resume: str | None = None, echo=print, explicit: set[
     args = resolve_recipe(args).validate()
     if resume:
         resumed = (resume, *_resume_args(resume, args, set(TrainArgs().to_dict()) if explicit is None else explicit))
-        args = resumed[2].args
+        args = resolve_recipe(resumed[2].args)  # a checkpoint from before --augment: its size and augmentation
     rank, world, local_rank = distributed()
     device = pick_device(args.device)
     if device.type == "cuda" and world > 1:
@@ -67,13 +76,11 @@ def train(args: TrainArgs, resume: str | None = None, echo=print, explicit: set[
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     out = Path(args.out)
-    created: list[Path] = []  # the folders this run made (deepest first): removed again if it fails with them empty
+    # The folders this run would make (deepest first): made at the first save, so a run killed before
+    # it (SIGKILL, a lost node) leaves nothing; removed again if the run fails with them still empty.
+    created = [p for p in (out, *out.parents) if not p.exists()] if rank == 0 else []
     if rank == 0:
-        created = [p for p in (out, *out.parents) if not p.exists()]
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise TrainError(f"cannot create {out}: {exc.strerror or exc}") from exc
+        _check_creatable(out, created)
     try:
         with own_rng(device):
             return _run(args, resumed, device, echo)
@@ -111,6 +118,22 @@ def _resume_args(path: str, args: TrainArgs, explicit: set[str]) -> tuple[Checkp
     return ckpt, state
 
 
+def _check_creatable(out: Path, missing: list[Path]) -> None:
+    """--out is a folder, or can be made inside its nearest existing parent: checked before any data is built."""
+    existing = out.parents[len(missing) - 1] if missing else out
+    if not existing.is_dir():
+        raise TrainError(f"cannot create {out}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise TrainError(f"cannot create {out}: {existing} is not writable")
+
+
+def _make_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrainError(f"cannot create {out}: {exc.strerror or exc}") from exc
+
+
 def _remove_if_empty(created: list[Path]) -> None:
     """Remove the folders a failed run made, deepest first, while they are empty (os.rmdir refuses otherwise)."""
     for folder in created:
@@ -144,7 +167,7 @@ class _Run:
 def _run(args: TrainArgs, resumed: tuple[str, Checkpoint, TrainState] | None, device: torch.device, echo) -> list[dict]:
     """Set up, resume, then each epoch: train (all ranks), validate and save (rank 0), wait for all."""
     rank, world, _ = distributed()
-    run = _setup(args, Path(args.out), device, rank, world)
+    run = _setup(args, Path(args.out), device, rank, world, echo)
     state = _resume(run, *resumed) if resumed else TrainState(epoch=0, best_top1=-1.0, history=[], args=args)
     # Wrapped after resuming: DDP starts every rank from rank 0's weights.
     net = (
@@ -165,12 +188,15 @@ def _run(args: TrainArgs, resumed: tuple[str, Checkpoint, TrainState] | None, de
     return state.history
 
 
-def _setup(args: TrainArgs, out: Path, device: torch.device, rank: int, world: int) -> _Run:
-    """The data, the model (initial weights from --seed), its optimizer and the loaders."""
+def _setup(args: TrainArgs, out: Path, device: torch.device, rank: int, world: int, echo) -> _Run:
+    """The data, the model (initial weights from --seed), its optimizer and the loaders; rank 0 says what it trains."""
     bundle = load_data(
         args.data,
         image_size=args.image_size,
         seed=args.seed,
+        variant=args.variant,
+        augment=args.augment,
+        flip=args.flip,
         synthetic_train_per_class=args.synthetic_train_per_class or SYNTHETIC_TRAIN_PER_CLASS,
         synthetic_val_per_class=args.synthetic_val_per_class or SYNTHETIC_VAL_PER_CLASS,
     )
@@ -181,6 +207,8 @@ def _setup(args: TrainArgs, out: Path, device: torch.device, rank: int, world: i
     torch.manual_seed(args.seed)  # the initial weights
     model = AlexNet(config)
     model.check_input_size(bundle.preprocess.crop, bundle.preprocess.crop)
+    if rank == 0:
+        _announce(args, bundle, device, echo)
     model.to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -208,6 +236,18 @@ def _setup(args: TrainArgs, out: Path, device: torch.device, rank: int, world: i
         args, out, device, rank, world, config, bundle.class_names, bundle.preprocess,
         model, optimizer, scaler, train_loader, val_loader, sampler, generator,
     )  # fmt: skip
+
+
+def _announce(args: TrainArgs, bundle: DataBundle, device: torch.device, echo) -> None:
+    """One line naming what the run trains (and a notice when the images are much smaller than the input)."""
+    size = bundle.preprocess.crop
+    echo(
+        f"training {args.variant} on {bundle.name}: {len(bundle.train)} train / {len(bundle.val)} val images, "
+        f"{size}x{size} input, augment {describe_augment(bundle.augment, bundle.flip)}, {args.epochs} epochs on {device}"
+    )
+    notice = size_notice(bundle, args.data)
+    if notice:
+        echo(notice)
 
 
 def _resume(run: _Run, path: str, ckpt: Checkpoint, state: TrainState) -> TrainState:
@@ -282,6 +322,7 @@ def _save_epoch(run: _Run, state: TrainState, row: dict) -> None:
     state.history.append(row)
     state.optimizer, state.scaler = run.optimizer.state_dict(), run.scaler.state_dict()
     ckpt = Checkpoint(run.config, weights, run.class_names, run.preprocess, training=state.to_dict())
+    _make_out(run.out)
     try:
         if improved:  # best.pth is for evaluation and export: no optimizer state (a third of the size)
             save_checkpoint(replace(ckpt, training=state.to_dict(resumable=False)), run.out / "best.pth")

@@ -11,7 +11,7 @@ these flags itself.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -141,6 +141,19 @@ def synthetic_val_option(note: str = "", default: int | None = None) -> Decorato
 def variant_option(variants: Sequence[str], note: str = "", default: str | None = None) -> Decorator:
     """`variants` is alexnet.model.VARIANTS, passed in: the runtime never imports the model code."""
     return _option(["--variant"], "AlexNet architecture.", note, type=click.Choice(list(variants)), **_default(default))
+
+
+def augment_options(augmentations: Mapping[str, str], default_note: str) -> Decorator:
+    """--augment NAME and --flip/--no-flip. `augmentations` (name -> what it does) is
+    alexnet.augment.AUGMENTATIONS, passed in: the runtime never imports the training code."""
+    names = "; ".join(f"{name}: {what}" for name, what in augmentations.items())
+    augment = _option(
+        ["--augment"], f"Training augmentation. {names}.", default_note, type=click.Choice(list(augmentations))
+    )
+    flip = click.option(
+        "--flip/--no-flip", default=True, show_default=True, help="Random horizontal flips (off for digits, text)."
+    )
+    return lambda func: augment(flip(func))
 
 
 def num_classes_option(note: str = "", default: int | None = None) -> Decorator:

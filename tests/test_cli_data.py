@@ -34,7 +34,12 @@ def test_synthetic_writes_and_inspect_reads_it_back(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"source: imagefolder:{out}" in result.output
     assert "train: 16 images (2-2 per class)" in result.output and "val: 8 images (1-1 per class)" in result.output
-    assert "resize 256, crop 224" in result.output  # folders default to 224 px
+    assert "resize 256, crop 224" in result.output  # folders default to 224 px (the torchvision variant's)
+    assert "train augmentation (default): standard (a random resized crop" in result.output
+    assert f"notice: the images in {out} are about 32x32 pixels" in result.output  # 7x smaller than 224
+    cifar = run("inspect", out, "--variant", "cifar")
+    assert cifar.exit_code == 0 and "resize 32, crop 32" in cifar.output and "notice" not in cifar.output
+    assert "train augmentation (default): light (a random crop of the image padded" in cifar.output
 
 
 def test_inspect_synthetic(tmp_path):

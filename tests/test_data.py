@@ -9,7 +9,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from alexnet.augment import TrainTransform, random_crop_with_padding, random_resized_crop
-from alexnet.data import CIFAR10_MEAN, CIFAR10_STD, DataError, load_data, load_eval_split
+from alexnet.data import CIFAR10_MEAN, CIFAR10_STD, DataError, load_data, load_eval_split, size_notice
 from alexnet.synthetic import SYNTHETIC_CLASSES, write_synthetic_imagefolder
 from runtime.errors import DeployError
 from runtime.preprocess import PreprocessSpec, preprocess_image
@@ -57,14 +57,73 @@ def test_augmentation_shapes_dtypes_and_rng_determinism():
     image.paste((250, 0, 0), (10, 10, 50, 40))
     assert random_resized_crop(image, 64, np.random.default_rng(0)).size == (64, 64)
     assert random_crop_with_padding(Image.new("RGB", (32, 32)), 32, np.random.default_rng(0)).size == (32, 32)
-    for kind, size in (("resized", 56), ("padded", 32)):
-        transform = TrainTransform(PreprocessSpec(resize=size, crop=size), kind=kind)
+    for augment, size in (("standard", 56), ("light", 32), ("paper", 48), ("none", 40)):
+        transform = TrainTransform(PreprocessSpec(resize=size, crop=size), augment=augment)
         out = transform(image, np.random.default_rng(7))
         assert out.shape == (3, size, size) and out.dtype == np.float32
         assert np.array_equal(out, transform(image, np.random.default_rng(7)))
         assert not all(np.array_equal(out, transform(image, np.random.default_rng(s))) for s in range(8, 12))
-    with pytest.raises(ValueError, match="unknown augmentation"):
-        TrainTransform(PreprocessSpec(), kind="mixup")
+    with pytest.raises(ValueError, match="unknown augmentation 'mixup'; choose one of none, light, standard, paper"):
+        TrainTransform(PreprocessSpec(), augment="mixup")
+
+
+def test_augment_none_without_flip_is_the_eval_preprocessing():
+    image = Image.new("RGB", (90, 60), (10, 200, 30))
+    image.paste((250, 0, 0), (5, 5, 30, 40))  # off-centre: a flip would show
+    spec = PreprocessSpec(resize=40, crop=32)
+    fixed = TrainTransform(spec, augment="none", flip=False)
+    for seed in range(6):
+        assert np.array_equal(fixed(image, np.random.default_rng(seed)), preprocess_image(image, spec))
+    flipping = TrainTransform(spec, augment="none")
+    outs = [flipping(image, np.random.default_rng(seed)) for seed in range(12)]
+    assert any(not np.array_equal(out, outs[0]) for out in outs)  # the flip is the only randomness left
+
+
+def test_no_flip_never_mirrors():
+    # A left-bright, right-dark image: every light crop without flips keeps the bright side left.
+    pixels = np.zeros((32, 32, 3), np.uint8)
+    pixels[:, :16] = 255
+    image, spec = Image.fromarray(pixels), PreprocessSpec(resize=32, crop=32)
+    for flip, mirrored in ((False, 0), (True, None)):
+        transform = TrainTransform(spec, augment="light", flip=flip)
+        outs = [transform(image, np.random.default_rng(s))[0] for s in range(20)]
+        left_darker = sum(out[:, :16].mean() < out[:, 16:].mean() for out in outs)
+        assert left_darker == mirrored if mirrored is not None else 0 < left_darker < 20
+
+
+def test_paper_augmentation_shifts_colour_along_the_principal_components():
+    image, spec = Image.new("RGB", (64, 64), (120, 120, 120)), PreprocessSpec(resize=32, crop=32)
+    out = TrainTransform(spec, augment="paper", flip=False)(image, np.random.default_rng(3))
+    plain = preprocess_image(image, spec)
+    shift = (out - plain).reshape(3, -1)
+    assert np.allclose(shift, shift[:, :1], atol=1e-5)  # one RGB shift for the whole image
+    assert 0 < np.abs(shift).max() < 0.5  # alpha ~ N(0, 0.1) times the eigenvalues: small
+
+
+def test_default_augmentation_and_size_follow_the_data_and_variant(tmp_path):
+    write_synthetic_imagefolder(tmp_path / "f", per_class=1, image_size=32, seed=0, val_per_class=1)
+    cases = {  # (data, variant) -> (input size, augmentation)
+        ("synthetic", "torchvision"): (64, "none"),
+        ("synthetic", "cifar"): (32, "none"),
+        (str(tmp_path / "f"), "cifar"): (32, "light"),
+        (str(tmp_path / "f"), "torchvision"): (224, "standard"),
+        (str(tmp_path / "f"), "paper"): (227, "standard"),
+    }
+    for (data, variant), (size, augment) in cases.items():
+        bundle = load_data(data, variant=variant, **SMALL)
+        assert (bundle.preprocess.crop, bundle.augment, bundle.flip) == (size, augment, True), (data, variant)
+        assert bundle.train[0][0].shape == (3, size, size)
+    assert load_data(str(tmp_path / "f"), variant="cifar", image_size=48).preprocess.crop == 48  # given wins
+
+
+def test_notice_when_a_folders_images_are_much_smaller(tmp_path):
+    write_synthetic_imagefolder(tmp_path / "f", per_class=2, image_size=32, seed=0, val_per_class=1)
+    notice = size_notice(load_data(str(tmp_path / "f")), str(tmp_path / "f"))
+    assert notice.startswith(f"notice: the images in {tmp_path / 'f'} are about 32x32 pixels (median of ")
+    assert "much smaller than the 224x224 input in use; --variant cifar (a 32-pixel network) fits them" in notice
+    assert "\n" not in notice
+    assert size_notice(load_data(str(tmp_path / "f"), image_size=56), str(tmp_path / "f")) is None  # not 2x smaller
+    assert size_notice(load_data("synthetic", image_size=200, **SMALL), "synthetic") is None  # rendered at 200
 
 
 def test_random_resized_crop_falls_back_on_extreme_ratios():
@@ -123,7 +182,9 @@ def write_folder(root, layout, per_class=5):
 def test_imagefolder_layouts(tmp_path, layout):
     write_folder(tmp_path, layout)
     bundle = load_data(str(tmp_path), image_size=64, seed=0)
-    assert bundle.class_names == ["ants", "bees"] and bundle.preprocess == PreprocessSpec.for_image_size(64)
+    assert bundle.class_names == ["ants", "bees"] and bundle.preprocess == PreprocessSpec(
+        resize=64, crop=64
+    )  # small inputs: the whole image
     assert bundle.name == f"imagefolder:{tmp_path}"
     assert bundle.val[0][0].shape == (3, 64, 64) and bundle.train[0][0].shape == (3, 64, 64)
     assert sorted(set(bundle.train.labels)) == [0, 1]

@@ -241,6 +241,17 @@ def test_batch_is_denormalized_and_seeded(folder, tmp_path):
         assert item["source"].startswith(str(folder / "train" / item["label"]))
 
 
+def test_batch_takes_the_variants_size_and_the_chosen_augmentation(folder, tmp_path):
+    # No --image-size: the cifar variant's 32 px, as alexnet-train would; the augmentation is recorded.
+    args = ("batch", "--data", folder, "--train", "--n", 4, "--variant", "cifar", "--augment", "paper", "--no-flip")
+    result = invoke(*args, "-o", tmp_path / "p.png")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "p.json").read_text())
+    assert (record["augment"], record["flip"], record["preprocess"]["crop"]) == ("paper", False, 32)
+    assert invoke("batch", "--data", folder, "--train", "--n", 4, "-o", tmp_path / "d.png").exit_code == 0
+    assert json.loads((tmp_path / "d.json").read_text())["preprocess"]["crop"] == 224  # the torchvision variant's
+
+
 @pytest.mark.parametrize("output, message", [("out.jpg", "takes a .png"), ("sub", "is a directory")])
 def test_bad_output_is_a_usage_error_before_any_work(tmp_path, output, message):
     (tmp_path / "sub").mkdir()

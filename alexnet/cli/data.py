@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS, load_data
+from alexnet.augment import describe_augment
+from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS, load_data, size_notice
+from alexnet.input_size import VARIANTS
 from alexnet.synthetic import SYNTHETIC_CLASSES, write_synthetic_imagefolder
 from runtime.cliutil import handle_errors
 from runtime.options import (
@@ -16,6 +18,7 @@ from runtime.options import (
     seed_option,
     synthetic_train_option,
     synthetic_val_option,
+    variant_option,
 )
 
 
@@ -73,7 +76,8 @@ def synthetic(out_dir: Path, per_class: int, val_per_class: int | None, image_si
 
 @main.command()
 @click.argument("data")
-@image_size_option("Model input (default: the source's).")
+@variant_option(VARIANTS, "Its input size is the default --image-size, as in alexnet-train.", default="torchvision")
+@image_size_option("Model input. Default: as alexnet-train's.")
 @seed_option("Of the synthetic set and of folder splits.")
 @click.option(
     "--val-fraction",
@@ -87,6 +91,7 @@ def synthetic(out_dir: Path, per_class: int, val_per_class: int | None, image_si
 @handle_errors
 def inspect(
     data: str,
+    variant: str,
     image_size: int | None,
     seed: int,
     val_fraction: float,
@@ -103,10 +108,12 @@ def inspect(
       alexnet-data inspect synthetic --image-size 96
       alexnet-data inspect ~/data/flowers --val-fraction 0.1
       alexnet-data inspect stl10:~/data/stl10_binary
+      alexnet-data inspect ~/data/digits --variant cifar        # at 32 px, the cifar variant's size
     """
     bundle = load_data(
         data,
         image_size=image_size,
+        variant=variant,
         seed=seed,
         val_fraction=val_fraction,
         synthetic_train_per_class=synthetic_train_per_class,
@@ -123,3 +130,7 @@ def inspect(
     click.echo(
         f"preprocess: resize {spec.resize}, crop {spec.crop}, {spec.interpolation}, mean {spec.mean}, std {spec.std}"
     )
+    click.echo(f"train augmentation (default): {describe_augment(bundle.augment, bundle.flip)}")
+    notice = size_notice(bundle, data)
+    if notice:
+        click.echo(notice)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
+from alexnet.augment import AUGMENTATIONS
 from alexnet.data import SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS
 from alexnet.model import VARIANTS
 from alexnet.recipe import RECIPES, TrainArgs, TrainError, recipe_values, resolve_recipe
 from runtime.cliutil import handle_errors
 from runtime.options import (
+    augment_options,
     batch_size_option,
     command,
     data_option,
@@ -39,7 +41,13 @@ def _recipe_help() -> str:
 @out_dir_option("Run folder.", default=_DEFAULTS.out)
 @variant_option(VARIANTS, default=_DEFAULTS.variant)
 @num_classes_option("Default: the dataset's.")
-@image_size_option("Default: synthetic 64, CIFAR 32, STL 96, folders 224.")
+@image_size_option(
+    "Default: the variant's (torchvision 224, paper 227, cifar 32); synthetic 64, CIFAR-10 32 and STL-10 96 "
+    "keep theirs unless the variant's is smaller."
+)
+@augment_options(
+    AUGMENTATIONS, "Default: none for synthetic, light for CIFAR-10 and inputs of 64 px or less, else standard."
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True)
 @batch_size_option("Per process.", default=_DEFAULTS.batch_size)
 @click.option(
@@ -125,6 +133,7 @@ def main(resume: str | None, **options) -> None:
     \b
     Examples:
       alexnet-train --data synthetic --image-size 64 --epochs 4 --out runs/demo
+      alexnet-train --data ~/data/digits --variant cifar --augment light --no-flip --out runs/digits   # 32 px
       alexnet-train --data cifar10:~/data/cifar-10-batches-py --variant cifar --epochs 30 --out runs/cifar
       alexnet-train --data ~/data/imagenet --recipe paper --epochs 90 --workers 8 --amp bf16 --out runs/in1k
       alexnet-train --out runs/demo --resume runs/demo/last.pth      # after a crash or Ctrl-C

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from alexnet.augment import AUGMENTATIONS
 from alexnet.cli.eval import SEED_NOTE, SYNTHETIC_VAL_NOTE, eval_dataset
 from alexnet.cli.viz_support import (
     MAX_IMAGES,
@@ -18,8 +19,10 @@ from alexnet.cli.viz_support import (
     subset_note,
     write_picture,
 )
+from alexnet.input_size import VARIANTS
 from runtime.cliutil import handle_errors
 from runtime.options import (
+    augment_options,
     backend_option,
     batch_size_option,
     command,
@@ -31,6 +34,7 @@ from runtime.options import (
     seed_option,
     split_option,
     synthetic_val_option,
+    variant_option,
 )
 
 
@@ -229,11 +233,23 @@ def predictions(
 @data_option(required=True)
 @click.option("--train", "train_split", is_flag=True, help="The training split with its augmentation (default: val).")
 @count_option("In the batch.")
+@variant_option(VARIANTS, "Its input size is the default --image-size, as in alexnet-train.", default="torchvision")
 @image_size_option("As alexnet-train's.")
+@augment_options(AUGMENTATIONS, "As alexnet-train's.")
 @seed_option("Which images, and their augmentation.")
 @output_option("batch.png")
 @handle_errors
-def batch(data: str, train_split: bool, count: int, image_size: int | None, seed: int, output: Path) -> None:
+def batch(
+    data: str,
+    train_split: bool,
+    count: int,
+    variant: str,
+    image_size: int | None,
+    augment: str | None,
+    flip: bool,
+    seed: int,
+    output: Path,
+) -> None:
     """A batch as the model sees it: images drawn as a shuffled loader would, preprocessed (and
     augmented with --train) exactly as in training, then denormalized back to viewable RGB.
 
@@ -241,15 +257,19 @@ def batch(data: str, train_split: bool, count: int, image_size: int | None, seed
     Examples:
       alexnet-viz batch --data synthetic --train -o batch.png
       alexnet-viz batch --data cifar10:~/data/cifar-10-batches-py --train -o cifar-batch.png
+      alexnet-viz batch --data ~/data/digits --variant cifar --train --augment light --no-flip -o digits.png
     """
     import torch
 
-    from alexnet.data import load_data
+    from alexnet.data import load_data, size_notice
     from alexnet.viz.grid import image_grid_figure
     from runtime.preprocess import denormalize
 
     check_outputs(output)
-    bundle = load_data(data, image_size=image_size, seed=seed)
+    bundle = load_data(data, image_size=image_size, seed=seed, variant=variant, augment=augment, flip=flip)
+    notice = size_notice(bundle, data)
+    if notice:
+        click.echo(notice, err=True)
     dataset = bundle.train if train_split else bundle.val
     split = "train" if train_split else "val"
     chosen = np.random.default_rng(seed).permutation(len(dataset))[:count].tolist()
@@ -258,13 +278,14 @@ def batch(data: str, train_split: bool, count: int, image_size: int | None, seed
         images, labels = model_inputs(dataset, chosen)
     pictures = [denormalize(image, bundle.preprocess) for image in images]
     captions = [bundle.class_names[label][:20] for label in labels]
-    augmented = "augmented as in training" if train_split else "eval preprocessing"
+    augmented = f"augment {bundle.augment}{'' if bundle.flip else ', no flip'}" if train_split else "eval preprocessing"
     title = f"{bundle.name} {split}: {len(chosen)} images, {augmented}, {images.shape[-1]}x{images.shape[-2]}"
     sources = source_names(dataset, data, split)
     record = {
         "data": bundle.name,
         "split": split,
         "preprocess": bundle.preprocess.to_dict(),
+        **({"augment": bundle.augment, "flip": bundle.flip} if train_split else {}),
         "images": [{"index": i, "source": sources[i], "label": bundle.class_names[y]} for i, y in zip(chosen, labels)],
     }
     write_picture(image_grid_figure(pictures, captions, title), output, record)
