@@ -72,17 +72,22 @@ def batches(
     limit: int,
     batch_size: int,
     log: ReadLog,
-    progress=None,
+    desc: str | None = None,
     workers: int | None = None,
 ) -> Iterator[tuple[np.ndarray, list[int | None]]]:
     """Preprocessed batches ((n, 3, crop, crop) float32, their labels) of the first `limit` readable images,
-    decoded on `workers` threads (default: runtime.pipeline's) at most a batch ahead of the caller."""
+    decoded on `workers` threads (default: runtime.pipeline's) at most a batch ahead of the caller.
+
+    `desc`: a progress bar of that name on stderr, shown on a terminal only (logs stay clean)."""
+    from tqdm import tqdm
+
     workers = default_workers() if workers is None else workers
     loaded = ordered_map(
         functools.partial(_preprocessed, images, spec), range(images.count), workers=workers, ahead=batch_size + workers
     )
     arrays, labels, taken = [], [], 0
-    with contextlib.closing(loaded):
+    progress = tqdm(total=limit, desc=desc, unit="img", leave=False, disable=None if desc else True)
+    with progress, contextlib.closing(loaded):
         for index, array in enumerate(loaded):
             if taken == limit:
                 break
@@ -93,8 +98,7 @@ def batches(
             labels.append(images.labels[index])
             taken += 1
             log.read += 1
-            if progress is not None:
-                progress.update(1)
+            progress.update(1)
             if len(arrays) == batch_size:
                 yield np.stack(arrays), labels
                 arrays, labels = [], []

@@ -79,7 +79,15 @@ def run_artifact(path: Path, inputs: np.ndarray, backend: str) -> np.ndarray:
     import runtime
 
     with runtime.load(path, backend=backend, device="cpu") as predictor:
-        return np.concatenate([predictor.predict_logits(inputs[i : i + BATCH]) for i in range(0, len(inputs), BATCH)])
+        starts = gate_progress(range(0, len(inputs), BATCH), f"gate: {path.name}")
+        return np.concatenate([predictor.predict_logits(inputs[i : i + BATCH]) for i in starts])
+
+
+def gate_progress(batches: range, desc: str):
+    """`batches` with a progress bar on stderr, on a terminal only: a gate run of a full-size model takes seconds."""
+    from tqdm import tqdm
+
+    return tqdm(batches, desc=desc, unit="batch", leave=False, disable=None)
 
 
 def run_onnx(path: Path, inputs: np.ndarray) -> np.ndarray:

@@ -93,7 +93,12 @@ def read_calibration(
     probe_calibration(images, spec, options.calibration_size, echo)
     log = calibration.ReadLog()
     limit = min(options.calibration_size, images.count)
-    inputs = [b for b, _ in calibration.batches(images, spec, limit=limit, batch_size=CALIBRATION_BATCH, log=log)]
+    inputs = [
+        b
+        for b, _ in calibration.batches(
+            images, spec, limit=limit, batch_size=CALIBRATION_BATCH, log=log, desc="calibration images"
+        )
+    ]
     if log.skipped:
         echo(f"skipped {log.skipped} unreadable calibration images (first: {log.first_error})")
     info = {"method": "histogram", "images": log.read, "skipped": log.skipped, "source": images.description}

@@ -206,8 +206,11 @@ def gate_failure(steps: list[Step]) -> str:
 def fp32_logits(model: Any, inputs: np.ndarray) -> np.ndarray:
     import torch
 
+    from export.gate import BATCH, gate_progress
+
     with torch.inference_mode():
-        parts = [model(torch.from_numpy(inputs[i : i + 32])).numpy() for i in range(0, len(inputs), 32)]
+        starts = gate_progress(range(0, len(inputs), BATCH), "gate: fp32 PyTorch")
+        parts = [model(torch.from_numpy(inputs[i : i + BATCH])).numpy() for i in starts]
     return np.concatenate(parts)
 
 
@@ -215,7 +218,9 @@ def read_gate(images: calibration.ImageSet, spec, limit: int, model: Any) -> Gat
     """Preprocess up to `limit` gate images (skipping unreadable ones) and run fp32 on them."""
     log = calibration.ReadLog()
     inputs, labels = [], []
-    for batch, batch_labels in calibration.batches(images, spec, limit=limit, batch_size=64, log=log):
+    for batch, batch_labels in calibration.batches(
+        images, spec, limit=limit, batch_size=64, log=log, desc="gate images"
+    ):
         inputs.append(batch)
         labels += [-1 if label is None else label for label in batch_labels]
     if not inputs:

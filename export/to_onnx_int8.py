@@ -105,6 +105,7 @@ def probe_calibration(images: calibration.ImageSet, spec, size: int, echo: Calla
         echo(
             f"warning: {images.description} has {images.count} images, fewer than the {size} asked for; using them all"
         )
+    echo(f"calibrating on {min(size, images.count)} images from {images.description}, then gating ...")
 
 
 class _Workspace(LayerSearch):
@@ -161,11 +162,8 @@ class _Workspace(LayerSearch):
         return Step(label, reduce_range, layers, result, path)
 
     def _calibration_reader(self) -> CalibrationReader:
-        from tqdm import tqdm
-
         self._log = calibration.ReadLog()
         limit = min(self.options.calibration_size, self.calib_set.count)
-        self._progress = tqdm(total=limit, desc="calibrating", unit="img", leave=False, disable=None)
         batches = calibration.batches(
             self.calib_set,
             self.spec,
@@ -173,12 +171,11 @@ class _Workspace(LayerSearch):
             # The histogram calibrators (entropy, percentile) stack per-run outputs: every run one image.
             batch_size=CALIBRATION_BATCH if self.options.method == "minmax" else 1,
             log=self._log,
-            progress=self._progress,
+            desc="calibrating",
         )
         return CalibrationReader(batches, "input")
 
     def _finish_calibration(self, reader: CalibrationReader) -> None:
-        self._progress.close()
         used = self._log.read
         if self._log.skipped:
             self.echo(f"skipped {self._log.skipped} unreadable calibration images (first: {self._log.first_error})")

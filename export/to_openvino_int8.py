@@ -97,7 +97,10 @@ def read_calibration(
     probe_calibration(images, spec, options.calibration_size, echo)  # none readable: one line, before the work
     log = calibration.ReadLog()
     limit = min(options.calibration_size, images.count)
-    inputs = [batch for batch, _ in calibration.batches(images, spec, limit=limit, batch_size=1, log=log)]
+    inputs = [
+        batch
+        for batch, _ in calibration.batches(images, spec, limit=limit, batch_size=1, log=log, desc="calibration images")
+    ]
     if log.skipped:
         echo(f"skipped {log.skipped} unreadable calibration images (first: {log.first_error})")
     info = {"method": options.method, "images": log.read, "skipped": log.skipped, "source": images.description}

@@ -121,3 +121,35 @@ def test_one_image_calibrates_with_gate_data_and_says_why_not_without(checkpoint
         f"Error: {data} has 1 image, too few to hold some out of calibration for the accuracy gate; "
         "pass --gate-data (images for the gate)"
     ]
+
+
+class _Terminal:
+    """A stderr that says it is a terminal: where tqdm draws its bars."""
+
+    def __init__(self, tty: bool) -> None:
+        self.text, self.tty = "", tty
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_calibration_and_gate_show_progress_on_a_terminal_only(shapes, monkeypatch, tty):
+    from export.gate import gate_progress
+
+    stderr = _Terminal(tty)
+    monkeypatch.setattr("sys.stderr", stderr)
+    calib, _ = calibration.resolve_sets(str(shapes), [f"c{i}" for i in range(8)], SPEC)
+    log = calibration.ReadLog()
+    batches = list(calibration.batches(calib, SPEC, limit=24, batch_size=8, log=log, desc="calibration images"))
+    assert [len(b) for b, _ in batches] == [8, 8, 8]
+    assert list(gate_progress(range(0, 64, 32), "gate: model.onnx")) == [0, 32]
+    shown = "calibration images:   0%|" in stderr.text and "gate: model.onnx:   0%|" in stderr.text
+    assert shown == tty, stderr.text  # a log file (not a terminal) gets no bars

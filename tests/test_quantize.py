@@ -143,7 +143,8 @@ def test_fewer_images_than_asked_is_a_warning(tmp_path):
     said = []
     images = calibration.resolve_gate_set(str(write_images(tmp_path / "few", 3)), ["a"], SPEC)
     probe_calibration(images, SPEC, 300, said.append)
-    assert len(said) == 1 and "fewer than the 300 asked for" in said[0]
+    assert len(said) == 2 and "fewer than the 300 asked for" in said[0]
+    assert said[1] == f"calibrating on 3 images from {images.description}, then gating ..."  # before the silent work
 
 
 def test_metadata_round_trip_of_the_quantization_record():
