@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from alexnet.data import (
 )
 from alexnet.model import AlexNet, AlexNetConfig
 from alexnet.recipe import DivergenceError, TrainArgs, TrainError, TrainState, resolve_recipe
+from alexnet.run_folder import check_creatable, make_folder, remove_if_empty
 from alexnet.trainloop import (
     build_optimizer,
     distributed,
@@ -80,12 +80,12 @@ def train(args: TrainArgs, resume: str | None = None, echo=print, explicit: set[
     # it (SIGKILL, a lost node) leaves nothing; removed again if the run fails with them still empty.
     created = [p for p in (out, *out.parents) if not p.exists()] if rank == 0 else []
     if rank == 0:
-        _check_creatable(out, created)
+        check_creatable(out, created)
     try:
         with own_rng(device):
             return _run(args, resumed, device, echo)
     except BaseException as exc:
-        _remove_if_empty(created)
+        remove_if_empty(created)
         if isinstance(exc, DeployError):
             # The run is over: drop its frames' locals so that a DataLoader iterator in the traceback shuts
             # its workers down now, in this thread (left to the garbage collector, that can happen in a
@@ -116,31 +116,6 @@ def _resume_args(path: str, args: TrainArgs, explicit: set[str]) -> tuple[Checkp
     for name in RESUME_OVERRIDABLE & (explicit | {"out"}):
         setattr(stored, name, getattr(args, name))
     return ckpt, state
-
-
-def _check_creatable(out: Path, missing: list[Path]) -> None:
-    """--out is a folder, or can be made inside its nearest existing parent: checked before any data is built."""
-    existing = out.parents[len(missing) - 1] if missing else out
-    if not existing.is_dir():
-        raise TrainError(f"cannot create {out}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise TrainError(f"cannot create {out}: {existing} is not writable")
-
-
-def _make_out(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TrainError(f"cannot create {out}: {exc.strerror or exc}") from exc
-
-
-def _remove_if_empty(created: list[Path]) -> None:
-    """Remove the folders a failed run made, deepest first, while they are empty (os.rmdir refuses otherwise)."""
-    for folder in created:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
 
 
 @dataclass
@@ -322,7 +297,7 @@ def _save_epoch(run: _Run, state: TrainState, row: dict) -> None:
     state.history.append(row)
     state.optimizer, state.scaler = run.optimizer.state_dict(), run.scaler.state_dict()
     ckpt = Checkpoint(run.config, weights, run.class_names, run.preprocess, training=state.to_dict())
-    _make_out(run.out)
+    make_folder(run.out)
     try:
         if improved:  # best.pth is for evaluation and export: no optimizer state (a third of the size)
             save_checkpoint(replace(ckpt, training=state.to_dict(resumable=False)), run.out / "best.pth")
