@@ -1,6 +1,6 @@
 """Console-script launchers: every command but `alexnet-run` needs an optional extra.
 
-The base install (`pip install alexnet-deploy`) is the torch-free runtime. Each other command's
+The base install (`pip install .` in the source tree) is the torch-free runtime. Each other command's
 module imports torch (or onnx, matplotlib, openvino) at import time, which on an edge install
 would end in an ImportError traceback before any of our code runs. These launchers import the
 command lazily and turn a missing third-party package into one line naming the extra to install.
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 # Our own top-level packages: an ImportError naming one of these is a bug, never a missing extra.
 OWN_PACKAGES = frozenset({"alexnet", "export", "runtime", "benchmarks"})
@@ -28,15 +30,34 @@ COMMANDS = {
     "alexnet-viz": ("alexnet.cli.viz", "train"),
     "alexnet-serve": ("runtime.server.cli", "serve"),
     "alexnet-batch": ("runtime.batch.cli", "ray"),
+    "alexnet-weights": ("alexnet.cli.weights", "train"),
 }
+# The extras that install torch (setup.cfg), and the torch to install first: the README's and Makefile's.
+TORCH_EXTRAS = frozenset({"train", "export", "bench", "viz", "executorch", "export-openvino", "litert", "all", "dev"})
+TORCH_PIN = "torch==2.13.0"
+
+
+def source_tree() -> Path | None:
+    """The alexnet-deploy source tree this code runs from (an editable install, or a checkout), or None."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "setup.cfg").is_file() else None
+
+
+def install_command(extra: str) -> str:
+    """How to install `extra`: there is no registry package, only the source tree (a command, one line)."""
+    torch = f"{TORCH_PIN} " if extra in TORCH_EXTRAS else ""
+    root = source_tree()
+    if root is not None:
+        return f"pip install {torch}-e {shlex.quote(f'{root}[{extra}]')}"
+    return (
+        f"pip install {torch}'.[{extra}]' in the alexnet-deploy source tree (or '<wheel>[{extra}]', "
+        "a wheel built there with `python -m pip wheel --no-deps -w dist .`)"
+    )
 
 
 def missing_extra_message(script: str, missing: str) -> str:
     extra = COMMANDS[script][1]
-    return (
-        f"Error: {script} needs the [{extra}] extra ({missing} is not installed); "
-        f"pip install 'alexnet-deploy[{extra}]' (this install has only the runtime: alexnet-run)"
-    )
+    return f"Error: {script} needs the [{extra}] extra ({missing} is not installed); {install_command(extra)}"
 
 
 def launch(script: str) -> None:
@@ -74,3 +95,4 @@ alexnet_report = _launcher("alexnet-report")
 alexnet_viz = _launcher("alexnet-viz")
 alexnet_serve = _launcher("alexnet-serve")
 alexnet_batch = _launcher("alexnet-batch")
+alexnet_weights = _launcher("alexnet-weights")
