@@ -9,7 +9,9 @@ command lazily and turn a missing third-party package into one line naming the e
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -32,9 +34,33 @@ COMMANDS = {
     "alexnet-batch": ("runtime.batch.cli", "ray"),
     "alexnet-weights": ("alexnet.cli.weights", "train"),
 }
-# The extras that install torch (setup.cfg), and the torch to install first: the README's and Makefile's.
-TORCH_EXTRAS = frozenset({"train", "export", "bench", "viz", "executorch", "export-openvino", "litert", "all", "dev"})
+# The torch to install first where an extra pulls torch (the README's and Makefile's): a plain
+# `torch` from the registry is a CUDA build of several GB.
 TORCH_PIN = "torch==2.13.0"
+_REQUIREMENT = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[([^\]]*)\])?.*\bextra\s*==\s*\"([^\"]+)\"")
+
+
+def torch_extras() -> frozenset[str]:
+    """The extras that install torch, directly or through another extra: read from the installed
+    package's metadata (setup.cfg's extras_require), so the table is written once."""
+    try:
+        requirements = importlib.metadata.requires("alexnet-deploy") or []
+    except importlib.metadata.PackageNotFoundError:
+        return frozenset()
+    direct, includes = set(), {}
+    for line in requirements:
+        match = _REQUIREMENT.match(line)
+        if match is None:
+            continue
+        name, inner, extra = match.groups()
+        if name.lower() == "torch":
+            direct.add(extra)
+        elif name.lower() == "alexnet-deploy":
+            includes.setdefault(extra, set()).update(e.strip() for e in (inner or "").split(","))
+    pulls = set(direct)
+    while grown := {extra for extra, inner in includes.items() if inner & pulls} - pulls:
+        pulls |= grown
+    return frozenset(pulls)
 
 
 def source_tree() -> Path | None:
@@ -45,7 +71,7 @@ def source_tree() -> Path | None:
 
 def install_command(extra: str) -> str:
     """How to install `extra`: there is no registry package, only the source tree (a command, one line)."""
-    torch = f"{TORCH_PIN} " if extra in TORCH_EXTRAS else ""
+    torch = f"{TORCH_PIN} " if extra in torch_extras() else ""
     root = source_tree()
     if root is not None:
         return f"pip install {torch}-e {shlex.quote(f'{root}[{extra}]')}"

@@ -9,7 +9,7 @@ import pytest
 from tiny_onnx import TINY_ONNX
 
 from runtime import launch
-from runtime.launch import COMMANDS, TORCH_EXTRAS, TORCH_PIN
+from runtime.launch import COMMANDS, TORCH_PIN, torch_extras
 
 pytestmark = pytest.mark.runtime
 
@@ -38,7 +38,7 @@ def test_missing_extra_is_one_line(script, tmp_path):
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
     assert f"needs the [{extra}] extra" in done.stderr and f"[{extra}]'" in done.stderr and "pip install" in done.stderr
-    assert (TORCH_PIN in done.stderr) == (extra in TORCH_EXTRAS), done.stderr
+    assert (TORCH_PIN in done.stderr) == (extra in torch_extras()), done.stderr
 
 
 def test_own_import_errors_are_not_blamed_on_an_extra(monkeypatch):
@@ -126,3 +126,10 @@ def test_commands_table_matches_setup_cfg():
         assert target == f"runtime.launch:{script.replace('-', '_')}" and callable(
             getattr(launch, target.split(":")[1])
         )
+
+
+def test_torch_extras_are_read_from_the_package_metadata():
+    # export-openvino pulls torch only through [export], litert through [export], all through [train]
+    pulls = torch_extras()
+    assert {"train", "export", "bench", "executorch", "export-openvino", "litert", "all"} <= pulls
+    assert not pulls & {"serve", "openvino", "litert-runtime", "ray", "client", "coreml"}
