@@ -48,6 +48,11 @@ class Entry:
     max_abs_diff: float | None = None  # max |logit - checkpoint logit| over those images
     check: str | None = None  # the validation's one-line summary
     check_passed: bool | None = None
+    # The engine that computed top-1 and agreement when it is not the format's own: Core ML off macOS is
+    # evaluated by the Core ML reference evaluator ("coreml-reference"), never timed (its speed is not Core ML's).
+    stand_in: str | None = None
+    note: str | None = None  # why a stand-in evaluated the row, in words
+    removed: bool = False  # the file was deleted after the report (not recommended; alexnet-report --prune-artifacts)
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # per device: status, reason, batches
 
     @property
@@ -135,7 +140,8 @@ def evaluation_data(checkpoint: Any, data: str | None, max_images: int, say: Cal
 
 def evaluate_entries(entries: list[Entry], checkpoint: Any, dataset: Any, say: Callable[[str], None]) -> None:
     """Each entry's top-1 on `dataset`, and its logits against the checkpoint's (entries[0]) with the
-    exporter's own tolerances (`export.validate.compare`); Core ML off macOS gets the structural checks."""
+    exporter's own tolerances (`export.validate.compare`); Core ML off macOS is evaluated by the Core ML
+    reference evaluator and gets the structural checks too."""
     from export.validate import check_coreml_package, compare
 
     names = list(checkpoint.class_names)
@@ -150,29 +156,24 @@ def evaluate_entries(entries: list[Entry], checkpoint: Any, dataset: Any, say: C
             entry.agreement, entry.max_abs_diff = (None, None) if logits is None else (1.0, 0.0)
             entry.check, entry.check_passed = "the reference", logits is not None
             continue
-        if logits is None:
-            if entry.format == "coreml":
-                result = check_coreml_package(Path(entry.path), checkpoint)
-                entry.check, entry.check_passed = result.summary(), result.passed
-        elif reference is not None:
+        if logits is not None and reference is not None:
             result = compare(entry.format, logits, reference, entry.precision)
             entry.agreement, entry.max_abs_diff = result.top1, result.max_abs
             entry.check, entry.check_passed = result.summary(), result.passed
+        if entry.format == "coreml" and (logits is None or entry.stand_in):  # off macOS: its structure too
+            structural = check_coreml_package(Path(entry.path), checkpoint)
+            entry.check = f"{entry.check}; {structural.note}" if entry.check else structural.summary()
+            entry.check_passed = structural.passed and entry.check_passed is not False
         if entry.check_passed is False:
             entry.mark("failed", f"validation failed: {entry.check}")
 
 
 def _logits_and_accuracy(entry: Entry, dataset: Any, class_names: list[str]) -> np.ndarray | None:
     """The entry's logits (N, classes) over `dataset` (top-1/top-5 set on it), or None with the reason marked."""
-    import runtime
     from alexnet.evaluate import evaluate
 
-    # Each row runs on its format's own engine (the format table's backend): off macOS the Core ML
-    # reference evaluator, which auto would pick, is a check, not an engine.
-    try:
-        predictor = runtime.load(entry.path, backend=FORMAT_BACKENDS[entry.format], device="cpu")
-    except DeployError as exc:
-        entry.mark("skipped", f"cannot run here: {first_line(exc)}")
+    predictor = _open(entry)
+    if predictor is None:
         return None
     captured: list[np.ndarray] = []
 
@@ -188,6 +189,34 @@ def _logits_and_accuracy(entry: Entry, dataset: Any, class_names: list[str]) -> 
         return None
     entry.top1, entry.top5 = report["top1"], report["top5"]
     return np.concatenate(captured)
+
+
+def _open(entry: Entry) -> Any:
+    """The entry's Predictor on its format's own engine (the format table's backend), or, for Core ML off
+    macOS, on the Core ML reference evaluator (the program's own numbers: top-1 and agreement, never timed);
+    None, with the reason marked, when neither opens."""
+    import runtime
+    from runtime.backends import coreml_backend_name, platform_name
+
+    try:
+        return runtime.load(entry.path, backend=FORMAT_BACKENDS[entry.format], device="cpu")
+    except DeployError as exc:
+        reason = f"cannot run here: {first_line(exc)}"
+    stand_in = coreml_backend_name() if entry.format == "coreml" else FORMAT_BACKENDS[entry.format]
+    if stand_in != FORMAT_BACKENDS[entry.format]:
+        try:
+            predictor = runtime.load(entry.path, backend=stand_in, device="cpu")
+        except DeployError:
+            pass
+        else:
+            entry.stand_in = stand_in
+            entry.note = (
+                f"Core ML prediction needs macOS; this is {platform_name()}: top-1 and agreement from the Core ML "
+                "reference evaluator (the program's own numbers), no Core ML latency"
+            )
+            return predictor
+    entry.mark("skipped", reason)
+    return None
 
 
 def benchmark_entries(
@@ -227,14 +256,28 @@ def attach_timings(entries: list[Entry], rows: Sequence[Any], devices: Sequence[
             bad = [r for r in mine if r.status != "ok"]
             # ... and the batches the engine did not take in one call, timed as alexnet-run runs them (in parts)
             notes = [f"batch {r.batch_size}: {r.info['run_as']}" for r in ok if r.info.get("run_as")]
-            reason = "; ".join([*(f"batch {r.batch_size or 'all'}: {r.status}: {r.reason}" for r in bad), *notes])
-            reason = reason or None
+            reason = "; ".join([*timing_reasons(bad), *notes]) or None
             status = "ok" if ok else (bad[0].status if bad else "skipped")
             entry.devices[device] = {
                 "status": status,
                 "reason": reason if bad or ok else "not benchmarked",
                 "batches": [_timing(r) for r in ok],
             }
+
+
+def timing_reasons(rows: Sequence[Any]) -> list[str]:
+    """One plain sentence per reason the benchmark did not time rows: who (the benchmark skipped it, or it
+    failed there), at which batch sizes (none named: all of them), and why, e.g. "skipped by the benchmark:
+    fp16 on CPU is an emulation here, not a deployment choice"."""
+    groups: dict[tuple[str, str], list[int | None]] = {}
+    for row in rows:
+        groups.setdefault((row.status, row.reason or "no reason given"), []).append(row.batch_size)
+    out = []
+    for (status, reason), sizes in groups.items():
+        who = "skipped by the benchmark" if status == "skipped" else f"{status} in the benchmark"
+        where = "" if None in sizes else " at batch " + ", ".join(map(str, sorted(sizes)))
+        out.append(f"{who}{where}: {reason}")
+    return out
 
 
 def _timing(row: Any) -> dict[str, Any]:

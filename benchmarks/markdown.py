@@ -27,3 +27,9 @@ def md_code(text: object) -> str:
     fence = "`" * (max(map(len, re.findall(r"`+", text)), default=0) + 1)
     pad = " " if text[:1] == "`" or text[-1:] == "`" or (text[:1] == text[-1:] == " " and text.strip()) else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_fence(text: str, info: str = "") -> str:
+    """`text` as a fenced code block: fenced by more backticks than any run in it (at least three)."""
+    fence = "`" * max(3, max(map(len, re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence}{info}\n{text}\n{fence}"

@@ -67,6 +67,13 @@ def _choices(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
 @options.output_option(
     "Folder for the report files and the artifacts (artifacts/).", kind="dir", default=Path("report"), name="out_dir"
 )
+@click.option(
+    "--prune-artifacts/--keep-all-artifacts",
+    default=True,
+    show_default=True,
+    help="After the report, delete the exported artifacts that no goal recommends (the report and report.json "
+    "still describe them, marked removed); --keep-all-artifacts keeps every one.",
+)
 @options.quiet_option()
 @handle_errors
 def main(
@@ -84,13 +91,15 @@ def main(
     repeats: int,
     quick: bool,
     out_dir: Path,
+    prune_artifacts: bool,
     quiet: bool,
 ) -> None:
     """Export, validate, evaluate and benchmark CHECKPOINT in every format and precision; write
     report.md, report.json and report.html (self-contained) into -o, the artifacts into -o/artifacts/.
 
-    A format that cannot run here (Core ML off macOS) or fails (an int8 model that misses its gate)
-    is a row with the reason; the report still completes.
+    A format that cannot run here (Core ML off macOS: evaluated by the Core ML reference evaluator, not
+    timed) or fails (an int8 model that misses its gate) is a row with the reason; the report still
+    completes. Then the artifacts no goal recommends are deleted, unless --keep-all-artifacts.
     """
     from export.cli_jobs import plan_jobs
 
@@ -98,28 +107,38 @@ def main(
     jobs = plan_jobs(tuple(_choices(formats, FORMATS, "--formats")), None, precisions)
     device_list, sizes = parse_devices(devices), list(batch_sizes)
     _check_places(checkpoint, out_dir)
-    params = dict(
-        data=data,
-        formats=formats,
-        precisions=precisions,
-        calibration=calibration,
-        devices=",".join(device_list),
-        batch_sizes=",".join(map(str, sizes)),
-        max_images=max_images,
-        threads=threads,
-        warmup=warmup,
-        min_time=min_time,
-        repeats=repeats,
-        quick=quick,
-        output=str(out_dir),
-    )
+    # every setting, in the order the reproducing command gives them
+    params = dict(data=data, formats=formats, precisions=precisions, calibration=calibration)
+    params |= dict(devices=",".join(device_list), batch_sizes=",".join(map(str, sizes)), max_images=max_images)
+    params |= dict(threads=threads, warmup=warmup, min_time=min_time, repeats=repeats, quick=quick)
+    params |= dict(keep_all_artifacts=not prune_artifacts, output=str(out_dir))
     settings = _settings(device_list, sizes, threads, warmup, min_time, repeats, quick)
     from export import QuantizeOptions
 
     quantize = QuantizeOptions(calibration=calibration)
     doc = _build(checkpoint, jobs, out_dir, (data, max_images), quantize, settings, quiet)
     doc["command"] = _command(checkpoint, params)
+    _finish(doc, out_dir, prune_artifacts)
+
+
+def _finish(doc: dict[str, Any], out_dir: Path, prune: bool) -> None:
+    """Write the report, then delete the artifacts it marks removed (after: a failed write deletes nothing);
+    one that could not be deleted is a warning, and the report is written again to say it stays."""
+    from benchmarks import report_prune
+
+    report_prune.mark(doc, prune)
     _write(doc, out_dir)
+    problems = report_prune.remove(doc, out_dir / "artifacts", out_dir)
+    for line in problems:
+        click.echo(f"warning: {line}", err=True)
+    if problems:
+        _write(doc, out_dir, echo=False)
+    if doc["pruning"]["removed"]:
+        click.echo(
+            f"removed {len(doc['pruning']['removed'])} artifacts no goal recommends ({', '.join(doc['pruning']['removed'])}); "
+            f"{report_prune.KEEP_FLAG} keeps them",
+            err=True,
+        )
 
 
 def _check_places(checkpoint: Path, out_dir: Path) -> None:
@@ -196,7 +215,7 @@ def _build(
         "batch_sizes": list(settings.batch_sizes),
         "artifacts": artifacts,
         "recommendations": [r for d in settings.devices for r in recommend.recommend(artifacts, d, gate)],
-        "excluded": recommend.excluded(artifacts, gate),
+        "excluded": [x for d in settings.devices for x in recommend.excluded(artifacts, gate, d)],
         "warnings": bench["warnings"],
         "benchmark": bench,
     }
@@ -212,16 +231,18 @@ def _command(checkpoint: Path, params: dict[str, Any]) -> str:
     return shlex.join(parts)
 
 
-def _write(doc: dict[str, Any], out_dir: Path) -> None:
+def _write(doc: dict[str, Any], out_dir: Path, echo: bool = True) -> None:
     from benchmarks.report_pages import render_html, render_markdown
     from runtime.outputs import dumps_json, write_text
 
     markdown = render_markdown(doc)
-    click.echo(markdown)  # on screen first: a failed write loses nothing
+    if echo:
+        click.echo(markdown)  # on screen first: a failed write loses nothing
     write_text(out_dir / "report.json", dumps_json(doc, indent=2) + "\n", what="-o")
     write_text(out_dir / "report.md", markdown, what="-o")
     write_text(out_dir / "report.html", render_html(doc), what="-o")
-    click.echo(f"wrote {out_dir / 'report.md'}, {out_dir / 'report.json'} and {out_dir / 'report.html'}", err=True)
+    if echo:
+        click.echo(f"wrote {out_dir / 'report.md'}, {out_dir / 'report.json'} and {out_dir / 'report.html'}", err=True)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,21 @@
 """alexnet-report's pages: report.md (tables to read), report.html (one self-contained page: the
 tables and the plots as embedded PNGs, nothing fetched from a network). Both come from the JSON
-document (`benchmarks.report_cli`), so a saved report.json can be rendered again.
+document (`benchmarks.report_cli`), so a saved report.json can be rendered again. Both open with
+"Ship this" (`benchmarks.report_ship`), the file to ship per goal.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
+import shlex
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.markdown import md_code, md_text
+from benchmarks.markdown import md_code, md_fence, md_text
 from benchmarks.report import machine_line, model_line, of_floor
+from benchmarks.report_plots import plots
+from benchmarks.report_ship import ship_html, ship_markdown
+from runtime import formats
 
 COLUMNS = (
     "artifact",
@@ -37,14 +40,23 @@ def _short(text: str) -> str:
 
 
 def _status(entry: dict[str, Any], device: str) -> str:
+    """The status cell: "ok", or the plain sentence of who skipped or failed the row and why (each reason
+    already names its step: "export failed: ...", "skipped by the benchmark: ...")."""
     timing = entry["devices"].get(device) or {}
     if entry["status"] != "ok":
-        checked = entry["status"] == "skipped" and entry.get("check")  # Core ML off macOS: its structural checks
+        checked = entry["status"] == "skipped" and entry.get("check")  # Core ML, no evaluator: its structural checks
         verdict = " (structural checks " + ("PASS" if entry.get("check_passed") else "FAIL") + ")" if checked else ""
-        return f"{entry['status']}: {_short(entry['reason'])}{verdict}"
+        return f"{_short(entry['reason'])}{verdict}"
+    if entry.get("stand_in") and not timing.get("batches"):
+        return entry.get("note") or f"evaluated by {entry['stand_in']}, not timed"
     if timing.get("status") not in (None, "ok") or not timing.get("batches"):
-        return f"{timing.get('status', 'skipped')} on {device}: {_short(timing.get('reason') or 'not timed')}"
+        return _short(timing.get("reason") or f"not timed on {device}")
     return "ok" + (f" ({_short(timing['reason'])})" if timing.get("reason") else "")
+
+
+def _not_timed(entry: dict[str, Any]) -> str:
+    """The latency cell of a row evaluated by a stand-in (Core ML off macOS): never a number."""
+    return f"— (reference evaluator, not {formats.get(entry['format']).title})" if entry.get("stand_in") else ""
 
 
 def details(doc: dict[str, Any], device: str) -> list[str]:
@@ -52,9 +64,12 @@ def details(doc: dict[str, Any], device: str) -> list[str]:
     out = []
     for e in doc["artifacts"]:
         timing = e["devices"].get(device) or {}
-        reasons = [e.get("reason"), timing.get("reason") if timing.get("reason") != e.get("reason") else None]
-        if e["status"] != "ok" and e.get("check"):
+        reasons = [e.get("note"), e.get("reason")]
+        reasons.append(timing.get("reason") if timing.get("reason") != e.get("reason") else None)
+        if (e["status"] != "ok" or e.get("stand_in")) and e.get("check"):
             reasons.append(f"check: {e['check']}")
+        if e.get("removed"):
+            reasons.append("its file was removed after the report: no goal recommends it")
         text = "; ".join(r for r in reasons if r)
         if text:
             out.append(f"{e['label']}: {text}")
@@ -71,6 +86,7 @@ def table_rows(doc: dict[str, Any], device: str) -> tuple[list[str], list[list[s
         batches = {b["batch_size"]: b for b in (e["devices"].get(device) or {}).get("batches", [])}
         first, last = batches.get(small, {}), batches.get(large, {})
         diff = e.get("max_abs_diff")
+        dash = "—" if e.get("stand_in") else ""  # evaluated by a stand-in: its speed is not the format's
         rows.append(
             [
                 e["label"],
@@ -78,9 +94,9 @@ def table_rows(doc: dict[str, Any], device: str) -> tuple[list[str], list[list[s
                 _pct(e.get("top1")),
                 _pct(e.get("agreement")),
                 "" if diff is None else f"{diff:.2e}",
-                f"{first['p50_ms']:.2f}" if first else "",
-                f"{last['throughput_ips']:.1f}" if last else "",
-                of_floor(last) if last else "",
+                f"{first['p50_ms']:.2f}" if first else _not_timed(e),
+                f"{last['throughput_ips']:.1f}" if last else dash,
+                of_floor(last) if last else dash,
                 _status(e, device),
             ]
         )
@@ -92,14 +108,33 @@ def _recommendation_lines(doc: dict[str, Any], device: str) -> list[str]:
     for rec in (r for r in doc["recommendations"] if r["device"] == device):
         chosen = f"{md_code(rec['label'])}: " if rec["label"] else ""
         lines.append(f"- **{md_text(rec['goal'])}**: {chosen}{md_text(rec['why'])}")
+    left_out = [x for x in doc["excluded"] if x["device"] == device]
+    if left_out:
+        lines += ["", "Not recommended here:", ""]
+        lines += [f"- {md_code(x['label'])}: {md_text(x['why'])}" for x in left_out]
     return lines
+
+
+def command_lines(command: str) -> str:
+    """The command as shell lines continued with " \\": the program and its arguments, then one flag and its
+    value per line (so that it fits a page, and pastes as one command)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # not shell syntax: as it is
+        return command
+    groups: list[list[str]] = []
+    for word in words:
+        if not groups or (word.startswith("-") and len(word) > 1):
+            groups.append([word])
+        else:
+            groups[-1].append(word)
+    return " \\\n    ".join(shlex.join(group) for group in groups)
 
 
 def _header_lines(doc: dict[str, Any], code: Callable[[str], str], text: Callable[[str], str]) -> list[str]:
     """The list under the title; `code` and `text` escape names and paths for the page's language."""
     gate = doc["gate"]
     return [
-        f"- Reproduce: {code(doc['command'])}",
         f"- Date: {text(doc['machine']['date'])}",
         f"- Machine: {text(machine_line(doc['machine']))}",
         f"- Model: {model_line(doc['model'], code)}",
@@ -119,68 +154,33 @@ NOTES = (
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
-    lines = ["# AlexNet deployment report", "", *_header_lines(doc, md_code, md_text), ""]
+    lines = ["# AlexNet deployment report", "", *ship_markdown(doc), "## How it was measured", ""]
+    lines += [
+        *_header_lines(doc, md_code, md_text),
+        "",
+        "Reproduce:",
+        "",
+        md_fence(command_lines(doc["command"]), "bash"),
+    ]
+    lines.append("")
     for device in doc["devices"]:
         header, rows = table_rows(doc, device)
         lines += [f"## {md_text(device)}", "", "| " + " | ".join(map(md_text, header)) + " |"]
         lines += ["|---|" + "--:|" * 7 + "---|", *("| " + " | ".join(map(md_text, row)) + " |" for row in rows)]
         lines += ["", *(f"- {md_text(line)}" for line in details(doc, device)), ""]
         lines += ["### Recommendations", "", *_recommendation_lines(doc, device), ""]
-    if doc["excluded"]:
-        left_out = "; ".join(f"{md_code(label)} ({md_text(why)})" for label, why in doc["excluded"])
-        lines += [f"Left out by the gate: {left_out}", ""]
     lines += [NOTES, ""]
     if doc["warnings"]:
         lines += ["**Warnings**", "", *(f"- {md_text(w)}" for w in doc["warnings"]), ""]
     return "\n".join(lines)
 
 
-def _png(fig: Any) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def plots(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    """(title, base64 PNG) of each plot: accuracy vs latency, size, throughput per batch size."""
-    from matplotlib.figure import Figure  # a Figure, never pyplot: no global backend or figure state
-
-    small = min(doc["batch_sizes"])
-    entries = doc["artifacts"]
-    scatter = Figure(figsize=(7, 4.5)).subplots()
-    curves = Figure(figsize=(7, 4.5)).subplots()
-    for device in doc["devices"]:
-        for e in entries:
-            batches = sorted((e["devices"].get(device) or {}).get("batches", []), key=lambda b: b["batch_size"])
-            first = next((b for b in batches if b["batch_size"] == small), None)
-            if first and e.get("top1") is not None:
-                scatter.scatter(first["p50_ms"], 100 * e["top1"])
-                scatter.annotate(f"{e['label']} ({device})", (first["p50_ms"], 100 * e["top1"]), fontsize=7)
-            if batches:
-                x = [b["batch_size"] for b in batches]
-                curves.plot(x, [b["throughput_ips"] for b in batches], marker="o", label=f"{e['label']} ({device})")
-    scatter.set(xlabel=f"p50 latency at batch {small} (ms)", ylabel="top-1 (%)", title="accuracy vs latency")
-    scatter.grid(True, alpha=0.3)
-    curves.set(xscale="log", xlabel="batch size", ylabel="images / s", title="throughput per batch size")
-    curves.set_xticks(doc["batch_sizes"], [str(n) for n in doc["batch_sizes"]])
-    curves.grid(True, alpha=0.3)
-    if curves.lines:
-        curves.legend(fontsize=7)
-    sized = [e for e in entries if e.get("size_bytes")]
-    bars = Figure(figsize=(7, 0.4 * len(sized) + 1.5)).subplots()
-    bars.barh([e["label"] for e in sized], [e["size_bytes"] / 1e6 for e in sized])
-    bars.set(xlabel="MB on disk", title="artifact size")
-    out = []
-    for title, axes in (("Accuracy vs latency", scatter), ("Size", bars), ("Throughput per batch size", curves)):
-        axes.figure.tight_layout()
-        out.append((title, _png(axes.figure)))
-    return out
-
-
 STYLE = (
     "body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em;color:#222}"
     "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:.3em .5em}"
-    "td.n{text-align:right}th{background:#f3f3f3}code,pre{background:#f6f6f6}pre{padding:.5em;overflow-x:auto}"
+    "td.n{text-align:right}th{background:#f3f3f3}code,pre{background:#f6f6f6}"
+    # a long command wraps on the page instead of running off it (its lines end in " \\" already)
+    "pre{padding:.5em;white-space:pre-wrap;overflow-wrap:anywhere}table.ship td{vertical-align:top}"
 )
 
 
@@ -199,9 +199,10 @@ def render_html(doc: dict[str, Any]) -> str:
     """One page, no external resources: styles inline, plots as data: URIs."""
     e = html.escape
     parts = ["<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>AlexNet deployment report</title>"]
-    parts += [f"<style>{STYLE}</style></head><body><h1>AlexNet deployment report</h1><ul>"]
+    parts += [f"<style>{STYLE}</style></head><body><h1>AlexNet deployment report</h1>", ship_html(doc)]
+    parts += ["<h2>How it was measured</h2><ul>"]
     parts += [f"<li>{line[2:]}</li>" for line in _header_lines(doc, lambda c: f"<code>{e(c)}</code>", e)]
-    parts += ["</ul>", f"<pre>{e(doc['command'])}</pre>"]
+    parts += ["</ul><p>Reproduce:</p>", f"<pre>{e(command_lines(doc['command']))}</pre>"]
     for device in doc["devices"]:
         parts += [f"<h2>{e(device)}</h2>", _html_table(*table_rows(doc, device)), "<ul>"]
         parts += [f"<li>{e(line)}</li>" for line in details(doc, device)]
@@ -210,8 +211,10 @@ def render_html(doc: dict[str, Any]) -> str:
             chosen = f"<code>{e(rec['label'])}</code>: " if rec["label"] else ""
             parts.append(f"<li><b>{e(rec['goal'])}</b>: {chosen}{e(rec['why'])}</li>")
         parts.append("</ul>")
-    if doc["excluded"]:
-        parts.append("<p>Left out by the gate: " + "; ".join(f"{e(a)} ({e(w)})" for a, w in doc["excluded"]) + "</p>")
+        left_out = [x for x in doc["excluded"] if x["device"] == device]
+        if left_out:
+            items = "".join(f"<li><code>{e(x['label'])}</code>: {e(x['why'])}</li>" for x in left_out)
+            parts.append(f"<p>Not recommended here:</p><ul>{items}</ul>")
     parts.append(f"<p>{e(NOTES)}</p>")
     for title, png in plots(doc):
         parts.append(f'<h2>{e(title)}</h2><img alt="{e(title)}" src="data:image/png;base64,{png}">')

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from export.common import ExportError, first_line, quiet_logger, trace, weight_bytes, write_directory
+from export.coreml_bars import quiet_progress_bars
 from export.quantize import QuantizeOptions
 from runtime.integrity import COREML_DESCRIPTION, coreml_sha256
 from runtime.metadata import METADATA_KEY, ArtifactMetadata
@@ -134,7 +135,7 @@ def convert(model: nn.Module, metadata: ArtifactMetadata, coreml_input: str = "i
     precision = ct.precision.FLOAT32 if metadata.precision == "fp32" else ct.precision.FLOAT16
     try:
         traced = trace(model, example)
-        with warnings.catch_warnings(), quiet_logger("coremltools"):
+        with warnings.catch_warnings(), quiet_logger("coremltools"), quiet_progress_bars():
             warnings.simplefilter("ignore")
             mlmodel = ct.convert(
                 traced,
@@ -168,7 +169,7 @@ def _quantize(mlmodel: Any) -> Any:
     )
     config = cto.OptimizationConfig(op_type_configs={op: op_config for op in INT8_OPS})
     try:
-        with warnings.catch_warnings(), quiet_logger("coremltools"):
+        with warnings.catch_warnings(), quiet_logger("coremltools"), quiet_progress_bars():
             warnings.simplefilter("ignore")
             return cto.linear_quantize_weights(mlmodel, config)
     except Exception as exc:  # coremltools raises plain ValueError/RuntimeError

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -60,15 +59,26 @@ def test_recommendations_within_the_gate():
     assert "at batch 8" in recs["highest throughput"]["why"]
     why = recs["lowest latency"]["why"]
     assert "4.00 ms at batch 1" in why and "top-1 89.50% (fp32 checkpoint 90.00%)" in why and "99.00%" in why
-    assert "next: onnx fp32 10.00 ms" in why  # the runner-up, with its number
+    assert "next: onnx fp32 p50 10.00 ms at batch 1" in why  # the runner-up, with its number
+    # the one line of why it wins, for "Ship this"
+    assert recs["smallest"]["reason"] == (
+        "the smallest file of the 4 artifacts within the accuracy gate timed on cpu; next: checkpoint fp32 244.0 MB"
+    )
 
 
-def test_gate_exclusions_say_why():
-    out = dict(recommend.excluded(_hand_made_rows(), GATE))
-    assert set(out) == {"coreml int8", "onnx fp16", "torchscript fp16"}
-    assert "agreement 97.00% below the gate" in out["coreml int8"]
-    assert "more than 1% below fp32's 90.00%" in out["onnx fp16"]
-    assert out["torchscript fp16"] == "validation did not pass"
+def test_exclusions_say_who_left_each_out_and_why():
+    rows = _hand_made_rows()
+    rows[1]["devices"]["cpu"] = {"status": "skipped", "reason": "skipped by the benchmark: fp16 on CPU is an emulation"}
+    rows.append(_entry("litert int8", top1=0.9, agreement=1.0, size_mb=1, timings={}, status="failed"))
+    rows[-1]["reason"] = "export failed: the int8 model missed its accuracy gate"
+    out = {x["label"]: x["why"] for x in recommend.excluded(rows, GATE, "cpu")}
+    assert set(out) == {"onnx fp32", "coreml int8", "onnx fp16", "torchscript fp16", "litert int8"}
+    assert out["coreml int8"] == "the accuracy gate refused it: agreement 97.00% is below 99%"
+    assert out["onnx fp16"] == "the accuracy gate refused it: top-1 88.00% is more than 1% below fp32's 90.00%"
+    assert out["torchscript fp16"] == "the validation against the checkpoint did not pass (the exporter's tolerances)"
+    assert out["onnx fp32"] == "skipped by the benchmark: fp16 on CPU is an emulation"  # not the gate's doing
+    assert out["litert int8"] == "export failed: the int8 model missed its accuracy gate"
+    assert not any("status" in why for why in out.values())
 
 
 def test_no_candidate_on_a_device_is_said():
@@ -169,8 +179,8 @@ def test_report_on_a_tiny_model(cifar_checkpoint, image_folder, tmp_path):
     markdown = (out / "report.md").read_text()
     assert all(f"| {label} |" in markdown for label in labels)
     page = html5lib.parse((out / "report.html").read_text(), namespaceHTMLElements=False)
-    cells = [tr.find("td").text for tr in page.findall(".//tbody/tr")]
-    assert cells == labels
+    tables = [t for t in page.findall(".//table") if t.get("class") != "ship"]  # "Ship this" has its own
+    assert [tr.find("td").text for t in tables for tr in t.findall("./tbody/tr")] == labels
     images = page.findall(".//img")
     assert len(images) == 3
     for img in images:
@@ -178,29 +188,11 @@ def test_report_on_a_tiny_model(cifar_checkpoint, image_folder, tmp_path):
         assert kind == "data:image/png;base64"
         assert base64.b64decode(data).startswith(b"\x89PNG\r\n\x1a\n")
     assert "http://" not in (out / "report.html").read_text() and "https://" not in (out / "report.html").read_text()
-    assert sorted(p.name for p in (out / "artifacts").iterdir()) == ["model.onnx"]  # nothing of the failed int8
-
-
-@pytest.mark.skipif(sys.platform == "darwin", reason="Core ML predicts on macOS: the row is not a skip there")
-def test_core_ml_off_macos_is_a_skipped_row_with_its_structural_checks(
-    cifar_checkpoint, cifar_coreml_fp16, image_folder
-):
-    from alexnet.checkpoint import load_checkpoint
-    from benchmarks import deploy_report
-
-    checkpoint = load_checkpoint(cifar_checkpoint)
-    dataset, _ = deploy_report.evaluation_data(checkpoint, str(image_folder), 4, lambda _m: None)
-    entries = [
-        deploy_report.Entry("checkpoint", "fp32", str(cifar_checkpoint)),
-        deploy_report.Entry("coreml", "fp16", str(cifar_coreml_fp16)),
-    ]
-    deploy_report.evaluate_entries(entries, checkpoint, dataset, lambda _m: None)
-    reference, coreml = entries
-    assert reference.status == "ok" and reference.agreement == 1.0 and len(dataset) == 4
-    assert coreml.status == "skipped" and "needs macOS" in coreml.reason
-    assert coreml.check_passed and "spec, input/outputs, labels, metadata and weights checked" in coreml.check
-    deploy_report.attach_timings(entries, [], ["cpu"])
-    assert recommend.excluded([e.to_dict() for e in entries], GATE) == [("coreml fp16", "status skipped")]
+    # nothing of the failed int8; onnx fp32 stays only if a goal recommends it (--prune-artifacts, the default)
+    kept = ["model.onnx"] if any(r["label"] == "onnx fp32" for r in doc["recommendations"]) else []
+    assert sorted(p.name for p in (out / "artifacts").iterdir()) == kept
+    assert rows["onnx fp32"].get("removed", False) is not bool(kept) and doc["pruning"]["enabled"]
+    assert markdown.startswith("# AlexNet deployment report\n\n## Ship this\n")
 
 
 HOSTILE = "a`b|c*d_e[f](g)<i>&amp;"  # a checkpoint name that ends code spans, splits rows, marks up
@@ -223,7 +215,7 @@ def _hostile_document():
         "batch_sizes": [1],
         "artifacts": [_hand_made_rows()[0], failed],
         "recommendations": [{"device": "cpu", "goal": "smallest", "label": "checkpoint fp32", "why": f"{HOSTILE}"}],
-        "excluded": [("onnx fp32", f"status failed: {HOSTILE}")],
+        "excluded": [{"device": "cpu", "label": "onnx fp32", "why": f"export failed: {HOSTILE}"}],
         "warnings": [f"- {HOSTILE}"],
     }
 
@@ -242,11 +234,14 @@ def test_markdown_shows_names_from_outside_as_they_are():
     markdown_it = pytest.importorskip("markdown_it", reason="renders the Markdown as GitHub would")
     page = markdown_it.MarkdownIt("commonmark").enable("table").render(text)
     assert f"<code>{html.escape(HOSTILE, quote=False)}.pth</code>" in page  # the checkpoint, whole
-    assert f"<code>alexnet-report '{html.escape(HOSTILE, quote=False)}.pth' -o out</code>" in page
+    assert (
+        f"<code class=\"language-bash\">alexnet-report '{html.escape(HOSTILE, quote=False)}.pth' \\\n    -o out\n</code>"
+        in page
+    )
     assert "<em>" not in page and "<a " not in page and "<i>" not in page and "<ul>\n<li>\n<ul>" not in page
     assert page.count("<strong>") == 2  # the recommendation's goal and "Warnings", nothing from the names
     assert page.count(f"{html.escape(HOSTILE, quote=False)}") >= 6  # every place it appears, literally
-    assert all(row.count("<td") == 9 for row in page.split("<tr>")[2:])
+    assert all(row.count("<td") == 9 for row in page.split("<tr>") if "<td" in row)  # "Ship this" too
 
 
 def test_formats_and_their_backends_come_from_the_format_table():
