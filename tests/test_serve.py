@@ -6,6 +6,7 @@ The model is tests/data/tiny.onnx (3 classes, 8 px): the protocol, not the netwo
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import io
 import json
@@ -142,6 +143,24 @@ def test_bad_request_gets_its_error_and_the_server_keeps_serving(server, case):
     assert "\n" not in caught.value.message()
     good = http_infer(server, bytes_input(png_bytes(2)))
     assert good.as_numpy("labels").shape == (1, 3)
+
+
+def test_json_takes_base64_images_and_an_image_that_is_neither_names_the_accepted_forms(server):
+    png = png_bytes(4)
+    expected = http_infer(server, bytes_input(png)).as_numpy("probabilities")  # raw, binary extension
+    element = {"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(png).decode()]}
+    headers = {"Content-Type": "application/json"}
+    code, answer = server.post("/v2/models/alexnet/infer", json.dumps({"inputs": [element]}).encode(), headers)
+    outputs = {o["name"]: o["data"] for o in json.loads(answer)["outputs"]}
+    assert code == 200
+    np.testing.assert_allclose(outputs["probabilities"], expected.reshape(-1), rtol=0, atol=1e-6)
+    element["data"] = ["img.jpg"]  # a file name, not the file: neither an image nor base64
+    code, answer = server.post("/v2/models/alexnet/infer", json.dumps({"inputs": [element]}).encode(), headers)
+    error = json.loads(answer)["error"]
+    assert code == 400 and "\n" not in error and "not an image file" in error
+    for form in ("binary data extension (Inference-Header-Content-Length)", "base64 image bytes in the JSON BYTES"):
+        assert form in error
+    assert "FP32 tensor [n, 3, 8, 8] as input 'input'" in error
 
 
 RAW_BAD_BODIES = {

@@ -1,4 +1,5 @@
-"""The server's framework-free parts: the dynamic batcher, the request checks, the manifest, the client's URL rules.
+"""The server's framework-free parts: the dynamic batcher, the manifest, the client's URL rules, the
+decode budget (the request checks: test_serve_protocol.py).
 
 No kserve, no tritonclient, no torch: these also run in the edge install.
 """
@@ -7,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from tiny_onnx import tiny_metadata
 
 from runtime.client import ServerError, _connect
-from runtime.server import protocol
 from runtime.server.batcher import DynamicBatcher, QueueFull
 from runtime.server.manifest import Deployment, inference_service
 
@@ -101,82 +99,21 @@ def test_batcher_settings_are_checked():
         DynamicBatcher(lambda x: x, max_batch_size=0, max_delay_s=0, max_queue=1)
 
 
-@dataclass
-class FakeTensor:
-    name: str
-    datatype: str
-    shape: list
-    data: object = None
-
-    def as_numpy(self):
-        return np.asarray(self.data, dtype=object if self.datatype == "BYTES" else np.float32).reshape(self.shape)
-
-
-META = tiny_metadata()  # 3 classes, (3, 8, 8) input
-
-
-def parse(tensor, parameters=None, max_images=8):
-    return protocol.parse_request([tensor], parameters, META, max_images)
-
-
-def test_parse_accepts_both_forms_and_clamps_top_k():
-    files = parse(FakeTensor("image", "BYTES", [2], [b"a", b"b"]), {"top_k": 9})
-    assert files.images == [b"a", b"b"] and files.top_k == 3 and not files.logits
-    tensors = parse(FakeTensor("input", "FP32", [1, 3, 8, 8], np.zeros(192)), {"logits": True})
-    assert tensors.images.shape == (1, 3, 8, 8) and tensors.images.dtype == np.float32 and tensors.logits
-
-
-@pytest.mark.parametrize(
-    "tensor, parameters, message",
-    [
-        (FakeTensor("image", "FP32", [1], [1.0]), None, "must be BYTES"),
-        (FakeTensor("image", "BYTES", [1, 2], [b"a", b"b"]), None, "shape [n] or [n, 1]"),
-        (FakeTensor("input", "FP32", [1, 3, 8, 8], np.zeros(5)), None, "does not match its shape"),
-        (FakeTensor("input", "FP32", [9, 3, 8, 8], None), None, "more than the 8 one request may"),
-        (FakeTensor("input", "FP32", [], None), None, "empty batch"),
-        (FakeTensor("image", "BYTES", [1], [b"a"]), {"top_k": True}, "positive integer"),
-        (FakeTensor("image", "BYTES", [1], [b"a"]), {"logits": "yes"}, "true or false"),
-        (FakeTensor("image", "BYTES", [1], [b"x" * (protocol.MAX_IMAGE_BYTES + 1)]), None, "bytes, more than"),
-        # JSON BYTES data that is not text: once a TypeError (HTTP 500) and a petabyte allocation (MemoryError)
-        (FakeTensor("image", "BYTES", [1], [{"a": 1}]), None, "image 0: expected the bytes"),
-        (FakeTensor("image", "BYTES", [1], [10**15]), None, "got int"),
-    ],
-)
-def test_parse_refuses_with_one_line(tensor, parameters, message):
-    with pytest.raises(protocol.RequestError) as caught:
-        parse(tensor, parameters)
-    assert message in str(caught.value) and "\n" not in str(caught.value)
-
-
-def test_parse_wants_exactly_one_input():
-    with pytest.raises(protocol.RequestError, match="expected one input"):
-        protocol.parse_request([], None, META, 8)
-
-
-def test_outputs_rank_like_the_runtime():
-    logits = np.array([[0.0, 2.0, 1.0], [5.0, -1.0, 0.0]], np.float32)
-    request = protocol.ParsedRequest([b"", b""], top_k=2, logits=True)
-    out = protocol.output_arrays(logits, request, META)
-    assert out["indices"].tolist() == [[1, 2], [0, 2]]
-    assert out["labels"].tolist() == [[b"square", b"star"], [b"circle", b"star"]]
-    probs = np.exp(logits[0]) / np.exp(logits[0]).sum()
-    np.testing.assert_allclose(out["probabilities"][0], probs[[1, 2]], rtol=1e-6)
-    assert out["logits"].dtype == np.float32 and out["probabilities"].dtype == np.float32
-    with pytest.raises(protocol.RequestError, match="not finite"):
-        protocol.output_arrays(np.array([[np.nan, 0, 0]], np.float32), request, META)
-
-
 def test_manifest_is_an_inference_service_running_alexnet_serve():
     text = inference_service(
         Deployment("alexnet", "best.onnx", "s3://bucket/alexnet/", "me/alexnet:1", ("--max-batch-size", "16"))
     )
     assert text.startswith("apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n")
-    args = json.loads(next(line for line in text.splitlines() if "args:" in line).split("args: ", 1)[1])
-    assert args[:2] == ["alexnet-serve", "/mnt/models/best.onnx"] and "--max-batch-size" in args
+    # `command`, not `args`: the image's ENTRYPOINT is alexnet-serve, and args would follow it (run it twice)
+    command = json.loads(next(line for line in text.splitlines() if "command:" in line).split("command: ", 1)[1])
+    assert command[:2] == ["alexnet-serve", "/mnt/models/best.onnx"] and "--max-batch-size" in command
     assert '"/v2/models/alexnet/ready"' in text and '"s3://bucket/alexnet/"' in text
+    assert "`docker build -t me/alexnet:1 .`" in text  # where the image comes from: the repository's Dockerfile
     yaml = pytest.importorskip("yaml")
     spec = yaml.safe_load(text)["spec"]["predictor"]
-    assert spec["containers"][0]["args"] == args and spec["maxReplicas"] >= spec["minReplicas"] >= 1
+    container = spec["containers"][0]
+    assert container["command"] == command and "args" not in container and container["image"] == "me/alexnet:1"
+    assert spec["maxReplicas"] >= spec["minReplicas"] >= 1
 
 
 @pytest.mark.parametrize("url", ["ftp://host:1", "http://", "http://host/path", "grpc://host:99999", "host:8000"])

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import fastapi.exceptions
 
+from runtime import formats
 from runtime.cliutil import handle_errors
 from runtime.decode import MAX_DECODED_BYTES
 from runtime.options import (
@@ -24,7 +26,8 @@ from runtime.options import (
     threads_option,
     verify_option,
 )
-from runtime.server.manifest import Deployment, inference_service
+from runtime.predictor import Predictor
+from runtime.server.manifest import DEFAULT_IMAGE, Deployment, build_command, inference_service
 from runtime.server.protocol import MODEL_NAME, MODEL_NAME_RULE
 
 
@@ -152,14 +155,19 @@ def check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--grace-period", type=click.IntRange(0, 3600), default=30, show_default=True, help="Seconds to drain.")
 @click.option("--access-log", is_flag=True, help="Log every request (off: a line per request costs CPU under load).")
 @click.option("--print-manifest", is_flag=True, help="Print a KServe InferenceService for MODEL and exit.")
-@click.option("--image", default="alexnet-deploy:latest", show_default=True, help="With --print-manifest.")
+@click.option(
+    "--image",
+    default=DEFAULT_IMAGE,
+    show_default=True,
+    help=f"With --print-manifest: the container image, built from the repository's Dockerfile ({build_command()}).",
+)
 @click.option("--storage-uri", default=None, help="With --print-manifest: where MODEL is (s3://, gs://, pvc://).")
 @handle_errors
 def main(model: str, name: str, host: str, http_port: int, grpc_port: int, no_grpc: bool, **options: object) -> None:
     """Serve MODEL (.onnx, .pt, .mlpackage, any artifact alexnet-run runs) on the Open Inference
     Protocol (KServe v2: the REST/gRPC API of KServe, Triton and MLServer) until SIGTERM.
 
-    Requests carry encoded images (BYTES input "image") or preprocessed FP32 tensors ("input");
+    Requests carry encoded images (BYTES input "image": raw, or base64 in JSON) or preprocessed FP32 tensors ("input");
     answers are the top-k labels, indices and probabilities (parameter top_k) and, when asked,
     logits. Concurrent requests are batched (--max-batch-size, --max-batch-delay-ms). Metrics:
     GET /metrics (Prometheus); probes: /v2/health/live, /v2/models/NAME/ready; the artifact's
@@ -192,12 +200,7 @@ def main(model: str, name: str, host: str, http_port: int, grpc_port: int, no_gr
         verify=bool(options["verify"]),
         decode=str(options["decode"]),
     )
-    m = predictor.metadata
-    grpc = f", gRPC {host}:{listen.grpc_port}" if listen.grpc_port else ""
-    logger.info(
-        "serving %s as %r (%s, %s, %d classes) on %s://%s:%d%s",
-        model, name, predictor.backend_name, m.precision, m.num_classes, listen.scheme, host, http_port, grpc,
-    )  # fmt: skip
+    logger.info("%s", startup_line(model, name, predictor, listen))
     try:
         serve(AlexNetModel(name, predictor, batching), listen)
     finally:
@@ -249,15 +252,37 @@ def _tls(options: dict) -> TlsFiles | None:
     return tls
 
 
+def startup_line(model: str, name: str, predictor: Predictor, listen: Listen) -> str:
+    """The one line that says what is served where: the artifact (path, served name, format,
+    precision) and the REST and gRPC addresses."""
+    m = predictor.metadata
+    known = formats.for_suffix(Path(model).suffix)
+    fmt = m.format or (known.name if known else "unknown format")
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    grpc = f"gRPC {host}:{listen.grpc_port}" if listen.grpc_port else "gRPC off (--no-grpc)"
+    return (
+        f"serving {model} as model {name!r} ({fmt}, {m.precision}, {m.num_classes} classes, "
+        f"{predictor.backend_name} on {predictor.device}): REST {listen.scheme}://{host}:{listen.http_port}, {grpc}"
+    )
+
+
 def _configure_logging(access_log: bool) -> None:
     """The entry point owns logging (kserve leaves it alone once the root logger has a handler):
-    one format, and no line per request unless --access-log."""
+    one format, and a line per request exactly when --access-log is given. Those lines come from
+    uvicorn's `uvicorn.access` logger (uvicorn 0.55 writes them whenever that logger has a handler,
+    its root's included, whatever its access_log setting says) and kserve's `kserve.trace` (timings
+    per request): their levels decide."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # kserve 0.21's own routes answer with FastAPI's ORJSONResponse, deprecated since: not the user's concern
-    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
-    if not access_log:
-        for name in ("uvicorn.access", "kserve.trace"):  # uvicorn's access lines, kserve's request timings
-            logging.getLogger(name).setLevel(logging.WARNING)
+    # kserve 0.21 makes FastAPI's ORJSONResponse the default response class of its app
+    # (kserve/model_server.py), a class FastAPI deprecates (0.165 here): the first answer of each
+    # kserve route (the readiness probe, at start) would print a FastAPIDeprecationWarning the user
+    # can do nothing about. Ours answer without it (runtime/server/rest.py); kserve's own routes are
+    # not ours to change, so exactly that warning is silenced, here at the entry point.
+    category = getattr(fastapi.exceptions, "FastAPIDeprecationWarning", Warning)  # older FastAPI: no such class
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated", category=category)
+    level = logging.INFO if access_log else logging.WARNING
+    for logger_name in ("uvicorn.access", "kserve.trace"):
+        logging.getLogger(logger_name).setLevel(level)
 
 
 def _deployment(model: str, name: str, batching: BatchSettings, options: dict) -> Deployment:

@@ -28,6 +28,7 @@ from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from runtime.errors import first_line
 
 logger = logging.getLogger("alexnet.serve")
+MESSAGE_LIMIT = 400  # characters of an error (answer and log line): room for what an image input may be
 
 # (exception, HTTP status, gRPC status, the client's fault): first match wins
 FAILURES: tuple[tuple[type[BaseException], int, StatusCode, bool], ...] = (
@@ -50,7 +51,7 @@ def classify(exc: BaseException) -> tuple[int, StatusCode, bool]:
 
 
 def message(exc: BaseException) -> str:
-    return first_line(exc) if str(exc) else type(exc).__name__
+    return first_line(exc, MESSAGE_LIMIT) if str(exc) else type(exc).__name__
 
 
 def log_failure(exc: BaseException, where: str, client: bool) -> None:

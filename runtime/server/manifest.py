@@ -2,8 +2,11 @@
 
 A custom predictor: KServe downloads `storageUri` into /mnt/models, runs the container's
 `alexnet-serve` there, routes to its REST port, and scales replicas between the bounds (the
-autoscaler, not this process, is what scales out). Written as YAML by hand, every string quoted as
-JSON (valid YAML), so no YAML library is needed.
+autoscaler, not this process, is what scales out). The image is the repository's Dockerfile, built
+as `docker build -t alexnet-deploy:latest .` (DEFAULT_IMAGE; another tag: built and pushed as that).
+The container's `command` is the whole alexnet-serve line, so it does not depend on the image's
+ENTRYPOINT. Written as YAML by hand, every string quoted as JSON (valid YAML), so no YAML library
+is needed.
 """
 
 from __future__ import annotations
@@ -12,6 +15,12 @@ import json
 from dataclasses import dataclass
 
 MODEL_DIR = "/mnt/models"  # where KServe's storage initializer puts storageUri's contents
+DEFAULT_IMAGE = "alexnet-deploy:latest"  # the Dockerfile's image, as its build line tags it
+
+
+def build_command(image: str = DEFAULT_IMAGE) -> str:
+    """How the image is made: the repository's Dockerfile, tagged `image`."""
+    return f"docker build -t {image} ."
 
 
 @dataclass(frozen=True)
@@ -42,8 +51,9 @@ def inference_service(d: Deployment) -> str:
         f"    maxReplicas: {d.max_replicas}",
         "    containers:",
         '      - name: "kserve-container"',
+        f"        # the image: the alexnet-deploy repository's Dockerfile, `{build_command(d.image)}`",
         f"        image: {q(d.image)}",
-        f"        args: {q(command)}",
+        f"        command: {q(command)}",
         "        env:",
         '          - name: "STORAGE_URI"',
         f"            value: {q(d.storage_uri)}",

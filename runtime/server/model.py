@@ -20,7 +20,7 @@ from kserve.errors import InvalidInput, ServerNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter, Gauge, Histogram
 
-from runtime.decode import decoded_bytes
+from runtime.decode import EncodedImage, decoded_bytes
 from runtime.predictor import Predictor
 from runtime.preprocess import ImageLoadError, preprocess_image
 from runtime.server import protocol
@@ -132,12 +132,18 @@ class AlexNetModel(kserve.Model):
         the artifact's spec (errors name the image); preprocessed tensors pass as they are."""
         if isinstance(images, np.ndarray):
             return images
-        spec = self.predictor.metadata.preprocess
+        metadata = self.predictor.metadata
         arrays = []
         for i, data in enumerate(images):
             try:
-                with self.decode_budget.reserve(decoded_bytes(data)):  # waits while others decode
-                    arrays.append(preprocess_image(data, spec))
+                file, form = protocol.image_file(data)  # raw, or base64 (decoded here, off the event loop)
+            except protocol.RequestError as exc:
+                raise protocol.RequestError(f"image {i}: {exc}") from None
+            source = EncodedImage(file, f"<{len(file)} bytes from base64>") if form == protocol.BASE64 else file
+            try:
+                with self.decode_budget.reserve(decoded_bytes(source)):  # waits while others decode
+                    arrays.append(preprocess_image(source, metadata.preprocess))
             except ImageLoadError as exc:
-                raise ImageLoadError(f"image {i}: {exc}") from None
+                hint = "" if form == protocol.RAW else f"; {protocol.accepted_forms(metadata)}"
+                raise ImageLoadError(f"image {i}: {exc}{hint}") from None
         return np.stack(arrays)

@@ -2,7 +2,10 @@
 
 One request carries one input, either
   image  BYTES [n] (or [n, 1])     encoded image files; the server decodes and preprocesses them
-                                   with the artifact's own spec (runtime.preprocess), or
+                                   with the artifact's own spec (runtime.preprocess). Each element
+                                   is the file's raw bytes (the binary data extension, gRPC, or
+                                   Triton-style JSON strings) or, this server's extension for JSON,
+                                   the file base64-encoded (`image_file` tells which), or
   input  FP32  [n, 3, H, W]        tensors already preprocessed (what Triton takes), named by the
                                    artifact's metadata (input_name).
 and gets back, per image, the top-k classes best first (k: the request parameter `top_k`, default 5):
@@ -15,7 +18,10 @@ protocol's "invalid argument" (HTTP 400, gRPC INVALID_ARGUMENT); the client shar
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +43,12 @@ OUTPUTS = (LABELS, INDICES, PROBABILITIES, LOGITS)
 TOP_K, WANT_LOGITS = "top_k", "logits"  # request parameters
 DEFAULT_TOP_K = 5
 MAX_IMAGE_BYTES = 32 << 20  # one encoded image; its decoded size is bounded by runtime.preprocess
+MAX_BASE64_CHARS = 4 * math.ceil(MAX_IMAGE_BYTES / 3)  # base64 text of at most MAX_IMAGE_BYTES
+BINARY_HEADER = "Inference-Header-Content-Length"  # the binary data extension's request header
+RAW, BASE64, UNKNOWN = "raw", "base64", "unknown"  # how an image element was sent (image_file)
+# Signatures of the common image files. Each holds a byte base64 text cannot (NUL, >= 0x80,
+# whitespace) or is never the start of a base64-encoded image, so no base64 image is taken for raw.
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
 
 
 class RequestError(DeployError, ValueError):
@@ -129,10 +141,52 @@ def _encoded_images(tensor: Any, shape: list[int]) -> list[bytes]:
             data = bytes(value)
         else:
             raise RequestError(f"image {i}: expected the bytes of an encoded image file, got {type(value).__name__}")
-        if len(data) > MAX_IMAGE_BYTES:
+        # an image file at most MAX_IMAGE_BYTES, base64 text 4/3 of that (checked again once decoded: image_file)
+        if len(data) > (MAX_IMAGE_BYTES if looks_like_image(data) else MAX_BASE64_CHARS):
             raise RequestError(f"image {i} is {len(data):,} bytes, more than the {MAX_IMAGE_BYTES:,} allowed")
         images.append(data)
     return images
+
+
+def looks_like_image(data: bytes) -> bool:
+    """Whether `data` starts as a JPEG, PNG, GIF, TIFF, BMP or WebP file does (its header alone)."""
+    if data.startswith(_SIGNATURES):
+        return True
+    if data.startswith(b"BM") and len(data) >= 18:  # then the DIB header's size, which holds NULs
+        return int.from_bytes(data[14:18], "little") in (12, 40, 52, 56, 64, 108, 124)
+    return data.startswith(b"RIFF") and data[8:12] == b"WEBP"
+
+
+def image_file(data: bytes) -> tuple[bytes, str]:
+    """An `image` element -> (the encoded image file, how it came: RAW, BASE64 or UNKNOWN).
+
+    Raw when it looks like an image file; else base64 when it is strictly that (the alphabet and
+    padding, nothing else: no raw image file is); else raw as UNKNOWN, for Pillow to tell (formats
+    without a signature here). The caller bounded the text (MAX_BASE64_CHARS) before decoding;
+    a file, raw or decoded, is at most MAX_IMAGE_BYTES (RequestError past it).
+    """
+    if looks_like_image(data):
+        return _bounded(data), RAW
+    try:
+        decoded = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return _bounded(data), UNKNOWN
+    return _bounded(decoded), BASE64
+
+
+def _bounded(data: bytes) -> bytes:
+    if len(data) > MAX_IMAGE_BYTES:
+        raise RequestError(f"{len(data):,} bytes, more than the {MAX_IMAGE_BYTES:,} allowed")
+    return data
+
+
+def accepted_forms(metadata: ArtifactMetadata) -> str:
+    """What an image input may be, in one line (for errors about one that is none of them)."""
+    shape = ", ".join(map(str, metadata.input_shape[1:]))
+    return (
+        f"accepted: raw image bytes via the binary data extension ({BINARY_HEADER}), base64 image bytes "
+        f"in the JSON BYTES input {IMAGE_INPUT!r}, or an FP32 tensor [n, {shape}] as input {metadata.input_name!r}"
+    )
 
 
 def _preprocessed(tensor: Any, shape: list[int], metadata: ArtifactMetadata) -> np.ndarray:
