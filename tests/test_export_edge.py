@@ -147,8 +147,9 @@ def test_the_paper_variant_exports_with_its_lrn_rewritten(fmt, tmp_path):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_int8_passes_the_gate_records_it_and_is_under_30_percent_of_fp32(fmt, exported):
     (path, lines), (fp32_path, _) = exported(fmt, "int8"), exported(fmt)
-    assert lines[0] == "calibrated on 16 images from synthetic train split (seed 0) (PT2E, histogram)"
-    assert lines[1].startswith("  gate [all layers int8]: PASS")
+    assert lines[0] == "calibrating on 16 images from synthetic train split (seed 0), then gating ..."
+    assert lines[1] == "calibrated on 16 images from synthetic train split (seed 0) (PT2E, histogram)"
+    assert lines[2].startswith("  gate [all layers int8]: PASS")
     batch = random_batch(16)
     with runtime.load(path) as predictor:
         metadata = predictor.metadata
@@ -210,7 +211,7 @@ def test_fallback_keeps_the_sensitive_layer_in_fp32(fmt, cifar_checkpoint, tmp_p
     lines, out = [], tmp_path / f"m{SUFFIX[fmt]}"
     options = QuantizeOptions(**FAST, max_agreement_loss=0.05)
     export_artifact(cifar_checkpoint, fmt, out, precision="int8", quantize=options, echo=lines.append)
-    assert lines[1].startswith("  gate [all layers int8]: FAIL") and "measuring the sensitivity of 3 layers" in lines[2]
+    assert lines[2].startswith("  gate [all layers int8]: FAIL") and "measuring the sensitivity of 3 layers" in lines[3]
     assert lines[-1].startswith("  gate [features.0 in fp32]: PASS")
     with runtime.load(out) as predictor:
         record = predictor.metadata.quantization

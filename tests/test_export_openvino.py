@@ -163,8 +163,9 @@ def test_a_path_that_is_not_a_file_is_refused_before_converting(name, kind, cifa
 def test_int8_passes_the_gate_records_it_and_is_a_quarter_of_fp32(int8_ir, fp32_ir):
     out, lines, (before, after) = int8_ir
     assert names(out.parent) == ["m.bin", "m.xml"]
-    assert lines[0] == "calibrated on 16 images from synthetic train split (seed 0) (minmax, NNCF)"
-    assert lines[1].startswith("  gate [all layers int8]: PASS")
+    assert lines[0] == "calibrating on 16 images from synthetic train split (seed 0), then gating ..."
+    assert lines[1] == "calibrated on 16 images from synthetic train split (seed 0) (minmax, NNCF)"
+    assert lines[2].startswith("  gate [all layers int8]: PASS")
     assert before == after  # NNCF quieted for the call only
     with runtime.load(out) as predictor:
         metadata = predictor.metadata
@@ -234,7 +235,7 @@ def test_fallback_keeps_the_sensitive_layer_in_fp32_and_records_it(
     lines, out = [], tmp_path / "m.xml"
     options = QuantizeOptions(**FAST, max_agreement_loss=0.05)
     export_artifact(cifar_checkpoint, "openvino", out, precision="int8", quantize=options, echo=lines.append)
-    assert lines[1].startswith("  gate [all layers int8]: FAIL") and "measuring the sensitivity of 3 layers" in lines[2]
+    assert lines[2].startswith("  gate [all layers int8]: FAIL") and "measuring the sensitivity of 3 layers" in lines[3]
     assert lines[-1].startswith("  gate [features.0 in fp32]: PASS")
     with runtime.load(out) as predictor:
         record = predictor.metadata.quantization
